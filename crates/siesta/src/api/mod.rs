@@ -1,0 +1,15 @@
+//! The `Function` custom resource (`siesta.dev/v1alpha1`): the user-facing API.
+//! Names follow DESIGN.md; ranges and enums live in the OpenAPI schema so the
+//! apiserver refuses what it can, and `validate` reports the rest on status.
+
+mod function;
+mod validate;
+
+pub use function::*;
+pub use validate::{SpecError, validate};
+
+/// The label on every pod, Deployment and Service that belongs to a Function;
+/// its value is the Function's name.
+pub const FUNCTION_LABEL: &str = "siesta.dev/function";
+/// The field manager for every server-side apply the controller makes.
+pub const FIELD_MANAGER: &str = "siesta-controller";
