@@ -21,7 +21,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crd => print!("{}", siesta::crd::function_crd_yaml()?),
+        Command::Crd => print!("{}", siesta_api::crd::function_crd_yaml()?),
     }
     Ok(())
 }

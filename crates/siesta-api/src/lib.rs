@@ -1,7 +1,11 @@
-//! The `Function` custom resource (`siesta.dev/v1alpha1`): the user-facing API.
+//! The Siesta API: the `Function` custom resource (`siesta.dev/v1alpha1`): the user-facing API.
 //! Names follow DESIGN.md; ranges and enums live in the OpenAPI schema so the
 //! apiserver refuses what it can, and `validate` reports the rest on status.
 
+#![deny(rust_2018_idioms)]
+#![forbid(unsafe_code)]
+
+pub mod crd;
 mod function;
 mod validate;
 

@@ -1,0 +1,136 @@
+//! The controller's Prometheus metrics, in a registry of its own so that two
+//! controllers in one process (tests) do not share counters.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use crate::Error;
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    reconciles: IntCounterVec,
+    reconcile_duration: Histogram,
+    reconcile_errors: IntCounterVec,
+    leader: IntGauge,
+    activations: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let reconciles = IntCounterVec::new(
+            Opts::new(
+                "siesta_controller_reconcile_total",
+                "Reconciles of Functions, by result (success or error).",
+            ),
+            &["result"],
+        )?;
+        let reconcile_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "siesta_controller_reconcile_duration_seconds",
+                "Time one reconcile of a Function took.",
+            )
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0]),
+        )?;
+        let reconcile_errors = IntCounterVec::new(
+            Opts::new(
+                "siesta_controller_reconcile_errors_total",
+                "Failed reconciles, by kind of error.",
+            ),
+            &["error"],
+        )?;
+        let leader = IntGauge::new(
+            "siesta_controller_leader",
+            "1 while this replica holds the leader Lease and reconciles, else 0.",
+        )?;
+        let activations = IntCounterVec::new(
+            Opts::new(
+                "siesta_controller_activations_total",
+                "Wake-up requests from activators, by result (woke, awake, not_found, not_ready, error).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(reconciles.clone()))?;
+        registry.register(Box::new(reconcile_duration.clone()))?;
+        registry.register(Box::new(reconcile_errors.clone()))?;
+        registry.register(Box::new(leader.clone()))?;
+        registry.register(Box::new(activations.clone()))?;
+        // Pre-create the series a dashboard expects to see at zero.
+        for result in ["success", "error"] {
+            reconciles.with_label_values(&[result]);
+        }
+        Ok(Self {
+            registry,
+            reconciles,
+            reconcile_duration,
+            reconcile_errors,
+            leader,
+            activations,
+        })
+    }
+
+    pub fn reconciled(&self, took: Duration, error: Option<&Error>) {
+        self.reconcile_duration.observe(took.as_secs_f64());
+        match error {
+            None => self.reconciles.with_label_values(&["success"]).inc(),
+            Some(err) => {
+                self.reconciles.with_label_values(&["error"]).inc();
+                self.reconcile_errors
+                    .with_label_values(&[err.metric_label()])
+                    .inc();
+            }
+        }
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    pub fn activation(&self, result: &str) {
+        self.activations.with_label_values(&[result]).inc();
+    }
+
+    /// The registry in the Prometheus text format.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_its_unit_and_total_suffix() {
+        let m = Metrics::new().unwrap();
+        m.set_leader(true);
+        m.reconciled(Duration::from_millis(3), None);
+        m.activation("woke");
+        let text = m.render().unwrap();
+        assert!(text.contains("siesta_controller_reconcile_total{result=\"success\"} 1"));
+        assert!(text.contains("siesta_controller_reconcile_total{result=\"error\"} 0"));
+        assert!(text.contains("siesta_controller_reconcile_duration_seconds_bucket"));
+        assert!(text.contains("siesta_controller_leader 1"));
+        assert!(text.contains("siesta_controller_activations_total{result=\"woke\"} 1"));
+        m.set_leader(false);
+        assert!(m.render().unwrap().contains("siesta_controller_leader 0"));
+    }
+
+    #[test]
+    fn errors_are_counted_by_kind() {
+        let m = Metrics::new().unwrap();
+        m.reconciled(
+            Duration::from_millis(3),
+            Some(&Error::MissingObjectKey("metadata.uid")),
+        );
+        let text = m.render().unwrap();
+        assert!(text.contains("siesta_controller_reconcile_errors_total{error=\"missing_object_key\"} 1"));
+        assert!(text.contains("siesta_controller_reconcile_total{result=\"error\"} 1"));
+    }
+}
