@@ -4,3 +4,12 @@
 #![forbid(unsafe_code)]
 
 pub mod route;
+
+/// Command-line configuration of `siesta activator`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Config {}
+
+/// Runs the activator until SIGTERM/SIGINT, then drains.
+pub async fn run(_config: Config) -> anyhow::Result<()> {
+    anyhow::bail!("the activator is not built yet")
+}

@@ -8,3 +8,12 @@ pub mod metrics;
 pub mod resources;
 
 pub use error::{Error, Result};
+
+/// Command-line configuration of `siesta controller`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Config {}
+
+/// Runs the controller until SIGTERM/SIGINT.
+pub async fn run(_config: Config) -> anyhow::Result<()> {
+    anyhow::bail!("the controller is not built yet")
+}

@@ -1,6 +1,8 @@
+//! `siesta`: one binary, one image, every component.
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -9,6 +11,9 @@ use clap::{Parser, Subcommand};
     about = "Scale-to-zero HTTP functions for Kubernetes"
 )]
 struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true, env = "SIESTA_LOG_JSON")]
+    log_json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -17,11 +22,38 @@ struct Cli {
 enum Command {
     /// Print the Function CustomResourceDefinition as YAML.
     Crd,
+    /// Run the controller: reconciles Functions, autoscales, takes wake-ups.
+    Controller(siesta_controller::Config),
+    /// Run the activator: the request path in front of every function.
+    Activator(siesta_activator::Config),
+}
+
+fn init_logging(json: bool) {
+    let filter = EnvFilter::try_from_env("SIESTA_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,kube=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Crd => print!("{}", siesta_api::crd::function_crd_yaml()?),
+    let cli = Cli::parse();
+    if let Command::Crd = cli.command {
+        print!("{}", siesta_api::crd::function_crd_yaml()?);
+        return Ok(());
     }
-    Ok(())
+    init_logging(cli.log_json);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Crd => Ok(()),
+            Command::Controller(config) => siesta_controller::run(config).await,
+            Command::Activator(config) => siesta_activator::run(config).await,
+        }
+    })
 }
