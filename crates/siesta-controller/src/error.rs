@@ -18,7 +18,9 @@ pub enum Error {
     #[error("{action} timed out after {after:?}; is the apiserver overloaded or unreachable?")]
     Timeout { action: String, after: Duration },
     /// The object lacks a field the apiserver always sets (name, namespace, uid).
-    #[error("the Function has no {0}; the apiserver always sets it, so this object did not come from it")]
+    #[error(
+        "the Function has no {0}; the apiserver always sets it, so this object did not come from it"
+    )]
     MissingObjectKey(&'static str),
 }
 

@@ -34,7 +34,9 @@ impl Metrics {
                 "siesta_controller_reconcile_duration_seconds",
                 "Time one reconcile of a Function took.",
             )
-            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0]),
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0,
+            ]),
         )?;
         let reconcile_errors = IntCounterVec::new(
             Opts::new(
@@ -130,7 +132,11 @@ mod tests {
             Some(&Error::MissingObjectKey("metadata.uid")),
         );
         let text = m.render().unwrap();
-        assert!(text.contains("siesta_controller_reconcile_errors_total{error=\"missing_object_key\"} 1"));
+        assert!(
+            text.contains(
+                "siesta_controller_reconcile_errors_total{error=\"missing_object_key\"} 1"
+            )
+        );
         assert!(text.contains("siesta_controller_reconcile_total{result=\"error\"} 1"));
     }
 }

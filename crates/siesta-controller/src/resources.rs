@@ -58,8 +58,14 @@ pub fn labels(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (FUNCTION_LABEL.to_string(), name.to_string()),
         ("app.kubernetes.io/name".to_string(), name.to_string()),
-        ("app.kubernetes.io/component".to_string(), "function".to_string()),
-        ("app.kubernetes.io/managed-by".to_string(), "siesta".to_string()),
+        (
+            "app.kubernetes.io/component".to_string(),
+            "function".to_string(),
+        ),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            "siesta".to_string(),
+        ),
     ])
 }
 
@@ -140,7 +146,10 @@ pub fn deployment(owner: &Owner, spec: &FunctionSpec, replicas: Option<i32>) -> 
             CONTAINER_CONCURRENCY_ANNOTATION.to_string(),
             spec.container_concurrency.to_string(),
         ),
-        (TIMEOUT_ANNOTATION.to_string(), spec.timeout_seconds.to_string()),
+        (
+            TIMEOUT_ANNOTATION.to_string(),
+            spec.timeout_seconds.to_string(),
+        ),
     ]));
     Deployment {
         metadata,
@@ -268,7 +277,14 @@ pub(crate) mod tests {
             assert_eq!(labels["app.kubernetes.io/managed-by"], "siesta");
         }
         let spec = d.spec.as_ref().unwrap();
-        let pod_labels = spec.template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+        let pod_labels = spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap();
         assert_eq!(pod_labels[FUNCTION_LABEL], "hello");
         assert_eq!(spec.selector.match_labels, Some(selector("hello")));
         assert_eq!(s.spec.as_ref().unwrap().selector, Some(selector("hello")));
@@ -309,9 +325,15 @@ pub(crate) mod tests {
         assert_eq!(env[1].name, "GREETING");
         assert_eq!(c.resources, Some(resources));
         let port = &c.ports.as_ref().unwrap()[0];
-        assert_eq!((port.name.as_deref(), port.container_port), (Some("http"), 9000));
+        assert_eq!(
+            (port.name.as_deref(), port.container_port),
+            (Some("http"), 9000)
+        );
         let probe = c.readiness_probe.as_ref().unwrap();
-        assert_eq!(probe.tcp_socket.as_ref().unwrap().port, IntOrString::Int(9000));
+        assert_eq!(
+            probe.tcp_socket.as_ref().unwrap().port,
+            IntOrString::Int(9000)
+        );
         assert_eq!(probe.period_seconds, Some(1));
         let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
         assert_eq!(pod.termination_grace_period_seconds, Some(35));
@@ -326,7 +348,10 @@ pub(crate) mod tests {
 
     #[test]
     fn h2c_names_the_port_h2c_and_the_service_targets_it() {
-        let (d, s) = built(serde_json::json!({"image": "hello:1", "protocol": "h2c"}), None);
+        let (d, s) = built(
+            serde_json::json!({"image": "hello:1", "protocol": "h2c"}),
+            None,
+        );
         let port = &only_container(&d).ports.as_ref().unwrap()[0];
         assert_eq!(port.name.as_deref(), Some("h2c"));
         let sp = &s.spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
@@ -373,6 +398,9 @@ pub(crate) mod tests {
     fn a_function_without_uid_is_an_error_not_a_panic() {
         let mut f = function(serde_json::json!({"image": "x"}));
         f.metadata.uid = None;
-        assert!(matches!(Owner::of(&f), Err(Error::MissingObjectKey("metadata.uid"))));
+        assert!(matches!(
+            Owner::of(&f),
+            Err(Error::MissingObjectKey("metadata.uid"))
+        ));
     }
 }

@@ -1,0 +1,229 @@
+//! Activations: an activator parked the first request for a function at
+//! zero and asks for a pod. Any controller replica (leader or not) takes
+//! them, so the cold path never waits for an election.
+//!
+//! Contract: `POST /v1/activate/{namespace}/{name}` (empty body) answers
+//! - 202 when the function is waking (its scale went 0 → max(minReplicas, 1))
+//!   or already has replicas; repeated calls are harmless;
+//! - 404 when there is no such Function (or this controller does not serve
+//!   its namespace);
+//! - 409 when the Function's spec is invalid (see its Ready condition);
+//! - 503 when its Deployment does not exist yet (retry shortly);
+//! - 500 when the apiserver failed (retry);
+//! - 400 for a malformed path, 405 for a method other than POST.
+
+use kube::Api;
+use siesta_api::Function;
+
+use crate::context::Context;
+use crate::error::api_call;
+use crate::events::{Note, reason};
+use crate::scale::{self, Wake};
+
+/// The namespace and name of a Function.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FunctionKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for FunctionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The path prefix of the activation endpoint.
+pub const PREFIX: &str = "/v1/activate/";
+
+/// Why a path under [`PREFIX`] is not an activation.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadPath(pub String);
+
+/// Parses `/v1/activate/{namespace}/{name}`; `None` when the path is not
+/// under the prefix at all.
+pub fn parse_path(path: &str) -> Option<Result<FunctionKey, BadPath>> {
+    let rest = path.strip_prefix(PREFIX)?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let parts: Vec<&str> = rest.split('/').collect();
+    let [namespace, name] = parts.as_slice() else {
+        return Some(Err(BadPath(format!(
+            "expected {PREFIX}NAMESPACE/NAME, got {path:?}"
+        ))));
+    };
+    if !is_dns_label(namespace) {
+        return Some(Err(BadPath(format!(
+            "{namespace:?} is not a namespace name (lowercase letters, digits and '-', at most 63)"
+        ))));
+    }
+    if !is_dns_subdomain(name) {
+        return Some(Err(BadPath(format!(
+            "{name:?} is not a Function name (lowercase letters, digits, '-' and '.', at most 253)"
+        ))));
+    }
+    Some(Ok(FunctionKey {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    }))
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// The HTTP answer to an activation.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Wakes the function if it is at zero. Counts the result, publishes a
+/// `WokeUp` event on an actual wake, and tells the autoscaler.
+pub async fn activate(ctx: &Context, key: &FunctionKey) -> Answer {
+    let (result, answer) = activate_inner(ctx, key).await;
+    ctx.metrics.activation(result);
+    answer
+}
+
+async fn activate_inner(ctx: &Context, key: &FunctionKey) -> (&'static str, Answer) {
+    let answer = |status: u16, body: String| Answer { status, body };
+    if !ctx.serves(&key.namespace) {
+        return (
+            "not_found",
+            answer(
+                404,
+                format!(
+                    "function {key} is not served by this controller (it watches namespace {:?} only)\n",
+                    ctx.watch_namespace.as_deref().unwrap_or("")
+                ),
+            ),
+        );
+    }
+    let api: Api<Function> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let function = match api_call(|| format!("read Function {key}"), api.get_opt(&key.name)).await {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            return (
+                "not_found",
+                answer(404, format!("function {key} not found\n")),
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, function = %key, "activation failed");
+            return (
+                "error",
+                answer(500, format!("could not read function {key}: {e}; retry\n")),
+            );
+        }
+    };
+    if let Err(e) = siesta_api::validate(&function.spec) {
+        return (
+            "invalid",
+            answer(409, format!("function {key} has an invalid spec: {e}\n")),
+        );
+    }
+    let target = function.spec.scale.min_replicas.max(1);
+    match scale::wake(&ctx.client, &key.namespace, &key.name, target).await {
+        Ok(Wake::Woke { to }) => {
+            tracing::info!(function = %key, replicas = to, "woke up on an activation");
+            let _ = ctx.activations.send(key.clone());
+            ctx.events
+                .publish(
+                    &function,
+                    Note::normal(
+                        reason::WOKE_UP,
+                        format!("a request arrived while at zero; scaled from 0 to {to} replicas"),
+                    ),
+                )
+                .await;
+            (
+                "woke",
+                answer(202, format!("waking {key}: scaled from 0 to {to}\n")),
+            )
+        }
+        Ok(Wake::Awake { replicas }) => {
+            let _ = ctx.activations.send(key.clone());
+            (
+                "awake",
+                answer(202, format!("{key} already has {replicas} replicas\n")),
+            )
+        }
+        Err(e) if e.is_not_found() => (
+            "not_ready",
+            answer(
+                503,
+                format!("function {key} has no Deployment yet; retry shortly\n"),
+            ),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, function = %key, "activation failed");
+            (
+                "error",
+                answer(500, format!("could not wake {key}: {e}; retry\n")),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(ns: &str, name: &str) -> FunctionKey {
+        FunctionKey {
+            namespace: ns.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn a_well_formed_path_names_the_function() {
+        assert_eq!(
+            parse_path("/v1/activate/default/hello"),
+            Some(Ok(key("default", "hello")))
+        );
+        assert_eq!(
+            parse_path("/v1/activate/ns-1/a.b-c/"),
+            Some(Ok(key("ns-1", "a.b-c")))
+        );
+    }
+
+    #[test]
+    fn other_paths_are_not_activations() {
+        assert_eq!(parse_path("/metrics"), None);
+        assert_eq!(parse_path("/v1/activate"), None);
+    }
+
+    #[test]
+    fn malformed_activation_paths_are_bad_requests() {
+        for bad in [
+            "/v1/activate/",
+            "/v1/activate/default",
+            "/v1/activate/default/",
+            "/v1/activate/default/hello/extra",
+            "/v1/activate//hello",
+            "/v1/activate/Default/hello",
+            "/v1/activate/default/Hello",
+            "/v1/activate/default/-x",
+            "/v1/activate/a.b/hello",
+            "/v1/activate/default/hello%20",
+        ] {
+            assert!(
+                matches!(parse_path(bad), Some(Err(_))),
+                "{bad} should be a bad path"
+            );
+        }
+        let long = format!("/v1/activate/{}/x", "a".repeat(64));
+        assert!(matches!(parse_path(&long), Some(Err(_))));
+    }
+}

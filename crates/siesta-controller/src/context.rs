@@ -1,0 +1,83 @@
+//! State shared by the reconciler, the admin server and the leader elector.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use kube::Client;
+use tokio::sync::{broadcast, watch};
+
+use crate::activation::FunctionKey;
+use crate::events::Events;
+use crate::metrics::Metrics;
+
+pub struct Context {
+    pub client: Client,
+    /// Domain of function URLs.
+    pub domain: String,
+    /// Only Functions in this namespace are served; `None`: all namespaces.
+    pub watch_namespace: Option<String>,
+    pub metrics: Metrics,
+    pub events: Events,
+    /// Every accepted activation, for the autoscaler: a wake-up is demand
+    /// it must count before its next metrics scrape.
+    pub activations: broadcast::Sender<FunctionKey>,
+    /// Whether this replica holds the leader lease.
+    pub leader: watch::Receiver<bool>,
+    crd_installed: AtomicBool,
+    cache_synced: AtomicBool,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        domain: String,
+        watch_namespace: Option<String>,
+        metrics: Metrics,
+        events: Events,
+        leader: watch::Receiver<bool>,
+    ) -> Self {
+        let (activations, _) = broadcast::channel(1024);
+        Self {
+            client,
+            domain,
+            watch_namespace,
+            metrics,
+            events,
+            activations,
+            leader,
+            crd_installed: AtomicBool::new(false),
+            cache_synced: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+
+    pub fn set_crd_installed(&self) {
+        self.crd_installed.store(true, Ordering::Release);
+    }
+
+    pub fn set_cache_synced(&self, synced: bool) {
+        self.cache_synced.store(synced, Ordering::Release);
+    }
+
+    /// Why the replica is not ready, or `None` when it is. A standby is
+    /// ready once the CRD exists: it serves activations. The leader is ready
+    /// once its Function cache has synced.
+    pub fn not_ready_because(&self) -> Option<&'static str> {
+        if !self.crd_installed.load(Ordering::Acquire) {
+            return Some("the Function CRD is not installed (kubectl apply -f crds/function.yaml)");
+        }
+        if self.is_leader() && !self.cache_synced.load(Ordering::Acquire) {
+            return Some("leading, but the Function cache has not synced yet");
+        }
+        None
+    }
+
+    /// True when this replica serves Functions of `namespace`.
+    pub fn serves(&self, namespace: &str) -> bool {
+        self.watch_namespace
+            .as_deref()
+            .is_none_or(|ns| ns == namespace)
+    }
+}

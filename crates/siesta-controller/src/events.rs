@@ -1,0 +1,196 @@
+//! Kubernetes events (events.k8s.io/v1, served from 1.19 on) on Functions:
+//! what `kubectl describe fn` shows a user. Publishing is best effort: a
+//! failed event is logged, never a failed reconcile.
+
+use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use siesta_api::{Function, FunctionStatus};
+
+use crate::status;
+
+/// Event reasons.
+pub mod reason {
+    pub const CREATED: &str = "Created";
+    pub const UPDATED: &str = "Updated";
+    pub const DRIFT_CORRECTED: &str = "DriftCorrected";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const SCALED: &str = "Scaled";
+    pub const SCALED_TO_ZERO: &str = "ScaledToZero";
+    pub const WOKE_UP: &str = "WokeUp";
+    pub const RECONCILE_FAILED: &str = "ReconcileFailed";
+}
+
+/// The reporting component, as shown in `kubectl describe`.
+pub const REPORTER: &str = "siesta-controller";
+
+/// An event to publish: kind, reason, and a note a user can act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+impl Note {
+    pub fn normal(reason: &'static str, note: impl Into<String>) -> Self {
+        Self {
+            warning: false,
+            reason,
+            note: note.into(),
+        }
+    }
+    pub fn warning(reason: &'static str, note: impl Into<String>) -> Self {
+        Self {
+            warning: true,
+            reason,
+            note: note.into(),
+        }
+    }
+}
+
+/// Publishes events for Functions.
+#[derive(Clone)]
+pub struct Events {
+    recorder: Recorder,
+}
+
+impl Events {
+    pub fn new(client: kube::Client, instance: &str) -> Self {
+        let reporter = Reporter {
+            controller: REPORTER.to_string(),
+            instance: Some(instance.to_string()),
+        };
+        Self {
+            recorder: Recorder::new(client, reporter),
+        }
+    }
+
+    pub async fn publish(&self, function: &Function, note: Note) {
+        let reference = function.object_ref(&());
+        // events.k8s.io limits a note to 1 kB.
+        let mut text = note.note;
+        if text.len() > 1000 {
+            let mut cut = 1000;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+        }
+        let event = Event {
+            type_: if note.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: note.reason.to_string(),
+            note: Some(text),
+            action: note.reason.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &reference).await {
+            tracing::warn!(
+                error = %e,
+                reason = note.reason,
+                function = ?reference.name,
+                namespace = ?reference.namespace,
+                "could not publish an event; check the controller may create events.k8s.io events"
+            );
+        }
+    }
+}
+
+/// Events implied by a status change: scaling, scaling to zero, and an
+/// invalid spec (once per distinct message). Pure, so it is tested.
+pub fn for_status_change(old: Option<&FunctionStatus>, new: &FunctionStatus) -> Vec<Note> {
+    let mut notes = Vec::new();
+    let old_ready = status::find(old, status::READY);
+    let new_ready = status::find(Some(new), status::READY);
+    if let Some(ready) = new_ready.filter(|c| c.reason == status::reason::INVALID_SPEC) {
+        let same =
+            old_ready.is_some_and(|o| o.reason == ready.reason && o.message == ready.message);
+        if !same {
+            notes.push(Note::warning(
+                reason::INVALID_SPEC,
+                format!(
+                    "{}; the Deployment is not changed until the spec is fixed",
+                    ready.message
+                ),
+            ));
+        }
+    }
+    if let Some(old) = old.filter(|o| o.conditions.iter().any(|c| c.type_ == status::ACTIVE)) {
+        let (from, to) = (old.desired_replicas, new.desired_replicas);
+        if from != to {
+            notes.push(if to == 0 {
+                Note::normal(
+                    reason::SCALED_TO_ZERO,
+                    format!("scaled from {from} to zero; the next request wakes it"),
+                )
+            } else {
+                Note::normal(
+                    reason::SCALED,
+                    format!("scaled from {from} to {to} replicas"),
+                )
+            });
+        }
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use k8s_openapi::jiff::Timestamp;
+
+    fn st(desired: i32, ready_reason: &str, message: &str) -> FunctionStatus {
+        let c = |t: &str, r: &str, m: &str| Condition {
+            type_: t.into(),
+            status: "True".into(),
+            reason: r.into(),
+            message: m.into(),
+            observed_generation: None,
+            last_transition_time: Time(Timestamp::UNIX_EPOCH),
+        };
+        FunctionStatus {
+            desired_replicas: desired,
+            conditions: vec![
+                c(status::READY, ready_reason, message),
+                c(status::ACTIVE, "x", ""),
+            ],
+            ..FunctionStatus::default()
+        }
+    }
+
+    #[test]
+    fn scaling_is_reported_with_from_and_to() {
+        let notes = for_status_change(Some(&st(1, "PodsReady", "")), &st(3, "PodsReady", ""));
+        assert_eq!(
+            notes,
+            vec![Note::normal(reason::SCALED, "scaled from 1 to 3 replicas")]
+        );
+        let notes = for_status_change(Some(&st(2, "PodsReady", "")), &st(0, "ScaledToZero", ""));
+        assert_eq!(notes[0].reason, reason::SCALED_TO_ZERO);
+        assert_eq!(
+            for_status_change(Some(&st(2, "PodsReady", "")), &st(2, "PodsReady", "")),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn the_first_status_reports_no_scaling() {
+        assert_eq!(for_status_change(None, &st(1, "Deploying", "")), vec![]);
+    }
+
+    #[test]
+    fn invalid_spec_is_reported_once_per_message() {
+        let bad = st(0, status::reason::INVALID_SPEC, "min above max");
+        let notes = for_status_change(None, &bad);
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].warning);
+        assert!(notes[0].note.starts_with("min above max"));
+        assert_eq!(for_status_change(Some(&bad), &bad), vec![]);
+        let other = st(0, status::reason::INVALID_SPEC, "empty image");
+        assert_eq!(for_status_change(Some(&bad), &other).len(), 1);
+    }
+}

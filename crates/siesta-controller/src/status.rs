@@ -1,0 +1,464 @@
+//! Pure: what a Function's `status` says, given what the controller saw.
+//! No API calls here, so every condition a user can meet is unit-tested.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use siesta_api::{Function, FunctionStatus};
+
+/// Condition types.
+pub const READY: &str = "Ready";
+pub const ACTIVE: &str = "Active";
+
+/// Condition reasons. They are the contract a user (and `kubectl get fn -o wide`) reads.
+pub mod reason {
+    /// Ready=True: at least one pod is ready.
+    pub const PODS_READY: &str = "PodsReady";
+    /// Ready=True / Active=False: no pods on purpose; the next request wakes it.
+    pub const SCALED_TO_ZERO: &str = "ScaledToZero";
+    /// Ready=False: the spec passed the schema but cannot run (see `siesta_api::validate`).
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// Ready=False: a Deployment of that name exists and belongs to something else.
+    pub const DEPLOYMENT_CONFLICT: &str = "DeploymentConflict";
+    /// Ready=False: pods are wanted but none exists yet.
+    pub const DEPLOYING: &str = "Deploying";
+    /// Ready=False: pods exist but none is ready.
+    pub const PODS_NOT_READY: &str = "PodsNotReady";
+    /// Ready=False: the controller could not write the Deployment or Service.
+    pub const RECONCILE_FAILED: &str = "ReconcileFailed";
+    /// Active=True: replicas are wanted.
+    pub const SERVING: &str = "Serving";
+    /// Active=False: there is no Deployment (yet).
+    pub const NOT_DEPLOYED: &str = "NotDeployed";
+}
+
+/// Why the controller could not (or would not) make the Deployment match the spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// The spec cannot run; the message says what to change. The existing
+    /// Deployment (if any) is left alone.
+    InvalidSpec(String),
+    /// A Deployment of that name exists and is not controlled by this Function.
+    Conflict(String),
+    /// Writing the children failed; the message is the error.
+    ReconcileFailed(String),
+}
+
+/// Everything the status is computed from.
+pub struct Observed<'a> {
+    pub function: &'a Function,
+    /// The Deployment as last read or written, if it exists.
+    pub deployment: Option<&'a Deployment>,
+    pub problem: Option<&'a Problem>,
+    /// The domain of function URLs (`--domain`).
+    pub domain: &'a str,
+    pub now: Timestamp,
+}
+
+/// The URL a function answers on (through the activator).
+pub fn url(name: &str, namespace: &str, domain: &str) -> String {
+    format!("http://{name}.{namespace}.{domain}")
+}
+
+/// The status to write. `autoscaler` is left `None`: the autoscaler owns it.
+pub fn compute(o: &Observed<'_>) -> FunctionStatus {
+    let f = o.function;
+    let name = f.name_any();
+    let namespace = f.namespace().unwrap_or_default();
+    let generation = f.metadata.generation;
+    let previous = f
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+
+    let d = o.deployment;
+    let d_status = d.and_then(|d| d.status.as_ref());
+    let replicas = d_status.and_then(|s| s.replicas).unwrap_or(0);
+    let ready_replicas = d_status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    // The apiserver defaults an absent spec.replicas to 1.
+    let desired_replicas = d
+        .map(|d| d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1))
+        .unwrap_or(0);
+
+    let (ready_status, ready_reason, ready_message) = match (o.problem, d) {
+        (Some(Problem::InvalidSpec(msg)), _) => (false, reason::INVALID_SPEC, msg.clone()),
+        (Some(Problem::Conflict(msg)), _) => (false, reason::DEPLOYMENT_CONFLICT, msg.clone()),
+        (Some(Problem::ReconcileFailed(msg)), _) => (
+            false,
+            reason::RECONCILE_FAILED,
+            format!("{msg}; the controller retries"),
+        ),
+        (None, None) => (
+            false,
+            reason::DEPLOYING,
+            format!("creating Deployment {name}"),
+        ),
+        (None, Some(d)) => readiness(d, &name, desired_replicas, replicas, ready_replicas),
+    };
+
+    let (active_status, active_reason, active_message) = match d {
+        None => (
+            false,
+            reason::NOT_DEPLOYED,
+            "no Deployment exists for this function".to_string(),
+        ),
+        Some(_) if desired_replicas == 0 => (
+            false,
+            reason::SCALED_TO_ZERO,
+            "no pods; the next request wakes it".to_string(),
+        ),
+        Some(_) => (
+            true,
+            reason::SERVING,
+            format!("{desired_replicas} replicas wanted, {ready_replicas} ready"),
+        ),
+    };
+
+    let conditions = vec![
+        condition(
+            previous,
+            READY,
+            ready_status,
+            ready_reason,
+            ready_message,
+            generation,
+            o.now,
+        ),
+        condition(
+            previous,
+            ACTIVE,
+            active_status,
+            active_reason,
+            active_message,
+            generation,
+            o.now,
+        ),
+    ];
+    FunctionStatus {
+        observed_generation: generation,
+        url: Some(url(&name, &namespace, o.domain)),
+        replicas,
+        ready_replicas,
+        desired_replicas,
+        conditions,
+        autoscaler: None,
+    }
+}
+
+/// Ready for a valid Function whose Deployment exists.
+fn readiness(
+    d: &Deployment,
+    name: &str,
+    desired: i32,
+    replicas: i32,
+    ready: i32,
+) -> (bool, &'static str, String) {
+    if ready > 0 {
+        return (
+            true,
+            reason::PODS_READY,
+            format!("{ready} of {desired} pods ready"),
+        );
+    }
+    let pods_hint = format!(
+        "see `kubectl get pods -l {}={name}`",
+        siesta_api::FUNCTION_LABEL
+    );
+    if let Some(failure) = deployment_failure(d) {
+        return (
+            false,
+            reason::PODS_NOT_READY,
+            format!("{failure}; {pods_hint}"),
+        );
+    }
+    if desired == 0 {
+        if observed(d) {
+            return (
+                true,
+                reason::SCALED_TO_ZERO,
+                "no pods; the next request wakes it".to_string(),
+            );
+        }
+        return (
+            false,
+            reason::DEPLOYING,
+            format!("waiting for the Deployment controller to observe Deployment {name}"),
+        );
+    }
+    if replicas == 0 {
+        (
+            false,
+            reason::DEPLOYING,
+            format!("waiting for {desired} pods to be created; {pods_hint}"),
+        )
+    } else {
+        (
+            false,
+            reason::PODS_NOT_READY,
+            format!("0 of {replicas} pods ready; {pods_hint}"),
+        )
+    }
+}
+
+/// The Deployment controller has seen the current Deployment spec.
+fn observed(d: &Deployment) -> bool {
+    let observed = d.status.as_ref().and_then(|s| s.observed_generation);
+    matches!((observed, d.metadata.generation), (Some(o), Some(g)) if o >= g)
+}
+
+/// A failure the Deployment reports itself (quota, progress deadline).
+fn deployment_failure(d: &Deployment) -> Option<String> {
+    let conditions = d.status.as_ref()?.conditions.as_ref()?;
+    conditions.iter().find_map(|c| {
+        let failed = (c.type_ == "ReplicaFailure" && c.status == "True")
+            || (c.type_ == "Progressing" && c.status == "False");
+        failed.then(|| {
+            format!(
+                "Deployment {}: {}",
+                c.reason.as_deref().unwrap_or(&c.type_),
+                c.message.as_deref().unwrap_or("no message")
+            )
+        })
+    })
+}
+
+/// A condition that keeps its `lastTransitionTime` while its status stays the same.
+fn condition(
+    previous: &[Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_string();
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// True when writing `new` would change what `old` says (the autoscaler's
+/// part of the status is not the controller's to compare).
+pub fn changed(old: Option<&FunctionStatus>, new: &FunctionStatus) -> bool {
+    match old {
+        None => true,
+        Some(old) => {
+            let mut old = old.clone();
+            old.autoscaler = None;
+            old != *new
+        }
+    }
+}
+
+/// The condition of a type, if present.
+pub fn find<'a>(status: Option<&'a FunctionStatus>, type_: &str) -> Option<&'a Condition> {
+    status?.conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::tests::function;
+    use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::jiff::SignedDuration;
+
+    fn deployment(spec_replicas: i32, replicas: i32, ready: i32) -> Deployment {
+        let mut d = Deployment {
+            spec: Some(DeploymentSpec {
+                replicas: Some(spec_replicas),
+                ..DeploymentSpec::default()
+            }),
+            status: Some(DeploymentStatus {
+                replicas: Some(replicas),
+                ready_replicas: Some(ready),
+                observed_generation: Some(2),
+                ..DeploymentStatus::default()
+            }),
+            ..Deployment::default()
+        };
+        d.metadata.generation = Some(2);
+        d
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_700_000_000).unwrap()
+    }
+
+    fn status_of(f: &Function, d: Option<&Deployment>, p: Option<&Problem>) -> FunctionStatus {
+        compute(&Observed {
+            function: f,
+            deployment: d,
+            problem: p,
+            domain: "siesta.local",
+            now: now(),
+        })
+    }
+
+    fn cond<'a>(s: &'a FunctionStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn ready_pods_make_it_ready_and_active() {
+        let f = function(serde_json::json!({"image": "x"}));
+        let d = deployment(2, 2, 1);
+        let s = status_of(&f, Some(&d), None);
+        assert_eq!(s.observed_generation, Some(3));
+        assert_eq!(s.url.as_deref(), Some("http://hello.demo.siesta.local"));
+        assert_eq!(
+            (s.replicas, s.ready_replicas, s.desired_replicas),
+            (2, 1, 2)
+        );
+        let ready = cond(&s, READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", reason::PODS_READY)
+        );
+        assert_eq!(ready.message, "1 of 2 pods ready");
+        assert_eq!(ready.observed_generation, Some(3));
+        let active = cond(&s, ACTIVE);
+        assert_eq!(
+            (active.status.as_str(), active.reason.as_str()),
+            ("True", reason::SERVING)
+        );
+    }
+
+    #[test]
+    fn zero_replicas_with_a_healthy_deployment_is_ready_and_inactive() {
+        let f = function(serde_json::json!({"image": "x"}));
+        let s = status_of(&f, Some(&deployment(0, 0, 0)), None);
+        let ready = cond(&s, READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", reason::SCALED_TO_ZERO)
+        );
+        assert_eq!(ready.message, "no pods; the next request wakes it");
+        let active = cond(&s, ACTIVE);
+        assert_eq!(
+            (active.status.as_str(), active.reason.as_str()),
+            ("False", reason::SCALED_TO_ZERO)
+        );
+    }
+
+    #[test]
+    fn zero_replicas_not_yet_observed_is_deploying() {
+        let f = function(serde_json::json!({"image": "x"}));
+        let mut d = deployment(0, 0, 0);
+        d.metadata.generation = Some(3);
+        let s = status_of(&f, Some(&d), None);
+        assert_eq!(cond(&s, READY).reason, reason::DEPLOYING);
+        assert_eq!(cond(&s, READY).status, "False");
+    }
+
+    #[test]
+    fn wanted_pods_not_ready_say_which_and_where_to_look() {
+        let f = function(serde_json::json!({"image": "x"}));
+        let s = status_of(&f, Some(&deployment(1, 0, 0)), None);
+        assert_eq!(cond(&s, READY).reason, reason::DEPLOYING);
+        let s = status_of(&f, Some(&deployment(1, 1, 0)), None);
+        let ready = cond(&s, READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", reason::PODS_NOT_READY)
+        );
+        assert!(
+            ready
+                .message
+                .contains("kubectl get pods -l siesta.dev/function=hello"),
+            "{}",
+            ready.message
+        );
+    }
+
+    #[test]
+    fn a_failing_deployment_is_reported_even_at_zero() {
+        let f = function(serde_json::json!({"image": "x"}));
+        let mut d = deployment(0, 0, 0);
+        d.status.as_mut().unwrap().conditions = Some(vec![DeploymentCondition {
+            type_: "ReplicaFailure".into(),
+            status: "True".into(),
+            reason: Some("FailedCreate".into()),
+            message: Some("exceeded quota".into()),
+            ..DeploymentCondition::default()
+        }]);
+        let s = status_of(&f, Some(&d), None);
+        let ready = cond(&s, READY);
+        assert_eq!(ready.reason, reason::PODS_NOT_READY);
+        assert!(ready.message.contains("exceeded quota"));
+    }
+
+    #[test]
+    fn invalid_spec_is_not_ready_with_the_validation_message() {
+        let f = function(
+            serde_json::json!({"image": "x", "scale": {"minReplicas": 3, "maxReplicas": 1}}),
+        );
+        let msg = siesta_api::validate(&f.spec).unwrap_err().to_string();
+        let s = status_of(&f, None, Some(&Problem::InvalidSpec(msg.clone())));
+        let ready = cond(&s, READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", reason::INVALID_SPEC)
+        );
+        assert_eq!(ready.message, msg);
+        assert_eq!(cond(&s, ACTIVE).reason, reason::NOT_DEPLOYED);
+        assert_eq!(s.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn reconcile_failure_keeps_replica_counts_from_the_deployment() {
+        let f = function(serde_json::json!({"image": "x"}));
+        let p = Problem::ReconcileFailed("apply Deployment demo/hello failed: forbidden".into());
+        let s = status_of(&f, Some(&deployment(2, 2, 2)), Some(&p));
+        assert_eq!(cond(&s, READY).reason, reason::RECONCILE_FAILED);
+        assert!(cond(&s, READY).message.contains("forbidden"));
+        assert_eq!(s.ready_replicas, 2);
+        assert_eq!(cond(&s, ACTIVE).status, "True");
+    }
+
+    #[test]
+    fn transition_time_is_kept_while_status_stays_and_moves_when_it_flips() {
+        let mut f = function(serde_json::json!({"image": "x"}));
+        let earlier = Time(now() - SignedDuration::from_secs(600));
+        let mut old = status_of(&f, Some(&deployment(1, 1, 1)), None);
+        for c in &mut old.conditions {
+            c.last_transition_time = earlier.clone();
+        }
+        f.status = Some(old);
+        // Same statuses (a different message): times kept.
+        let s = status_of(&f, Some(&deployment(2, 2, 2)), None);
+        assert_eq!(cond(&s, READY).last_transition_time, earlier);
+        assert_eq!(cond(&s, ACTIVE).last_transition_time, earlier);
+        // Ready stays True (ScaledToZero), Active flips to False: only Active moves.
+        let s = status_of(&f, Some(&deployment(0, 0, 0)), None);
+        assert_eq!(cond(&s, READY).last_transition_time, earlier);
+        assert_eq!(cond(&s, ACTIVE).last_transition_time, Time(now()));
+    }
+
+    #[test]
+    fn unchanged_status_is_not_rewritten_and_autoscaler_part_is_ignored() {
+        let mut f = function(serde_json::json!({"image": "x"}));
+        let s = status_of(&f, Some(&deployment(1, 1, 1)), None);
+        assert!(changed(None, &s));
+        let mut old = s.clone();
+        old.autoscaler = Some(siesta_api::AutoscalerStatus::default());
+        assert!(!changed(Some(&old), &s));
+        f.status = Some(old);
+        let later = status_of(&f, Some(&deployment(1, 1, 1)), None);
+        assert!(!changed(f.status.as_ref(), &later));
+        let scaled = status_of(&f, Some(&deployment(2, 1, 1)), None);
+        assert!(changed(f.status.as_ref(), &scaled));
+    }
+}
