@@ -42,7 +42,10 @@ impl PodState {
     }
 
     pub fn snapshot(&self) -> Vec<ContainerRecord> {
-        self.containers.lock().map(|r| r.clone()).unwrap_or_default()
+        self.containers
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -77,7 +80,10 @@ pub async fn run(launch: Launch, state: Arc<PodState>, mut stop: StopSignal) {
             Err(e) => {
                 tracing::warn!(pod = %launch.pod, container = %launch.name, "start failed: {e}");
                 state.update(launch.index, |r| {
-                    r.state = RunState::Waiting { reason: "RunContainerError".into(), message: Some(e.clone()) };
+                    r.state = RunState::Waiting {
+                        reason: "RunContainerError".into(),
+                        message: Some(e.clone()),
+                    };
                 });
                 let wait = backoff::next_delay(delay, Duration::ZERO);
                 delay = Some(wait);
@@ -125,7 +131,10 @@ pub async fn run(launch: Launch, state: Arc<PodState>, mut stop: StopSignal) {
             r.last_terminated = Some(terminated);
             r.state = RunState::Waiting {
                 reason: "CrashLoopBackOff".into(),
-                message: Some(format!("back-off {}s restarting failed container", wait.as_secs())),
+                message: Some(format!(
+                    "back-off {}s restarting failed container",
+                    wait.as_secs()
+                )),
             };
         });
         if stopped_during(&mut stop, wait).await {
@@ -158,7 +167,10 @@ fn spawn(launch: &Launch) -> Result<Child, String> {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()))
+        .env(
+            "PATH",
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+        )
         .env("HOME", &launch.workdir)
         .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir(&launch.workdir)
@@ -167,7 +179,8 @@ fn spawn(launch: &Launch) -> Result<Child, String> {
         .stderr(log_err)
         .process_group(0)
         .kill_on_drop(false);
-    cmd.spawn().map_err(|e| format!("starting {program:?}: {e}"))
+    cmd.spawn()
+        .map_err(|e| format!("starting {program:?}: {e}"))
 }
 
 async fn probe_forever(launch: &Launch, state: &PodState) {
@@ -185,7 +198,11 @@ async fn probe_forever(launch: &Launch, state: &PodState) {
             tracing::info!(pod = %launch.pod, container = %launch.name, ready, detail = ?result.err(), "readiness changed");
             state.update(launch.index, |r| r.ready = ready);
         }
-        let next = if ever_ready { plan.period } else { FIRST_READY_PROBE_INTERVAL.min(plan.period) };
+        let next = if ever_ready {
+            plan.period
+        } else {
+            FIRST_READY_PROBE_INTERVAL.min(plan.period)
+        };
         tokio::time::sleep(next).await;
     }
 }
@@ -234,7 +251,10 @@ pub fn signal_group(pgid: u32, signal: Signal) {
     }
 }
 
-fn terminated_from(status: std::io::Result<ExitStatus>, started_at: chrono::DateTime<Utc>) -> Terminated {
+fn terminated_from(
+    status: std::io::Result<ExitStatus>,
+    started_at: chrono::DateTime<Utc>,
+) -> Terminated {
     let (exit_code, signal) = match &status {
         Ok(s) => match (s.code(), s.signal()) {
             (Some(code), _) => (code, None),
@@ -277,17 +297,27 @@ mod tests {
     }
 
     fn state() -> Arc<PodState> {
-        Arc::new(PodState { containers: Mutex::new(vec![ContainerRecord::new("c", "img")]), changed: Notify::new() })
+        Arc::new(PodState {
+            containers: Mutex::new(vec![ContainerRecord::new("c", "img")]),
+            changed: Notify::new(),
+        })
     }
 
     fn tempdir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("devnode-test-{}-{}", std::process::id(), rand_suffix()));
+        let dir = std::env::temp_dir().join(format!(
+            "devnode-test-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
 
     fn rand_suffix() -> u128 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
     }
 
     #[tokio::test]
@@ -295,7 +325,12 @@ mod tests {
         let dir = tempdir();
         let st = state();
         let (_tx, rx) = watch::channel(None);
-        run(launch(&dir, &["/bin/sh", "-c", "echo $GREETING; exit 3"], "Never"), st.clone(), rx).await;
+        run(
+            launch(&dir, &["/bin/sh", "-c", "echo $GREETING; exit 3"], "Never"),
+            st.clone(),
+            rx,
+        )
+        .await;
         let rec = &st.snapshot()[0];
         match &rec.state {
             RunState::Terminated(t) => assert_eq!(t.exit_code, 3),
@@ -310,7 +345,11 @@ mod tests {
         let dir = tempdir();
         let st = state();
         let (tx, rx) = watch::channel(None);
-        let task = tokio::spawn(run(launch(&dir, &["/bin/sh", "-c", "exit 1"], "Always"), st.clone(), rx));
+        let task = tokio::spawn(run(
+            launch(&dir, &["/bin/sh", "-c", "exit 1"], "Always"),
+            st.clone(),
+            rx,
+        ));
         let deadline = Instant::now() + Duration::from_secs(10);
         while st.snapshot()[0].restart_count < 2 {
             assert!(Instant::now() < deadline, "not restarted twice in time");
@@ -318,7 +357,10 @@ mod tests {
         }
         tx.send(Some(Duration::from_secs(1))).unwrap();
         task.await.unwrap();
-        assert_eq!(st.snapshot()[0].last_terminated.as_ref().unwrap().exit_code, 1);
+        assert_eq!(
+            st.snapshot()[0].last_terminated.as_ref().unwrap().exit_code,
+            1
+        );
     }
 
     #[tokio::test]
@@ -327,7 +369,19 @@ mod tests {
         let st = state();
         let (tx, rx) = watch::channel(None);
         // Ignores SIGTERM, so only SIGKILL ends it.
-        let task = tokio::spawn(run(launch(&dir, &["/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"], "Always"), st.clone(), rx));
+        let task = tokio::spawn(run(
+            launch(
+                &dir,
+                &[
+                    "/bin/sh",
+                    "-c",
+                    "trap '' TERM; while :; do sleep 0.05; done",
+                ],
+                "Always",
+            ),
+            st.clone(),
+            rx,
+        ));
         while !matches!(st.snapshot()[0].state, RunState::Running { .. }) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -336,7 +390,10 @@ mod tests {
         tx.send(Some(Duration::from_millis(500))).unwrap();
         task.await.unwrap();
         let took = t0.elapsed();
-        assert!(took >= Duration::from_millis(450), "killed before the grace period: {took:?}");
+        assert!(
+            took >= Duration::from_millis(450),
+            "killed before the grace period: {took:?}"
+        );
         match &st.snapshot()[0].state {
             RunState::Terminated(t) => assert_eq!(t.signal, Some(9)),
             other => panic!("unexpected {other:?}"),

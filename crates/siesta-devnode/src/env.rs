@@ -12,7 +12,13 @@ use kube::{Api, Client};
 #[derive(Debug, thiserror::Error)]
 pub enum EnvError {
     #[error("env {name}: {what} {namespace}/{object} not found or has no key {key:?}")]
-    MissingRef { name: String, what: &'static str, namespace: String, object: String, key: String },
+    MissingRef {
+        name: String,
+        what: &'static str,
+        namespace: String,
+        object: String,
+        key: String,
+    },
     #[error("env {name}: reading {what} {namespace}/{object}: {source}")]
     Api {
         name: String,
@@ -33,9 +39,16 @@ pub async fn container_env(
     container: &Container,
     pod_ip: &str,
 ) -> Result<Vec<(String, String)>, EnvError> {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let mut env: Vec<(String, String)> = vec![
-        ("POD_NAME".into(), pod.metadata.name.clone().unwrap_or_default()),
+        (
+            "POD_NAME".into(),
+            pod.metadata.name.clone().unwrap_or_default(),
+        ),
         ("POD_NAMESPACE".into(), namespace.clone()),
         ("POD_IP".into(), pod_ip.into()),
         ("HOST".into(), pod_ip.into()),
@@ -47,13 +60,17 @@ pub async fn container_env(
         let prefix = source.prefix.clone().unwrap_or_default();
         if let Some(r) = &source.config_map_ref {
             let optional = r.optional.unwrap_or(false);
-            if let Some(data) = fetch_config_map(client, &namespace, &r.name, "envFrom", optional).await? {
+            if let Some(data) =
+                fetch_config_map(client, &namespace, &r.name, "envFrom", optional).await?
+            {
                 env.extend(data.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)));
             }
         }
         if let Some(r) = &source.secret_ref {
             let optional = r.optional.unwrap_or(false);
-            if let Some(data) = fetch_secret(client, &namespace, &r.name, "envFrom", optional).await? {
+            if let Some(data) =
+                fetch_secret(client, &namespace, &r.name, "envFrom", optional).await?
+            {
                 env.extend(data.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)));
             }
         }
@@ -109,11 +126,23 @@ pub fn expand_refs(value: &str, env: &[(String, String)]) -> String {
     out
 }
 
-async fn value_from(client: &Client, pod: &Pod, namespace: &str, var: &EnvVar, pod_ip: &str) -> Result<String, EnvError> {
-    let Some(from) = &var.value_from else { return Ok(String::new()) };
+async fn value_from(
+    client: &Client,
+    pod: &Pod,
+    namespace: &str,
+    var: &EnvVar,
+    pod_ip: &str,
+) -> Result<String, EnvError> {
+    let Some(from) = &var.value_from else {
+        return Ok(String::new());
+    };
     if let Some(field) = &from.field_ref {
-        return field_value(pod, &field.field_path, pod_ip)
-            .ok_or_else(|| EnvError::UnsupportedField { name: var.name.clone(), path: field.field_path.clone() });
+        return field_value(pod, &field.field_path, pod_ip).ok_or_else(|| {
+            EnvError::UnsupportedField {
+                name: var.name.clone(),
+                path: field.field_path.clone(),
+            }
+        });
     }
     if let Some(key_ref) = &from.config_map_key_ref {
         let optional = key_ref.optional.unwrap_or(false);
@@ -155,7 +184,12 @@ pub fn field_value(pod: &Pod, path: &str, pod_ip: &str) -> Option<String> {
     let spec = pod.spec.as_ref();
     let from_map = |map: &Option<BTreeMap<String, String>>, prefix: &str| {
         let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
-        Some(map.as_ref().and_then(|m| m.get(key)).cloned().unwrap_or_default())
+        Some(
+            map.as_ref()
+                .and_then(|m| m.get(key))
+                .cloned()
+                .unwrap_or_default(),
+        )
     };
     match path {
         "metadata.name" => meta.name.clone(),
@@ -165,7 +199,8 @@ pub fn field_value(pod: &Pod, path: &str, pod_ip: &str) -> Option<String> {
         "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
         "status.podIP" | "status.podIPs" => Some(pod_ip.into()),
         "status.hostIP" | "status.hostIPs" => Some("127.0.0.1".into()),
-        _ => from_map(&meta.labels, "metadata.labels['").or_else(|| from_map(&meta.annotations, "metadata.annotations['")),
+        _ => from_map(&meta.labels, "metadata.labels['")
+            .or_else(|| from_map(&meta.annotations, "metadata.annotations['")),
     }
 }
 
@@ -187,7 +222,13 @@ async fn fetch_config_map(
             object: name.into(),
             key: String::new(),
         }),
-        Err(source) => Err(EnvError::Api { name: var.into(), what: "ConfigMap", namespace: namespace.into(), object: name.into(), source }),
+        Err(source) => Err(EnvError::Api {
+            name: var.into(),
+            what: "ConfigMap",
+            namespace: namespace.into(),
+            object: name.into(),
+            source,
+        }),
     }
 }
 
@@ -216,7 +257,13 @@ async fn fetch_secret(
             object: name.into(),
             key: String::new(),
         }),
-        Err(source) => Err(EnvError::Api { name: var.into(), what: "Secret", namespace: namespace.into(), object: name.into(), source }),
+        Err(source) => Err(EnvError::Api {
+            name: var.into(),
+            what: "Secret",
+            namespace: namespace.into(),
+            object: name.into(),
+            source,
+        }),
     }
 }
 
@@ -227,7 +274,10 @@ mod tests {
 
     #[test]
     fn references_expand_like_kubernetes() {
-        let env = vec![("A".to_string(), "1".to_string()), ("B".to_string(), "2".to_string())];
+        let env = vec![
+            ("A".to_string(), "1".to_string()),
+            ("B".to_string(), "2".to_string()),
+        ];
         assert_eq!(expand_refs("$(A)-$(B)", &env), "1-2");
         assert_eq!(expand_refs("$(NOPE)", &env), "$(NOPE)");
         assert_eq!(expand_refs("$$(A)", &env), "$(A)");
@@ -246,10 +296,22 @@ mod tests {
             },
             ..Default::default()
         };
-        assert_eq!(field_value(&pod, "metadata.name", "127.10.0.1").as_deref(), Some("p"));
-        assert_eq!(field_value(&pod, "status.podIP", "127.10.0.1").as_deref(), Some("127.10.0.1"));
-        assert_eq!(field_value(&pod, "metadata.labels['app']", "").as_deref(), Some("x"));
-        assert_eq!(field_value(&pod, "metadata.labels['none']", "").as_deref(), Some(""));
+        assert_eq!(
+            field_value(&pod, "metadata.name", "127.10.0.1").as_deref(),
+            Some("p")
+        );
+        assert_eq!(
+            field_value(&pod, "status.podIP", "127.10.0.1").as_deref(),
+            Some("127.10.0.1")
+        );
+        assert_eq!(
+            field_value(&pod, "metadata.labels['app']", "").as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            field_value(&pod, "metadata.labels['none']", "").as_deref(),
+            Some("")
+        );
         assert_eq!(field_value(&pod, "spec.weird", ""), None);
     }
 }

@@ -45,7 +45,9 @@ pub enum ImageError {
     },
     #[error("image {0:?} is not in the image map; add it to the map file given with --image-map")]
     Unknown(String),
-    #[error("image {0:?} resolves to an empty command; give it a command in the image map or in the pod")]
+    #[error(
+        "image {0:?} resolves to an empty command; give it a command in the image map or in the pod"
+    )]
     EmptyCommand(String),
 }
 
@@ -74,13 +76,21 @@ impl ImageMap {
             .get(image)
             .or_else(|| self.images.get(strip_default_tag(image)))
             .ok_or_else(|| ImageError::Unknown(image.to_string()))?;
-        let entrypoint = if pod_command.is_empty() { &entry.command } else { pod_command };
+        let entrypoint = if pod_command.is_empty() {
+            &entry.command
+        } else {
+            pod_command
+        };
         let args = if pod_args.is_empty() && pod_command.is_empty() {
             &entry.args
         } else {
             pod_args
         };
-        let argv: Vec<String> = entrypoint.iter().chain(args).map(|s| expand(s, vars)).collect();
+        let argv: Vec<String> = entrypoint
+            .iter()
+            .chain(args)
+            .map(|s| expand(s, vars))
+            .collect();
         if argv.is_empty() {
             return Err(ImageError::EmptyCommand(image.to_string()));
         }
@@ -141,13 +151,17 @@ mod tests {
         let argv = map().argv("hello", &[], &["x".into()], &vars);
         // "hello" is not "hello:latest" stripped; only the reverse is allowed.
         assert!(argv.is_err());
-        let argv = map().argv("hello:latest", &[], &["x".into()], &vars).unwrap();
+        let argv = map()
+            .argv("hello:latest", &[], &["x".into()], &vars)
+            .unwrap();
         assert_eq!(argv, ["/opt/hello", "x"]);
     }
 
     #[test]
     fn pod_command_replaces_entrypoint_and_default_args() {
-        let argv = map().argv("hello:latest", &["/bin/sh".into()], &[], &vars).unwrap();
+        let argv = map()
+            .argv("hello:latest", &["/bin/sh".into()], &[], &vars)
+            .unwrap();
         assert_eq!(argv, ["/bin/sh"]);
     }
 

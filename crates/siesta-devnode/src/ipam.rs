@@ -14,7 +14,11 @@ pub struct PodIps {
 
 impl PodIps {
     pub fn new(second_octet: u8) -> Self {
-        Self { second_octet, used: BTreeSet::new(), next: 0 }
+        Self {
+            second_octet,
+            used: BTreeSet::new(),
+            next: 0,
+        }
     }
 
     /// Marks an address as taken (a pod that already has one keeps it).

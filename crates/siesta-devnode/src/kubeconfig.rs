@@ -15,7 +15,9 @@ const SA_ANNOTATION: &str = "kubernetes.io/service-account.name";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeconfigError {
-    #[error("ServiceAccount {namespace}/{name} has no token Secret yet (kube-controller-manager creates it)")]
+    #[error(
+        "ServiceAccount {namespace}/{name} has no token Secret yet (kube-controller-manager creates it)"
+    )]
     NoToken { namespace: String, name: String },
     #[error("listing token Secrets in {namespace}: {source}")]
     Api {
@@ -43,21 +45,44 @@ pub async fn write_for_service_account(
     let list = secrets
         .list(&ListParams::default().fields(&format!("type={TOKEN_TYPE}")))
         .await
-        .map_err(|source| KubeconfigError::Api { namespace: namespace.into(), source })?;
+        .map_err(|source| KubeconfigError::Api {
+            namespace: namespace.into(),
+            source,
+        })?;
     let secret = list
         .items
         .into_iter()
-        .find(|s| s.metadata.annotations.as_ref().and_then(|a| a.get(SA_ANNOTATION)).map(String::as_str) == Some(name))
-        .ok_or_else(|| KubeconfigError::NoToken { namespace: namespace.into(), name: name.into() })?;
+        .find(|s| {
+            s.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(SA_ANNOTATION))
+                .map(String::as_str)
+                == Some(name)
+        })
+        .ok_or_else(|| KubeconfigError::NoToken {
+            namespace: namespace.into(),
+            name: name.into(),
+        })?;
     let data = secret.data.unwrap_or_default();
-    let field = |k: &str| data.get(k).map(|ByteString(v)| v.clone()).unwrap_or_default();
+    let field = |k: &str| {
+        data.get(k)
+            .map(|ByteString(v)| v.clone())
+            .unwrap_or_default()
+    };
     let token = String::from_utf8_lossy(&field("token")).into_owned();
     let ca = field("ca.crt");
     if token.is_empty() {
-        return Err(KubeconfigError::NoToken { namespace: namespace.into(), name: name.into() });
+        return Err(KubeconfigError::NoToken {
+            namespace: namespace.into(),
+            name: name.into(),
+        });
     }
     let text = render(server, namespace, name, &token, &ca);
-    std::fs::write(path, text).map_err(|source| KubeconfigError::Write { path: path.display().to_string(), source })
+    std::fs::write(path, text).map_err(|source| KubeconfigError::Write {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 fn render(server: &str, namespace: &str, name: &str, token: &str, ca_pem: &[u8]) -> String {
@@ -74,7 +99,13 @@ mod tests {
 
     #[test]
     fn rendered_kubeconfig_parses_with_the_namespace() {
-        let text = render("https://127.0.0.1:6443", "ns", "sa", "tok", b"-----BEGIN CERTIFICATE-----\n");
+        let text = render(
+            "https://127.0.0.1:6443",
+            "ns",
+            "sa",
+            "tok",
+            b"-----BEGIN CERTIFICATE-----\n",
+        );
         let cfg: kube::config::Kubeconfig = serde_yaml::from_str(&text).unwrap();
         assert_eq!(cfg.current_context.as_deref(), Some("sa"));
         let ctx = cfg.contexts[0].context.as_ref().unwrap();

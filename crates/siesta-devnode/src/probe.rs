@@ -22,8 +22,14 @@ pub struct ProbePlan {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
-    Http { addr: SocketAddr, path: String, host: String },
-    Tcp { addr: SocketAddr },
+    Http {
+        addr: SocketAddr,
+        path: String,
+        host: String,
+    },
+    Tcp {
+        addr: SocketAddr,
+    },
     /// exec probes are not run by the dev node; they count as passing.
     Unsupported(&'static str),
 }
@@ -38,21 +44,34 @@ pub fn readiness_plan(container: &Container, pod_ip: IpAddr) -> Result<Option<Pr
 }
 
 fn plan(probe: &Probe, container: &Container, pod_ip: IpAddr) -> Result<ProbePlan, String> {
-    let secs = |v: Option<i32>, default: i32| Duration::from_secs(v.unwrap_or(default).max(0) as u64);
+    let secs =
+        |v: Option<i32>, default: i32| Duration::from_secs(v.unwrap_or(default).max(0) as u64);
     let check = if let Some(http) = &probe.http_get {
         let port = resolve_port(&http.port, container)?;
         let ip = host_ip(http.host.as_deref(), pod_ip)?;
-        if http.scheme.as_deref().is_some_and(|s| !s.eq_ignore_ascii_case("http")) {
-            return Err("httpGet probes with scheme HTTPS are not supported by the dev node".into());
+        if http
+            .scheme
+            .as_deref()
+            .is_some_and(|s| !s.eq_ignore_ascii_case("http"))
+        {
+            return Err(
+                "httpGet probes with scheme HTTPS are not supported by the dev node".into(),
+            );
         }
         Check::Http {
             addr: SocketAddr::new(ip, port),
-            path: http.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into()),
+            path: http
+                .path
+                .clone()
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "/".into()),
             host: ip.to_string(),
         }
     } else if let Some(tcp) = &probe.tcp_socket {
         let port = resolve_port(&tcp.port, container)?;
-        Check::Tcp { addr: SocketAddr::new(host_ip(tcp.host.as_deref(), pod_ip)?, port) }
+        Check::Tcp {
+            addr: SocketAddr::new(host_ip(tcp.host.as_deref(), pod_ip)?, port),
+        }
     } else if probe.exec.is_some() {
         Check::Unsupported("exec")
     } else {
@@ -73,21 +92,27 @@ fn host_ip(host: Option<&str>, pod_ip: IpAddr) -> Result<IpAddr, String> {
         None => Ok(pod_ip),
         Some(h) => match h.parse::<IpAddr>() {
             Ok(ip) if ip.is_loopback() => Ok(ip),
-            _ => Err(format!("probe host {h:?} is not a loopback address; the dev node only probes 127.0.0.0/8")),
+            _ => Err(format!(
+                "probe host {h:?} is not a loopback address; the dev node only probes 127.0.0.0/8"
+            )),
         },
     }
 }
 
 fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, String> {
     match port {
-        IntOrString::Int(p) => u16::try_from(*p).map_err(|_| format!("probe port {p} out of range")),
+        IntOrString::Int(p) => {
+            u16::try_from(*p).map_err(|_| format!("probe port {p} out of range"))
+        }
         IntOrString::String(name) => container
             .ports
             .iter()
             .flatten()
             .find(|p| p.name.as_deref() == Some(name.as_str()))
             .and_then(|p| u16::try_from(p.container_port).ok())
-            .ok_or_else(|| format!("probe names port {name:?}, which the container does not declare")),
+            .ok_or_else(|| {
+                format!("probe names port {name:?}, which the container does not declare")
+            }),
     }
 }
 
@@ -128,29 +153,40 @@ pub async fn run_check(check: &Check, timeout: Duration) -> Result<(), String> {
             .map_err(|_| format!("tcp {addr}: timed out"))?
             .map(|_| ())
             .map_err(|e| format!("tcp {addr}: {e}")),
-        Check::Http { addr, path, host } => tokio::time::timeout(timeout, http_get(*addr, path, host))
-            .await
-            .map_err(|_| format!("http {addr}{path}: timed out"))?,
+        Check::Http { addr, path, host } => {
+            tokio::time::timeout(timeout, http_get(*addr, path, host))
+                .await
+                .map_err(|_| format!("http {addr}{path}: timed out"))?
+        }
     }
 }
 
 async fn http_get(addr: SocketAddr, path: &str, host: &str) -> Result<(), String> {
-    let mut stream = TcpStream::connect(addr).await.map_err(|e| format!("http {addr}{path}: {e}"))?;
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("http {addr}{path}: {e}"))?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}:{}\r\nUser-Agent: siesta-devnode-probe\r\nConnection: close\r\n\r\n",
         addr.port()
     );
-    stream.write_all(request.as_bytes()).await.map_err(|e| format!("http {addr}{path}: {e}"))?;
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("http {addr}{path}: {e}"))?;
     let mut head = [0u8; 32];
     let mut read = 0;
     while read < 12 {
-        let n = stream.read(&mut head[read..]).await.map_err(|e| format!("http {addr}{path}: {e}"))?;
+        let n = stream
+            .read(&mut head[read..])
+            .await
+            .map_err(|e| format!("http {addr}{path}: {e}"))?;
         if n == 0 {
             break;
         }
         read += n;
     }
-    let status = parse_status(&head[..read]).ok_or_else(|| format!("http {addr}{path}: no HTTP status line"))?;
+    let status = parse_status(&head[..read])
+        .ok_or_else(|| format!("http {addr}{path}: no HTTP status line"))?;
     if (200..400).contains(&status) {
         Ok(())
     } else {
@@ -172,7 +208,11 @@ mod tests {
     fn container(probe: Probe) -> Container {
         Container {
             name: "c".into(),
-            ports: Some(vec![ContainerPort { name: Some("http".into()), container_port: 8080, ..Default::default() }]),
+            ports: Some(vec![ContainerPort {
+                name: Some("http".into()),
+                container_port: 8080,
+                ..Default::default()
+            }]),
             readiness_probe: Some(probe),
             ..Default::default()
         }
@@ -183,12 +223,23 @@ mod tests {
     #[test]
     fn named_port_http_probe_resolves_to_pod_ip() {
         let c = container(Probe {
-            http_get: Some(HTTPGetAction { port: IntOrString::String("http".into()), path: Some("/healthz".into()), ..Default::default() }),
+            http_get: Some(HTTPGetAction {
+                port: IntOrString::String("http".into()),
+                path: Some("/healthz".into()),
+                ..Default::default()
+            }),
             period_seconds: Some(2),
             ..Default::default()
         });
         let plan = readiness_plan(&c, IP).unwrap().unwrap();
-        assert_eq!(plan.check, Check::Http { addr: "127.10.0.1:8080".parse().unwrap(), path: "/healthz".into(), host: "127.10.0.1".into() });
+        assert_eq!(
+            plan.check,
+            Check::Http {
+                addr: "127.10.0.1:8080".parse().unwrap(),
+                path: "/healthz".into(),
+                host: "127.10.0.1".into()
+            }
+        );
         assert_eq!(plan.period, Duration::from_secs(2));
         assert_eq!(plan.failure_threshold, 3);
     }
@@ -196,12 +247,18 @@ mod tests {
     #[test]
     fn unknown_named_port_and_remote_host_are_errors() {
         let c = container(Probe {
-            tcp_socket: Some(TCPSocketAction { port: IntOrString::String("nope".into()), ..Default::default() }),
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String("nope".into()),
+                ..Default::default()
+            }),
             ..Default::default()
         });
         assert!(readiness_plan(&c, IP).is_err());
         let c = container(Probe {
-            tcp_socket: Some(TCPSocketAction { port: IntOrString::Int(1), host: Some("10.0.0.1".into()) }),
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(1),
+                host: Some("10.0.0.1".into()),
+            }),
             ..Default::default()
         });
         assert!(readiness_plan(&c, IP).unwrap_err().contains("loopback"));
@@ -246,8 +303,17 @@ mod tests {
                 s.write_all(reply.as_bytes()).await.unwrap();
             }
         });
-        let check = Check::Http { addr, path: "/".into(), host: "x".into() };
+        let check = Check::Http {
+            addr,
+            path: "/".into(),
+            host: "x".into(),
+        };
         assert_eq!(run_check(&check, Duration::from_secs(1)).await, Ok(()));
-        assert!(run_check(&check, Duration::from_secs(1)).await.unwrap_err().contains("503"));
+        assert!(
+            run_check(&check, Duration::from_secs(1))
+                .await
+                .unwrap_err()
+                .contains("503")
+        );
     }
 }

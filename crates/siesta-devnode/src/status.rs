@@ -21,8 +21,13 @@ pub struct ContainerRecord {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunState {
-    Waiting { reason: String, message: Option<String> },
-    Running { started_at: DateTime<Utc> },
+    Waiting {
+        reason: String,
+        message: Option<String>,
+    },
+    Running {
+        started_at: DateTime<Utc>,
+    },
     Terminated(Terminated),
 }
 
@@ -40,7 +45,10 @@ impl ContainerRecord {
         Self {
             name: name.into(),
             image: image.into(),
-            state: RunState::Waiting { reason: "ContainerCreating".into(), message: None },
+            state: RunState::Waiting {
+                reason: "ContainerCreating".into(),
+                message: None,
+            },
             last_terminated: None,
             restart_count: 0,
             ready: false,
@@ -48,9 +56,22 @@ impl ContainerRecord {
     }
 }
 
+/// chrono time (what the dev node keeps) as the API's timestamp type.
+pub fn to_time(t: DateTime<Utc>) -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_microsecond(t.timestamp_micros()).unwrap_or_default())
+}
+
+/// The API's timestamp type as chrono time.
+pub fn from_time(t: &Time) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.0.as_microsecond()).unwrap_or_default()
+}
+
 /// The pod's phase from its containers, as the kubelet derives it.
 pub fn phase(containers: &[ContainerRecord], restart_policy: &str) -> &'static str {
-    let running = containers.iter().filter(|c| matches!(c.state, RunState::Running { .. })).count();
+    let running = containers
+        .iter()
+        .filter(|c| matches!(c.state, RunState::Running { .. }))
+        .count();
     let terminated: Vec<&Terminated> = containers
         .iter()
         .filter_map(|c| match &c.state {
@@ -101,7 +122,7 @@ pub fn pod_status(
         PodCondition {
             type_: type_.into(),
             status: status.into(),
-            last_transition_time: Some(last.unwrap_or(Time(now))),
+            last_transition_time: Some(last.unwrap_or(to_time(now))),
             reason: (status == "False" && (type_ == "Ready" || type_ == "ContainersReady"))
                 .then(|| "ContainersNotReady".to_string()),
             ..Default::default()
@@ -118,7 +139,7 @@ pub fn pod_status(
         host_ip: Some("127.0.0.1".into()),
         pod_ip: Some(pod_ip.into()),
         pod_ips: Some(vec![PodIP { ip: pod_ip.into() }]),
-        start_time: Some(Time(start_time)),
+        start_time: Some(to_time(start_time)),
         qos_class: previous.and_then(|p| p.qos_class.clone()),
         container_statuses: Some(containers.iter().map(container_status).collect()),
         ..Default::default()
@@ -146,14 +167,22 @@ fn container_status(c: &ContainerRecord) -> ContainerStatus {
 fn state(s: &RunState) -> ContainerState {
     match s {
         RunState::Waiting { reason, message } => ContainerState {
-            waiting: Some(ContainerStateWaiting { reason: Some(reason.clone()), message: message.clone() }),
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.clone()),
+                message: message.clone(),
+            }),
             ..Default::default()
         },
         RunState::Running { started_at } => ContainerState {
-            running: Some(ContainerStateRunning { started_at: Some(Time(*started_at)) }),
+            running: Some(ContainerStateRunning {
+                started_at: Some(to_time(*started_at)),
+            }),
             ..Default::default()
         },
-        RunState::Terminated(t) => ContainerState { terminated: Some(terminated(t)), ..Default::default() },
+        RunState::Terminated(t) => ContainerState {
+            terminated: Some(terminated(t)),
+            ..Default::default()
+        },
     }
 }
 
@@ -162,8 +191,8 @@ fn terminated(t: &Terminated) -> ContainerStateTerminated {
         exit_code: t.exit_code,
         signal: t.signal,
         reason: Some(t.reason.clone()),
-        started_at: t.started_at.map(Time),
-        finished_at: Some(Time(t.finished_at)),
+        started_at: t.started_at.map(to_time),
+        finished_at: Some(to_time(t.finished_at)),
         ..Default::default()
     }
 }
@@ -178,7 +207,11 @@ mod tests {
     }
 
     fn running(ready: bool) -> ContainerRecord {
-        ContainerRecord { state: RunState::Running { started_at: t(1) }, ready, ..ContainerRecord::new("c", "img") }
+        ContainerRecord {
+            state: RunState::Running { started_at: t(1) },
+            ready,
+            ..ContainerRecord::new("c", "img")
+        }
     }
 
     fn exited(code: i32) -> ContainerRecord {
@@ -186,7 +219,11 @@ mod tests {
             state: RunState::Terminated(Terminated {
                 exit_code: code,
                 signal: None,
-                reason: if code == 0 { "Completed".into() } else { "Error".into() },
+                reason: if code == 0 {
+                    "Completed".into()
+                } else {
+                    "Error".into()
+                },
                 started_at: Some(t(1)),
                 finished_at: t(2),
             }),
@@ -196,7 +233,10 @@ mod tests {
 
     #[test]
     fn phases() {
-        assert_eq!(phase(&[ContainerRecord::new("c", "i")], "Always"), "Pending");
+        assert_eq!(
+            phase(&[ContainerRecord::new("c", "i")], "Always"),
+            "Pending"
+        );
         assert_eq!(phase(&[running(false)], "Always"), "Running");
         assert_eq!(phase(&[exited(0)], "Never"), "Succeeded");
         assert_eq!(phase(&[exited(1)], "Never"), "Failed");
@@ -206,7 +246,10 @@ mod tests {
             RunState::Terminated(t) => t,
             _ => unreachable!(),
         });
-        restarting.state = RunState::Waiting { reason: "CrashLoopBackOff".into(), message: None };
+        restarting.state = RunState::Waiting {
+            reason: "CrashLoopBackOff".into(),
+            message: None,
+        };
         assert_eq!(phase(&[restarting], "Always"), "Running");
     }
 
@@ -214,15 +257,39 @@ mod tests {
     fn ready_condition_follows_containers_and_keeps_transition_time() {
         let s1 = pod_status(&[running(false)], "Always", "127.10.0.1", t(0), None, t(5));
         let ready = |s: &PodStatus| {
-            s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Ready").cloned().unwrap()
+            s.conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .cloned()
+                .unwrap()
         };
         assert_eq!(ready(&s1).status, "False");
-        let s2 = pod_status(&[running(true)], "Always", "127.10.0.1", t(0), Some(&s1), t(9));
+        let s2 = pod_status(
+            &[running(true)],
+            "Always",
+            "127.10.0.1",
+            t(0),
+            Some(&s1),
+            t(9),
+        );
         assert_eq!(ready(&s2).status, "True");
-        assert_eq!(ready(&s2).last_transition_time, Some(Time(t(9))));
-        let s3 = pod_status(&[running(true)], "Always", "127.10.0.1", t(0), Some(&s2), t(20));
-        assert_eq!(ready(&s3).last_transition_time, Some(Time(t(9))), "unchanged value keeps its time");
+        assert_eq!(ready(&s2).last_transition_time, Some(to_time(t(9))));
+        let s3 = pod_status(
+            &[running(true)],
+            "Always",
+            "127.10.0.1",
+            t(0),
+            Some(&s2),
+            t(20),
+        );
+        assert_eq!(
+            ready(&s3).last_transition_time,
+            Some(to_time(t(9))),
+            "unchanged value keeps its time"
+        );
         assert_eq!(s3.pod_ip.as_deref(), Some("127.10.0.1"));
-        assert_eq!(s3.container_statuses.unwrap()[0].ready, true);
+        assert!(s3.container_statuses.unwrap()[0].ready);
     }
 }
