@@ -261,7 +261,7 @@ async fn main_task(
     }
 
     let elector_stop = CancellationToken::new();
-    let mut elector = tokio::spawn(lease::run(
+    let mut elector = AbortOnDrop(tokio::spawn(lease::run(
         ctx.client.clone(),
         lease::LeaseConfig {
             namespace: config.namespace.clone(),
@@ -273,11 +273,11 @@ async fn main_task(
         leader_tx,
         ctx.metrics.clone(),
         elector_stop.clone(),
-    ));
+    )));
     let mut leader = ctx.leader.clone();
 
     let outcome = tokio::select! {
-        result = &mut elector => Err(elector_outcome(result)),
+        result = &mut elector.0 => Err(elector_outcome(result)),
         () = stop.cancelled() => Ok(()),
         result = async {
             // Stand by until elected, then reconcile until stopped.
@@ -291,8 +291,8 @@ async fn main_task(
     // the lease is released, then the admin server stops.
     ctx.set_cache_synced(false);
     elector_stop.cancel();
-    if !elector.is_finished() || outcome.is_ok() {
-        match tokio::time::timeout(Duration::from_secs(10), &mut elector).await {
+    if !elector.0.is_finished() || outcome.is_ok() {
+        match tokio::time::timeout(Duration::from_secs(10), &mut elector.0).await {
             Ok(Ok(Ok(()))) | Err(_) => {}
             Ok(result) => {
                 tracing::warn!(error = %elector_outcome(result), "leader election ended with an error")
@@ -305,6 +305,16 @@ async fn main_task(
     })
     .await;
     outcome
+}
+
+/// Aborts the task when dropped: when the controller task is aborted (a
+/// simulated kill), the elector must stop renewing with it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn elector_outcome(

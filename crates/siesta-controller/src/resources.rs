@@ -303,8 +303,10 @@ pub(crate) mod tests {
 
     #[test]
     fn container_comes_from_the_spec_with_port_env_and_probe() {
-        let mut resources = ResourceRequirements::default();
-        resources.limits = Some(BTreeMap::from([("memory".into(), Quantity("64Mi".into()))]));
+        let resources = ResourceRequirements {
+            limits: Some(BTreeMap::from([("memory".into(), Quantity("64Mi".into()))])),
+            ..ResourceRequirements::default()
+        };
         let (d, _) = built(
             serde_json::json!({
                 "image": "hello:2", "port": 9000, "command": ["/bin/hello"], "args": ["-v"],
