@@ -65,6 +65,16 @@ impl Metrics {
         for result in ["success", "error"] {
             reconciles.with_label_values(&[result]);
         }
+        for result in [
+            "woke",
+            "awake",
+            "not_found",
+            "invalid",
+            "not_ready",
+            "error",
+        ] {
+            activations.with_label_values(&[result]);
+        }
         Ok(Self {
             registry,
             reconciles,
