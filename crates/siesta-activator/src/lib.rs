@@ -3,13 +3,306 @@
 #![deny(rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod body;
+pub mod discovery;
+pub mod dispatch;
+pub mod index;
+pub mod metrics;
+pub mod probe;
+pub mod proxy;
 pub mod route;
+pub mod server;
+pub mod wake;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::admin::Health;
+use crate::index::{FunctionConfig, Index};
+use crate::metrics::Metrics;
+use crate::proxy::Proxy;
+use crate::route::FunctionKey;
+use crate::wake::Waker;
 
 /// Command-line configuration of `siesta activator`.
 #[derive(Clone, Debug, clap::Args)]
-pub struct Config {}
+pub struct Config {
+    /// Address for client traffic (HTTP/1.1 and h2c on one port).
+    #[arg(long, env = "SIESTA_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "SIESTA_ADMIN_ADDR", default_value = "0.0.0.0:9091")]
+    pub admin_addr: SocketAddr,
+    /// Functions answer at NAME.NAMESPACE.DOMAIN.
+    #[arg(long, env = "SIESTA_DOMAIN", default_value = "siesta.local")]
+    pub domain: String,
+    /// Controller base URL(s) for activation signals (repeatable or comma
+    /// separated). When none is given, controllers are found by watching
+    /// their pods.
+    #[arg(
+        long = "controller-url",
+        env = "SIESTA_CONTROLLER_URL",
+        value_delimiter = ','
+    )]
+    pub controller_url: Vec<String>,
+    /// Port of the controller pods' admin server, when found by watching pods.
+    #[arg(long, env = "SIESTA_CONTROLLER_PORT", default_value_t = 9090)]
+    pub controller_port: u16,
+    /// Longest wait for in-flight requests at shutdown (e.g. 30s, 500ms).
+    #[arg(long, env = "SIESTA_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// Longest time a client may take to send a request's headers.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Largest request head in bytes; larger ones get 431.
+    #[arg(long, default_value_t = 65536)]
+    pub max_header_bytes: usize,
+    /// How long a newly ready pod is probed (TCP connect) before it is used anyway.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub probe_timeout: Duration,
+    /// Interval between repeated activation signals while requests stay parked.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub wake_interval: Duration,
+}
 
-/// Runs the activator until SIGTERM/SIGINT, then drains.
-pub async fn run(_config: Config) -> anyhow::Result<()> {
-    anyhow::bail!("the activator is not built yet")
+impl Config {
+    /// Every default, listening on ephemeral loopback ports (for tests).
+    pub fn loopback() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            domain: "siesta.local".into(),
+            controller_url: Vec::new(),
+            controller_port: 9090,
+            drain_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(30),
+            max_header_bytes: 65536,
+            probe_timeout: Duration::from_secs(5),
+            wake_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// `30s`, `500ms`, `2m`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 500ms or 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Feeds the activator what it knows about functions and pods: the watches
+/// use it, and tests use it directly instead of a cluster.
+#[derive(Clone)]
+pub struct Control {
+    index: Arc<Index>,
+    waker: Arc<Waker>,
+    health: Arc<Health>,
+    probe_timeout: Duration,
+}
+
+impl Control {
+    pub fn index(&self) -> &Arc<Index> {
+        &self.index
+    }
+
+    pub fn apply_function(&self, key: FunctionKey, config: FunctionConfig) {
+        self.index.apply(key, config);
+    }
+
+    pub fn delete_function(&self, key: &FunctionKey) {
+        self.index.delete(key);
+    }
+
+    /// Sets a function's ready pod addresses. New ones are probed before
+    /// requests go to them.
+    pub fn set_endpoints(&self, key: &FunctionKey, addrs: &[SocketAddr]) {
+        let Some(entry) = self.index.get(key) else {
+            return;
+        };
+        for addr in entry.set_ready(addrs) {
+            tokio::spawn(probe::probe_and_admit(
+                entry.clone(),
+                addr,
+                self.probe_timeout,
+            ));
+        }
+    }
+
+    pub fn set_controllers(&self, urls: Vec<String>) {
+        self.waker.set_targets(urls);
+    }
+
+    /// The initial state is loaded: /readyz may say ready.
+    pub fn mark_synced(&self) {
+        self.health.set_synced();
+    }
+}
+
+/// A bound activator, ready to serve.
+pub struct Activator {
+    config: Config,
+    listener: TcpListener,
+    admin: TcpListener,
+    proxy: Arc<Proxy>,
+    control: Control,
+}
+
+impl Activator {
+    /// Binds both ports and builds the (empty) state.
+    pub async fn bind(config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding the traffic port {}", config.listen))?;
+        let admin = TcpListener::bind(config.admin_addr)
+            .await
+            .with_context(|| format!("binding the admin port {}", config.admin_addr))?;
+        let index = Arc::new(Index::new(Metrics::new()?));
+        let waker = Arc::new(Waker::new(
+            config.controller_url.clone(),
+            config.wake_interval,
+        ));
+        let proxy = Arc::new(Proxy::new(
+            index.clone(),
+            waker.clone(),
+            config.domain.clone(),
+        ));
+        let control = Control {
+            index,
+            waker,
+            health: Arc::new(Health::default()),
+            probe_timeout: config.probe_timeout,
+        };
+        Ok(Self {
+            config,
+            listener,
+            admin,
+            proxy,
+            control,
+        })
+    }
+
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    pub fn admin_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.admin.local_addr()?)
+    }
+
+    pub fn control(&self) -> Control {
+        self.control.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then turns not-ready, stops
+    /// accepting, drains in-flight requests (bounded by the drain timeout)
+    /// and returns. The admin port answers until the drain ends.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let health = self.control.health.clone();
+        let admin = tokio::spawn(admin::serve(
+            self.admin,
+            self.control.index.clone(),
+            health.clone(),
+        ));
+        let limits = server::Limits {
+            header_read_timeout: self.config.header_read_timeout,
+            max_header_bytes: self.config.max_header_bytes,
+        };
+        let shutdown = async move {
+            shutdown.await;
+            health.set_draining();
+        };
+        server::serve(
+            self.listener,
+            self.proxy,
+            limits,
+            shutdown,
+            self.config.drain_timeout,
+        )
+        .await;
+        admin.abort();
+        Ok(())
+    }
+}
+
+/// Runs the activator against the cluster until SIGTERM/SIGINT, then drains.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+    let watch_controllers = config.controller_url.is_empty();
+    let controller_port = config.controller_port;
+    let activator = Activator::bind(config).await?;
+    tracing::info!(
+        listen = %activator.listen_addr()?,
+        admin = %activator.admin_addr()?,
+        "activator listening"
+    );
+    let discovery = tokio::spawn(discovery::run(
+        client,
+        activator.control(),
+        watch_controllers.then_some(controller_port),
+    ));
+    let result = activator.serve(shutdown_signal()).await;
+    discovery.abort();
+    result
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the activator");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
 }

@@ -180,7 +180,10 @@ mod tests {
     fn a_custom_domain_is_honoured() {
         let got = route(Some("f.ns.fn.example.com"), "/", "fn.example.com");
         assert_eq!(got.map(|r| r.key), Some(FunctionKey::new("ns", "f")));
-        assert_eq!(route(Some("f.ns.siesta.local"), "/", "fn.example.com"), None);
+        assert_eq!(
+            route(Some("f.ns.siesta.local"), "/", "fn.example.com"),
+            None
+        );
         assert_eq!(route(Some("f.ns."), "/", ""), None);
     }
 
@@ -239,9 +242,28 @@ mod tests {
     #[test]
     fn never_panics_on_odd_input() {
         let samples = [
-            "", "/", ":", "::", "?", "/?", "/fn/?/?", "/fn/a/b?", "ä.ö.siesta.local", "\u{0}",
-            ".", "..", "...siesta.local", "a..siesta.local", "a.b.siesta.local:", "/fn/ä/b",
-            "/fn/a/ä", "%", "/fn/a/b%", "[", "[::1", "siesta.local.siesta.local",
+            "",
+            "/",
+            ":",
+            "::",
+            "?",
+            "/?",
+            "/fn/?/?",
+            "/fn/a/b?",
+            "ä.ö.siesta.local",
+            "\u{0}",
+            ".",
+            "..",
+            "...siesta.local",
+            "a..siesta.local",
+            "a.b.siesta.local:",
+            "/fn/ä/b",
+            "/fn/a/ä",
+            "%",
+            "/fn/a/b%",
+            "[",
+            "[::1",
+            "siesta.local.siesta.local",
         ];
         for h in samples {
             for p in samples {

@@ -1,0 +1,558 @@
+//! Every known Function and its ready pods: the state the request path reads.
+//!
+//! Plain data driven by `apply`/`delete`/`set_ready` calls (from the watches,
+//! or directly from tests); no IO. The map lock is taken once per request to
+//! find the function, never across an await; everything else a request
+//! touches lives behind that one function's own mutex.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use siesta_api::{FunctionSpec, Protocol};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::dispatch::{Admit, Dispatcher};
+use crate::metrics::{FunctionMetrics, Metrics};
+use crate::route::FunctionKey;
+
+/// The parts of a Function's spec the activator acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FunctionConfig {
+    pub port: u16,
+    pub protocol: Protocol,
+    /// Most in-flight requests per pod; 0 means no limit.
+    pub container_concurrency: u32,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// Most parked requests.
+    pub queue_max: usize,
+    /// Longest wait for a pod.
+    pub queue_timeout: Duration,
+}
+
+impl FunctionConfig {
+    /// From a spec; out-of-range numbers (the schema refuses them, but an old
+    /// object may predate it) are clamped to something that works.
+    pub fn from_spec(spec: &FunctionSpec) -> Self {
+        Self {
+            port: u16::try_from(spec.port)
+                .ok()
+                .filter(|p| *p != 0)
+                .unwrap_or(8080),
+            protocol: spec.protocol,
+            container_concurrency: u32::try_from(spec.container_concurrency).unwrap_or(0),
+            timeout: Duration::from_secs(u64::try_from(spec.timeout_seconds.max(1)).unwrap_or(1)),
+            queue_max: usize::try_from(spec.queue.max_requests.max(1)).unwrap_or(1),
+            queue_timeout: Duration::from_secs(
+                u64::try_from(spec.queue.timeout_seconds.max(1)).unwrap_or(1),
+            ),
+        }
+    }
+}
+
+impl Default for FunctionConfig {
+    fn default() -> Self {
+        Self::from_spec(&FunctionSpec {
+            image: String::new(),
+            port: siesta_api::defaults::port(),
+            protocol: Protocol::Http1,
+            command: vec![],
+            args: vec![],
+            env: vec![],
+            resources: None,
+            container_concurrency: 0,
+            timeout_seconds: siesta_api::defaults::timeout_seconds(),
+            queue: Default::default(),
+            scale: Default::default(),
+        })
+    }
+}
+
+/// What a parked request is woken with: the pod whose slot it got.
+pub type WaiterTx = oneshot::Sender<SocketAddr>;
+
+/// One function: its identity, cached metric handles, and its mutable state.
+pub struct FunctionEntry {
+    pub key: FunctionKey,
+    pub metrics: FunctionMetrics,
+    state: Mutex<FunctionState>,
+}
+
+struct FunctionState {
+    config: FunctionConfig,
+    dispatcher: Dispatcher<WaiterTx>,
+    /// Pods the watches call ready (probed or not).
+    ready: Vec<SocketAddr>,
+    /// Requests held now, parked or proxied.
+    held: u64,
+    last_change: Instant,
+    /// When the first request parked with no pod, for the cold-start metric.
+    cold_since: Option<Instant>,
+    /// An activation loop is running.
+    waking: bool,
+    deleted: bool,
+}
+
+/// The outcome of [`FunctionEntry::admit`].
+pub enum Admission {
+    Go {
+        addr: SocketAddr,
+        config: FunctionConfig,
+        /// Other pods exist, so a connect failure may be retried.
+        alternatives: bool,
+    },
+    Parked {
+        id: u64,
+        rx: oneshot::Receiver<SocketAddr>,
+        config: FunctionConfig,
+        /// This request found the function at zero with no wake-up running:
+        /// the caller starts one.
+        wake: bool,
+    },
+    Full,
+}
+
+impl FunctionEntry {
+    fn new(key: FunctionKey, config: FunctionConfig, metrics: FunctionMetrics) -> Self {
+        Self {
+            key,
+            metrics,
+            state: Mutex::new(FunctionState {
+                dispatcher: Dispatcher::new(config.container_concurrency, config.queue_max),
+                config,
+                ready: Vec::new(),
+                held: 0,
+                last_change: Instant::now(),
+                cold_since: None,
+                waking: false,
+                deleted: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FunctionState> {
+        // A panic while holding this lock cannot leave the counters torn in a
+        // way worse than refusing all traffic would be, so keep going.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn config(&self) -> FunctionConfig {
+        self.lock().config
+    }
+
+    /// Admits a request: a pod now, a place in the queue, or a refusal. A
+    /// request that is not refused is held until [`FunctionEntry::finish`].
+    pub fn admit(&self, now: Instant) -> Admission {
+        let mut st = self.lock();
+        let mut rx = None;
+        let admit = st.dispatcher.admit(|| {
+            let (tx, r) = oneshot::channel();
+            rx = Some(r);
+            tx
+        });
+        match (admit, rx) {
+            (Admit::Go(addr), _) => {
+                st.hold(now, &self.metrics);
+                Admission::Go {
+                    addr,
+                    config: st.config,
+                    alternatives: st.dispatcher.endpoints() > 1,
+                }
+            }
+            (Admit::Parked(id), Some(rx)) => {
+                st.hold(now, &self.metrics);
+                self.metrics.queued.set(st.dispatcher.queued() as i64);
+                let cold = st.dispatcher.endpoints() == 0;
+                if cold && st.cold_since.is_none() {
+                    st.cold_since = Some(now);
+                }
+                let wake = cold && !st.waking && !st.deleted;
+                if wake {
+                    st.waking = true;
+                }
+                Admission::Parked {
+                    id,
+                    rx,
+                    config: st.config,
+                    wake,
+                }
+            }
+            _ => Admission::Full,
+        }
+    }
+
+    /// A parked request gives up (timeout, client gone). If it was handed a
+    /// pod meanwhile, that slot is given back.
+    pub fn cancel(&self, id: u64, rx: &mut oneshot::Receiver<SocketAddr>) {
+        let mut st = self.lock();
+        if !st.dispatcher.cancel(id) {
+            // Handed a pod under this lock earlier: the slot is in the channel.
+            rx.close();
+            if let Ok(addr) = rx.try_recv() {
+                st.dispatcher.release(addr);
+                st.dispatch();
+            }
+        }
+        self.metrics.queued.set(st.dispatcher.queued() as i64);
+    }
+
+    /// After a connect failure on `failed`: gives its slot back and takes one
+    /// on another pod, without queueing.
+    pub fn repick(&self, failed: SocketAddr) -> Option<SocketAddr> {
+        let mut st = self.lock();
+        st.dispatcher.release(failed);
+        let next = st.dispatcher.pick(Some(failed));
+        if next.is_none() {
+            st.dispatch();
+        }
+        next
+    }
+
+    /// The request is over: gives back its pod slot (if it got one) and hands
+    /// freed slots to parked requests.
+    pub fn finish(&self, addr: Option<SocketAddr>, now: Instant) {
+        let mut st = self.lock();
+        if let Some(addr) = addr {
+            st.dispatcher.release(addr);
+            st.dispatch();
+            self.metrics.queued.set(st.dispatcher.queued() as i64);
+        }
+        st.unhold(now, &self.metrics);
+    }
+
+    /// Sets the pods the watches call ready; returns the new ones, which the
+    /// caller probes before calling [`FunctionEntry::probed`].
+    pub fn set_ready(&self, addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+        let mut st = self.lock();
+        let gone: Vec<SocketAddr> = st
+            .ready
+            .iter()
+            .filter(|a| !addrs.contains(a))
+            .copied()
+            .collect();
+        for a in gone {
+            st.dispatcher.remove_endpoint(a);
+        }
+        let new: Vec<SocketAddr> = addrs
+            .iter()
+            .filter(|a| !st.ready.contains(a))
+            .copied()
+            .collect();
+        st.ready = addrs.to_vec();
+        new
+    }
+
+    /// A ready pod answered the probe: requests may go to it now, parked ones
+    /// first, in arrival order.
+    pub fn probed(&self, addr: SocketAddr, now: Instant) {
+        let mut st = self.lock();
+        if !st.ready.contains(&addr) || st.deleted {
+            return;
+        }
+        st.dispatcher.add_endpoint(addr);
+        if let Some(since) = st.cold_since.take() {
+            self.metrics
+                .cold_start
+                .observe(now.saturating_duration_since(since).as_secs_f64());
+        }
+        st.dispatch();
+        self.metrics.queued.set(st.dispatcher.queued() as i64);
+    }
+
+    /// Whether `addr` is still a pod the watches call ready (probes stop when not).
+    pub fn is_ready(&self, addr: SocketAddr) -> bool {
+        self.lock().ready.contains(&addr)
+    }
+
+    /// Whether a wake-up should be sent again: requests still parked and no
+    /// pod yet. When not, the wake-up loop ends and a later cold park starts
+    /// a new one.
+    pub fn keep_waking(&self) -> bool {
+        let mut st = self.lock();
+        let keep = !st.deleted && st.dispatcher.queued() > 0 && st.dispatcher.endpoints() == 0;
+        if !keep {
+            st.waking = false;
+        }
+        keep
+    }
+
+    /// Adds the in-flight integral up to `now`, so a scrape sees it exact.
+    pub fn flush(&self, now: Instant) {
+        let mut st = self.lock();
+        st.account(now, &self.metrics);
+    }
+
+    /// Number of ready, probed pods.
+    pub fn endpoints(&self) -> usize {
+        self.lock().dispatcher.endpoints()
+    }
+
+    fn apply(&self, config: FunctionConfig) {
+        let mut st = self.lock();
+        st.dispatcher.container_concurrency = config.container_concurrency;
+        st.dispatcher.max_queue = config.queue_max;
+        st.config = config;
+        // A higher limit may free slots for parked requests.
+        st.dispatch();
+        self.metrics.queued.set(st.dispatcher.queued() as i64);
+    }
+
+    fn delete(&self) {
+        let mut st = self.lock();
+        st.deleted = true;
+        // Dropping the senders wakes every parked request with an error.
+        st.dispatcher.drain_queue().for_each(drop);
+        self.metrics.queued.set(0);
+    }
+}
+
+impl FunctionState {
+    /// Hands free slots to parked requests in order; slots of requests that
+    /// left meanwhile are given back.
+    fn dispatch(&mut self) {
+        while let Some((tx, addr)) = self.dispatcher.next_ready() {
+            if tx.send(addr).is_err() {
+                self.dispatcher.release(addr);
+            }
+        }
+    }
+
+    fn account(&mut self, now: Instant, m: &FunctionMetrics) {
+        let dt = now.saturating_duration_since(self.last_change);
+        if self.held > 0 && !dt.is_zero() {
+            m.concurrency_seconds
+                .inc_by(self.held as f64 * dt.as_secs_f64());
+        }
+        self.last_change = now;
+    }
+
+    fn hold(&mut self, now: Instant, m: &FunctionMetrics) {
+        self.account(now, m);
+        self.held += 1;
+        m.in_flight.set(self.held as i64);
+    }
+
+    fn unhold(&mut self, now: Instant, m: &FunctionMetrics) {
+        self.account(now, m);
+        self.held = self.held.saturating_sub(1);
+        m.in_flight.set(self.held as i64);
+    }
+}
+
+/// All known functions.
+pub struct Index {
+    functions: RwLock<HashMap<FunctionKey, Arc<FunctionEntry>>>,
+    metrics: Metrics,
+}
+
+impl Index {
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            functions: RwLock::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn get(&self, key: &FunctionKey) -> Option<Arc<FunctionEntry>> {
+        self.functions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// Adds or updates a function.
+    pub fn apply(&self, key: FunctionKey, config: FunctionConfig) -> Arc<FunctionEntry> {
+        if let Some(e) = self.get(&key) {
+            e.apply(config);
+            return e;
+        }
+        let mut map = self.functions.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = map.get(&key) {
+            e.apply(config);
+            return e.clone();
+        }
+        let metrics = self.metrics.function(&key);
+        let entry = Arc::new(FunctionEntry::new(key.clone(), config, metrics));
+        map.insert(key, entry.clone());
+        entry
+    }
+
+    /// Removes a function; its parked requests are answered at once.
+    pub fn delete(&self, key: &FunctionKey) {
+        let removed = self
+            .functions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        if let Some(e) = removed {
+            e.delete();
+            self.metrics.forget(key);
+        }
+    }
+
+    pub fn keys(&self) -> Vec<FunctionKey> {
+        self.functions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Brings every function's in-flight integral up to `now`.
+    pub fn flush(&self, now: Instant) {
+        let entries: Vec<Arc<FunctionEntry>> = self
+            .functions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for e in entries {
+            e.flush(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn index() -> Index {
+        Index::new(Metrics::new().unwrap())
+    }
+
+    fn key() -> FunctionKey {
+        FunctionKey::new("ns", "f")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cold_park_asks_for_one_wake_up_and_a_probed_pod_releases_in_order() {
+        let idx = index();
+        let e = idx.apply(key(), FunctionConfig::default());
+        let t0 = Instant::now();
+        let Admission::Parked { rx: rx1, wake, .. } = e.admit(t0) else {
+            panic!("expected a park")
+        };
+        assert!(wake);
+        let Admission::Parked { rx: rx2, wake, .. } = e.admit(t0) else {
+            panic!("expected a park")
+        };
+        assert!(!wake, "one wake-up loop at a time");
+        assert_eq!(e.metrics.queued.get(), 2);
+        assert_eq!(e.set_ready(&[a(1)]), vec![a(1)]);
+        assert!(e.keep_waking(), "ready but not probed: still cold");
+        tokio::time::advance(Duration::from_secs(3)).await;
+        e.probed(a(1), Instant::now());
+        assert_eq!(rx1.await.unwrap(), a(1));
+        assert_eq!(rx2.await.unwrap(), a(1));
+        assert_eq!(e.metrics.queued.get(), 0);
+        assert_eq!(e.metrics.cold_start.get_sample_count(), 1);
+        assert!((e.metrics.cold_start.get_sample_sum() - 3.0).abs() < 1e-9);
+        assert!(!e.keep_waking());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrency_seconds_is_the_integral_of_held_requests() {
+        let idx = index();
+        let e = idx.apply(key(), FunctionConfig::default());
+        e.set_ready(&[a(1)]);
+        e.probed(a(1), Instant::now());
+        let t0 = Instant::now();
+        let (Admission::Go { addr: x, .. }, Admission::Go { addr: y, .. }) =
+            (e.admit(t0), e.admit(t0))
+        else {
+            panic!("expected pods")
+        };
+        e.finish(Some(x), t0 + Duration::from_secs(2));
+        e.flush(t0 + Duration::from_secs(5));
+        // 2 held for 2 s, then 1 held for 3 s.
+        assert!((e.metrics.concurrency_seconds.get() - 7.0).abs() < 1e-9);
+        assert_eq!(e.metrics.in_flight.get(), 1);
+        e.finish(Some(y), t0 + Duration::from_secs(5));
+        assert_eq!(e.metrics.in_flight.get(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_waiter_that_already_got_a_pod_gives_the_slot_back() {
+        let idx = index();
+        let mut cfg = FunctionConfig::default();
+        cfg.container_concurrency = 1;
+        let e = idx.apply(key(), cfg);
+        let now = Instant::now();
+        let Admission::Parked { id, mut rx, .. } = e.admit(now) else {
+            panic!()
+        };
+        e.set_ready(&[a(1)]);
+        e.probed(a(1), now);
+        // The slot went into the channel; the waiter times out anyway.
+        e.cancel(id, &mut rx);
+        e.finish(None, now);
+        assert!(
+            matches!(e.admit(now), Admission::Go { .. }),
+            "slot was returned"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pod_that_is_no_longer_ready_is_not_added_after_its_probe() {
+        let idx = index();
+        let e = idx.apply(key(), FunctionConfig::default());
+        e.set_ready(&[a(1)]);
+        e.set_ready(&[]);
+        e.probed(a(1), Instant::now());
+        assert_eq!(e.endpoints(), 0);
+        e.set_ready(&[a(2)]);
+        e.probed(a(2), Instant::now());
+        e.set_ready(&[]);
+        assert_eq!(e.endpoints(), 0, "removed when it stops being ready");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deleting_a_function_wakes_its_parked_requests_with_an_error() {
+        let idx = index();
+        let e = idx.apply(key(), FunctionConfig::default());
+        let Admission::Parked { rx, .. } = e.admit(Instant::now()) else {
+            panic!()
+        };
+        idx.delete(&key());
+        assert!(rx.await.is_err());
+        assert!(idx.get(&key()).is_none());
+    }
+
+    #[test]
+    fn config_from_spec_clamps_nonsense() {
+        let mut spec = siesta_api::FunctionSpec {
+            image: "x".into(),
+            port: 70000,
+            protocol: Protocol::H2c,
+            command: vec![],
+            args: vec![],
+            env: vec![],
+            resources: None,
+            container_concurrency: -1,
+            timeout_seconds: 0,
+            queue: Default::default(),
+            scale: Default::default(),
+        };
+        spec.queue.max_requests = 0;
+        let c = FunctionConfig::from_spec(&spec);
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.container_concurrency, 0);
+        assert_eq!(c.timeout, Duration::from_secs(1));
+        assert_eq!(c.queue_max, 1);
+        assert_eq!(c.protocol, Protocol::H2c);
+    }
+}

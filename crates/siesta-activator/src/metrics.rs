@@ -1,0 +1,277 @@
+//! The activator's Prometheus metrics, with exactly the names of DESIGN.md.
+//!
+//! Label lookups are costly (a hash and a lock inside `prometheus`), so each
+//! function caches its label handles once ([`FunctionMetrics`]) and the request
+//! path only touches atomics.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Counter, CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::route::FunctionKey;
+
+/// Why the activator answered a request itself instead of a pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// No Function with that name: 404.
+    UnknownFunction,
+    /// `queue.maxRequests` requests already parked: 503.
+    QueueFull,
+    /// No pod became ready within `queue.timeoutSeconds`: 504.
+    QueueTimeout,
+    /// The whole request took longer than `timeoutSeconds`: 504.
+    RequestTimeout,
+    /// No pod could be reached (connect failed on every try): 502.
+    UpstreamUnavailable,
+    /// The activator is shutting down and the function is gone: 503.
+    FunctionDeleted,
+}
+
+impl Reject {
+    pub const ALL: [Reject; 6] = [
+        Reject::UnknownFunction,
+        Reject::QueueFull,
+        Reject::QueueTimeout,
+        Reject::RequestTimeout,
+        Reject::UpstreamUnavailable,
+        Reject::FunctionDeleted,
+    ];
+
+    /// The bounded `reason` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reject::UnknownFunction => "unknown_function",
+            Reject::QueueFull => "queue_full",
+            Reject::QueueTimeout => "queue_timeout",
+            Reject::RequestTimeout => "request_timeout",
+            Reject::UpstreamUnavailable => "upstream_unavailable",
+            Reject::FunctionDeleted => "function_deleted",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The metric families, registered in their own registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    in_flight: IntGaugeVec,
+    concurrency_seconds: CounterVec,
+    queued: IntGaugeVec,
+    cold_start: HistogramVec,
+    rejected: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let fl = &["namespace", "function"];
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "siesta_activator_requests_total",
+                "Requests for a known function, by the status code sent to the client.",
+            ),
+            &["namespace", "function", "code"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "siesta_activator_request_duration_seconds",
+                "Time from a request's arrival to the last byte of its response, queueing included.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                30.0, 60.0, 300.0,
+            ]),
+            fl,
+        )?;
+        let in_flight = IntGaugeVec::new(
+            Opts::new(
+                "siesta_activator_in_flight_requests",
+                "Requests this activator holds for the function, parked or proxied.",
+            ),
+            fl,
+        )?;
+        let concurrency_seconds = CounterVec::new(
+            Opts::new(
+                "siesta_activator_concurrency_seconds_total",
+                "Integral of in-flight requests over time; its rate() is the average concurrency.",
+            ),
+            fl,
+        )?;
+        let queued = IntGaugeVec::new(
+            Opts::new(
+                "siesta_activator_queued_requests",
+                "Requests parked waiting for a ready pod or a free concurrency slot.",
+            ),
+            fl,
+        )?;
+        let cold_start = HistogramVec::new(
+            HistogramOpts::new(
+                "siesta_activator_cold_start_duration_seconds",
+                "Time from the first request parked at zero to the first ready, probed pod.",
+            )
+            .buckets(vec![
+                0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0,
+            ]),
+            fl,
+        )?;
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "siesta_activator_rejected_requests_total",
+                "Requests the activator answered itself, by reason.",
+            ),
+            &["namespace", "function", "reason"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(concurrency_seconds.clone()))?;
+        registry.register(Box::new(queued.clone()))?;
+        registry.register(Box::new(cold_start.clone()))?;
+        registry.register(Box::new(rejected.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            duration,
+            in_flight,
+            concurrency_seconds,
+            queued,
+            cold_start,
+            rejected,
+        })
+    }
+
+    /// Label handles for one function, looked up once.
+    pub fn function(&self, key: &FunctionKey) -> FunctionMetrics {
+        let l = [key.namespace.as_str(), key.name.as_str()];
+        FunctionMetrics {
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            requests: self.requests.clone(),
+            codes: Default::default(),
+            rejected: Default::default(),
+            rejected_vec: self.rejected.clone(),
+            duration: self.duration.with_label_values(&l),
+            in_flight: self.in_flight.with_label_values(&l),
+            concurrency_seconds: self.concurrency_seconds.with_label_values(&l),
+            queued: self.queued.with_label_values(&l),
+            cold_start: self.cold_start.with_label_values(&l),
+        }
+    }
+
+    /// Drops a deleted function's series so they do not linger forever.
+    pub fn forget(&self, key: &FunctionKey) {
+        let l = [key.namespace.as_str(), key.name.as_str()];
+        let _ = self.duration.remove_label_values(&l);
+        let _ = self.in_flight.remove_label_values(&l);
+        let _ = self.concurrency_seconds.remove_label_values(&l);
+        let _ = self.queued.remove_label_values(&l);
+        let _ = self.cold_start.remove_label_values(&l);
+        for code in CACHED_CODES {
+            let _ = self
+                .requests
+                .remove_label_values(&[l[0], l[1], code_str(code)]);
+        }
+        for r in Reject::ALL {
+            let _ = self.rejected.remove_label_values(&[l[0], l[1], r.label()]);
+        }
+    }
+
+    /// A rejection for a request that names no known function. The labels are
+    /// left empty on purpose: names from arbitrary Host headers would make the
+    /// series count unbounded.
+    pub fn unknown_function(&self) {
+        self.rejected
+            .with_label_values(&["", "", Reject::UnknownFunction.label()])
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(8192);
+        let enc = TextEncoder::new();
+        if let Err(e) = enc.encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "encoding metrics failed");
+        }
+        buf
+    }
+}
+
+/// Status codes whose counters are cached per function; others take the slow path.
+const CACHED_CODES: [u16; 16] = [
+    200, 201, 202, 204, 101, 301, 302, 304, 400, 401, 403, 404, 500, 502, 503, 504,
+];
+
+fn code_str(code: u16) -> &'static str {
+    match code {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        101 => "101",
+        301 => "301",
+        302 => "302",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => "other",
+    }
+}
+
+/// One function's label handles.
+pub struct FunctionMetrics {
+    namespace: String,
+    name: String,
+    requests: IntCounterVec,
+    codes: [OnceLock<IntCounter>; CACHED_CODES.len()],
+    rejected: [OnceLock<IntCounter>; Reject::ALL.len()],
+    rejected_vec: IntCounterVec,
+    pub duration: Histogram,
+    pub in_flight: IntGauge,
+    pub concurrency_seconds: Counter,
+    pub queued: IntGauge,
+    pub cold_start: Histogram,
+}
+
+impl FunctionMetrics {
+    /// Counts one answered request with its status code.
+    pub fn request(&self, code: u16) {
+        if let Some(i) = CACHED_CODES.iter().position(|c| *c == code) {
+            self.codes[i]
+                .get_or_init(|| {
+                    self.requests
+                        .with_label_values(&[&self.namespace, &self.name, code_str(code)])
+                })
+                .inc();
+        } else {
+            let code = code.to_string();
+            self.requests
+                .with_label_values(&[&self.namespace, &self.name, &code])
+                .inc();
+        }
+    }
+
+    /// Counts one request the activator answered itself.
+    pub fn reject(&self, reason: Reject) {
+        self.rejected[reason.index()]
+            .get_or_init(|| {
+                self.rejected_vec
+                    .with_label_values(&[&self.namespace, &self.name, reason.label()])
+            })
+            .inc();
+    }
+}
