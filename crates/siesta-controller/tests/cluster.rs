@@ -387,7 +387,14 @@ async fn create_then_update_image() {
         let f = env.create_function("hello", serde_json::json!({"image": "hello:1", "timeoutSeconds": 30, "queue": {"timeoutSeconds": 10}})).await;
         let uid = f.uid().expect("uid");
 
-        let d = env.deployment("hello", 30, "the Deployment", |_| true).await;
+        // The first apply creates it with replicas under the controller's
+        // manager; the same reconcile then hands replicas to the autoscaler's.
+        let d = env
+            .deployment("hello", 30, "the Deployment with replicas handed to siesta-autoscaler", |d| {
+                siesta_controller::scale::owns_replicas(d, siesta_controller::scale::AUTOSCALER_MANAGER)
+                    && !siesta_controller::scale::owns_replicas(d, siesta_api::FIELD_MANAGER)
+            })
+            .await;
         let owner = &d.metadata.owner_references.as_ref().expect("owner refs")[0];
         assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("Function", uid.as_str(), Some(true)));
         let labels = d.metadata.labels.as_ref().expect("labels");
