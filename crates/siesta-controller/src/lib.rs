@@ -150,6 +150,8 @@ pub struct Running {
     ctx: Arc<Context>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Set once `task` has been awaited to completion (it must not be polled again).
+    ended: bool,
 }
 
 impl Running {
@@ -175,14 +177,20 @@ impl Running {
 
     /// Waits until the controller ends by itself (an error: e.g. lost lease).
     pub async fn until_stopped(&mut self) -> anyhow::Result<()> {
-        (&mut self.task)
-            .await
-            .context("the controller task panicked or was cancelled")?
+        if self.ended {
+            anyhow::bail!("the controller has already stopped");
+        }
+        let result = (&mut self.task).await;
+        self.ended = true;
+        result.context("the controller task panicked or was cancelled")?
     }
 
     /// Stops reconciling, releases the lease, stops the admin server.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.stop.cancel();
+        if self.ended {
+            return Ok(());
+        }
         self.task
             .await
             .context("the controller task panicked or was cancelled")?
@@ -234,6 +242,7 @@ pub async fn start(client: Client, config: Config) -> anyhow::Result<Running> {
         ctx,
         stop,
         task,
+        ended: false,
     })
 }
 
