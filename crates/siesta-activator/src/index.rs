@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -345,13 +346,41 @@ impl FunctionState {
 /// All known functions.
 pub struct Index {
     functions: RwLock<HashMap<FunctionKey, Arc<FunctionEntry>>>,
+    /// Bumped whenever a function is added or removed, so per-connection
+    /// caches know when their entry may be stale.
+    generation: AtomicU64,
     metrics: Metrics,
+}
+
+/// A per-connection memo of the last function looked up. Keep-alive clients
+/// mostly send a connection's requests to one function; with this the warm
+/// path reads one shared atomic instead of taking the global map lock.
+#[derive(Default)]
+pub struct LookupCache {
+    last: Mutex<Option<(u64, Arc<FunctionEntry>)>>,
+}
+
+impl LookupCache {
+    pub fn get(&self, index: &Index, key: &FunctionKey) -> Option<Arc<FunctionEntry>> {
+        let generation = index.generation.load(Ordering::Acquire);
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((g, e)) = last.as_ref()
+            && *g == generation
+            && e.key == *key
+        {
+            return Some(e.clone());
+        }
+        let e = index.get(key)?;
+        *last = Some((generation, e.clone()));
+        Some(e)
+    }
 }
 
 impl Index {
     pub fn new(metrics: Metrics) -> Self {
         Self {
             functions: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
             metrics,
         }
     }
@@ -382,6 +411,7 @@ impl Index {
         let metrics = self.metrics.function(&key);
         let entry = Arc::new(FunctionEntry::new(key.clone(), config, metrics));
         map.insert(key, entry.clone());
+        self.generation.fetch_add(1, Ordering::Release);
         entry
     }
 
@@ -393,6 +423,7 @@ impl Index {
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
         if let Some(e) = removed {
+            self.generation.fetch_add(1, Ordering::Release);
             e.delete();
             self.metrics.forget(key);
         }
@@ -488,8 +519,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_cancelled_waiter_that_already_got_a_pod_gives_the_slot_back() {
         let idx = index();
-        let mut cfg = FunctionConfig::default();
-        cfg.container_concurrency = 1;
+        let cfg = FunctionConfig {
+            container_concurrency: 1,
+            ..Default::default()
+        };
         let e = idx.apply(key(), cfg);
         let now = Instant::now();
         let Admission::Parked { id, mut rx, .. } = e.admit(now) else {
@@ -530,6 +563,19 @@ mod tests {
         idx.delete(&key());
         assert!(rx.await.is_err());
         assert!(idx.get(&key()).is_none());
+    }
+
+    #[test]
+    fn the_lookup_cache_notices_a_function_replaced() {
+        let idx = index();
+        let cache = LookupCache::default();
+        let first = idx.apply(key(), FunctionConfig::default());
+        assert!(Arc::ptr_eq(&cache.get(&idx, &key()).unwrap(), &first));
+        assert!(cache.get(&idx, &FunctionKey::new("ns", "other")).is_none());
+        idx.delete(&key());
+        assert!(cache.get(&idx, &key()).is_none());
+        let second = idx.apply(key(), FunctionConfig::default());
+        assert!(Arc::ptr_eq(&cache.get(&idx, &key()).unwrap(), &second));
     }
 
     #[test]

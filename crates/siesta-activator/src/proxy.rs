@@ -17,7 +17,7 @@ use siesta_api::Protocol;
 use tokio::time::{Instant, timeout_at};
 
 use crate::body::{BodySlot, ProxyBody, Ticket, UpBody};
-use crate::index::{Admission, FunctionEntry, Index};
+use crate::index::{Admission, FunctionEntry, Index, LookupCache};
 use crate::metrics::Reject;
 use crate::route;
 use crate::wake::Waker;
@@ -72,6 +72,7 @@ impl Proxy {
     /// Answers one client request. Never fails: every error is a response.
     pub async fn handle(
         &self,
+        cache: &LookupCache,
         remote: SocketAddr,
         mut req: Request<Incoming>,
     ) -> Response<ProxyBody> {
@@ -98,7 +99,7 @@ impl Proxy {
                 "no function here: use Host NAME.NAMESPACE.DOMAIN or the path /fn/NAMESPACE/NAME/\n",
             );
         };
-        let Some(entry) = self.index.get(&routed.key) else {
+        let Some(entry) = cache.get(&self.index, &routed.key) else {
             self.index.metrics().unknown_function();
             return local(
                 StatusCode::NOT_FOUND,

@@ -12,6 +12,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::index::LookupCache;
 use crate::proxy::Proxy;
 
 /// Limits applied to client connections.
@@ -67,9 +68,11 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let proxy = proxy.clone();
+                let cache = Arc::new(LookupCache::default());
                 let svc = service_fn(move |req| {
                     let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(remote, req).await) }
+                    let cache = cache.clone();
+                    async move { Ok::<_, Infallible>(proxy.handle(&cache, remote, req).await) }
                 });
                 let conn = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), svc)

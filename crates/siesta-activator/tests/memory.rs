@@ -39,6 +39,10 @@ async fn a_200_mb_upload_and_download_stream_with_bounded_memory() {
     }
     assert_eq!(n, SIZE);
     let peak = vm_kib("VmHWM");
+    eprintln!(
+        "RSS before {base} KiB, peak {peak} KiB, after {} KiB",
+        vm_kib("VmRSS")
+    );
     assert!(
         peak.saturating_sub(base) < MAX_GROWTH_KIB,
         "peak RSS grew by {} KiB while streaming {} MiB",
