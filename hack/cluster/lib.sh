@@ -22,5 +22,11 @@ die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
 
 # pid_alive FILE: true when FILE names a running process.
 pid_alive() {
-  [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null
+  [[ -f "$1" ]] || return 1
+  local pid state
+  pid=$(cat "$1")
+  kill -0 "$pid" 2>/dev/null || return 1
+  # A killed process nobody reaped yet is a zombie: not alive.
+  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || echo Z)
+  [[ "$state" != Z ]]
 }

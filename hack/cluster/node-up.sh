@@ -24,7 +24,7 @@ log "building siesta, siesta-devnode and hello ($PROFILE)"
 (cd "$SIESTA_ROOT" && cargo build -q "${cargo_flags[@]}" -p siesta -p siesta-devnode -p hello)
 
 mkdir -p "$STATE_DIR/logs" "$STATE_DIR/devnode"
-SIESTA_BIN_DIR="$BIN_DIR" setsid "$BIN_DIR/siesta-devnode" \
+SIESTA_BIN_DIR="$BIN_DIR" SIESTA_TOOLS_BIN="$TOOLS_BIN" setsid "$BIN_DIR/siesta-devnode" \
   --image-map "$SIESTA_ROOT/examples/images.yaml" \
   --state-dir "$STATE_DIR/devnode" >>"$LOG" 2>&1 < /dev/null &
 echo $! > "$PID_FILE"

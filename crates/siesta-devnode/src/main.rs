@@ -48,7 +48,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter =
         EnvFilter::try_from_env("SIESTA_LOG").unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter)
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if args.log_json {

@@ -1,0 +1,37 @@
+# Siesta: the two commands a new user needs are `make demo` and `make test`.
+# Both install what they need on a fresh Debian 12 machine (Debian packages,
+# a Kubernetes 1.20.2 control plane built once and cached in ~/.cache/siesta,
+# kubectl and helm) and start the local cluster on 127.0.0.1.
+
+.PHONY: demo test cluster-up node-up cluster-down crd fmt lint
+
+## demo: local control plane + node agent + Siesta + an example Function
+demo:
+	bash hack/demo.sh
+
+## test: fmt and clippy gates, unit tests, loopback tests and cluster tests
+test:
+	bash hack/test.sh
+
+## cluster-up: install (first time) and start etcd, kube-apiserver, kube-controller-manager
+cluster-up:
+	bash hack/cluster/up.sh
+
+## node-up: build and start siesta-devnode, the node agent that runs pods as processes
+node-up:
+	bash hack/cluster/node-up.sh
+
+## cluster-down: stop everything cluster-up and node-up started, remove the state
+cluster-down:
+	bash hack/cluster/down.sh
+
+## crd: regenerate crds/function.yaml from the Rust types
+crd:
+	cargo run -q -p siesta -- crd > crds/function.yaml
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
