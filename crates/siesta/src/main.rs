@@ -31,7 +31,8 @@ enum Command {
 fn init_logging(json: bool) {
     let filter = EnvFilter::try_from_env("SIESTA_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,kube=warn,hyper=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter)
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
