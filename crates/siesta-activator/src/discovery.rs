@@ -277,3 +277,42 @@ fn owner(p: &Pod) -> Option<(FunctionKey, String)> {
         p.name_any(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn pod(ready: &str, ip: Option<&str>, deleting: bool) -> Pod {
+        let mut p = Pod {
+            status: Some(PodStatus {
+                pod_ip: ip.map(str::to_owned),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: ready.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        if deleting {
+            p.metadata.deletion_timestamp = Some(Time(Default::default()));
+        }
+        p
+    }
+
+    #[test]
+    fn a_pod_is_an_endpoint_only_when_ready_addressed_and_not_terminating() {
+        assert_eq!(
+            ready_ip(&pod("True", Some("127.0.1.5"), false)),
+            Some("127.0.1.5".parse().unwrap())
+        );
+        assert_eq!(ready_ip(&pod("False", Some("127.0.1.5"), false)), None);
+        assert_eq!(ready_ip(&pod("True", None, false)), None);
+        assert_eq!(ready_ip(&pod("True", Some("not-an-ip"), false)), None);
+        assert_eq!(ready_ip(&pod("True", Some("127.0.1.5"), true)), None);
+        assert_eq!(ready_ip(&Pod::default()), None);
+    }
+}
