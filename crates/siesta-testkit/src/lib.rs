@@ -76,6 +76,37 @@ impl Drop for TestNamespace {
     }
 }
 
+/// Installs (server-side apply) the Function CRD generated from the types and
+/// waits until the apiserver serves it.
+pub async fn ensure_function_crd(client: &Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::CustomResourceExt;
+    use kube::api::{Patch, PatchParams};
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = siesta_api::Function::crd();
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    crds.patch(
+        &name,
+        &PatchParams::apply("siesta-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying the Function CRD: {e}"));
+    wait_for(
+        "the Function CRD to be Established",
+        Duration::from_secs(30),
+        || async {
+            let crd = crds.get(&name).await.ok()?;
+            crd.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 /// A short random-enough suffix for names (time and pid based).
 pub fn unique_suffix() -> String {
     let nanos = std::time::SystemTime::now()
