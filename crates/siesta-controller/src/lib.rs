@@ -8,6 +8,7 @@
 
 pub mod activation;
 mod admin;
+pub mod autoscaler;
 mod context;
 mod duration;
 mod error;

@@ -1,0 +1,2 @@
+//! The autoscaler.
+pub mod decision;
