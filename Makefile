@@ -3,7 +3,7 @@
 # a Kubernetes 1.20.2 control plane built once and cached in ~/.cache/siesta,
 # kubectl and helm) and start the local cluster on 127.0.0.1.
 
-.PHONY: demo test cluster-up node-up cluster-down crd fmt lint
+.PHONY: demo test cluster-up node-up cluster-down crd fmt lint kind-e2e
 
 ## demo: local control plane + node agent + Siesta + an example Function
 demo:
@@ -35,3 +35,7 @@ fmt:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+## kind-e2e: build the images, install the chart on a kind cluster, call a Function cold and warm, see it go back to zero (needs docker, kind, kubectl, helm)
+kind-e2e:
+	bash hack/kind-e2e.sh

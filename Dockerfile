@@ -1,0 +1,32 @@
+# syntax=docker/dockerfile:1.7
+#
+# One image for every Siesta component: `siesta controller`, `siesta
+# activator`, `siesta crd`. The Helm chart selects the component by args.
+#
+#   docker build -t ghcr.io/siesta-dev/siesta:0.1.0 .
+#
+# Build context: the repository root (the whole Cargo workspace is needed to
+# resolve it; .dockerignore keeps target dirs, .git and cluster state out).
+
+FROM rust:1.95-bookworm AS builder
+WORKDIR /src
+COPY . .
+# Cache mounts keep the registry and incremental build between runs; the
+# binary is copied out of the (mounted) target dir in the same step.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/usr/local/cargo/git \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p siesta \
+ && install -D -m 0755 target/release/siesta /out/siesta
+
+# distroless/cc: glibc and libgcc only, no shell, runs as uid 65532.
+FROM gcr.io/distroless/cc-debian12:nonroot
+LABEL org.opencontainers.image.title="siesta" \
+      org.opencontainers.image.description="Scale-to-zero HTTP functions for Kubernetes: controller and activator" \
+      org.opencontainers.image.source="https://github.com/siesta-dev/siesta" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=builder /out/siesta /siesta
+USER 65532:65532
+# activator traffic, controller admin, activator admin
+EXPOSE 8080 9090 9091
+ENTRYPOINT ["/siesta"]
