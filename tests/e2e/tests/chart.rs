@@ -94,6 +94,62 @@ fn chart_crd_is_the_generated_crd() {
     );
 }
 
+/// charts/siesta/README.md documents every value in values.yaml (free-form
+/// maps such as `resources` as one entry), and nothing that is not one.
+#[test]
+fn chart_readme_lists_every_value() {
+    let values: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart_dir().join("values.yaml")).expect("values.yaml"),
+    )
+    .expect("values.yaml is YAML");
+    let readme = std::fs::read_to_string(chart_dir().join("README.md")).expect("chart README.md");
+    let mut paths = Vec::new();
+    value_paths(&values, "", &mut paths);
+    assert!(paths.len() > 50, "walked values.yaml: {paths:?}");
+    let missing: Vec<&String> = paths
+        .iter()
+        .filter(|p| !readme.contains(&format!("| `{p}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "charts/siesta/README.md does not list {missing:?}"
+    );
+    // And every listed value exists.
+    let documented: Vec<&str> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split_once("` |").map(|(p, _)| p))
+        .filter(|p| !p.contains(' ') && !p.contains('<'))
+        .collect();
+    let unknown: Vec<&&str> = documented
+        .iter()
+        .filter(|p| !paths.iter().any(|v| v == *p))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "charts/siesta/README.md lists values that do not exist: {unknown:?}"
+    );
+}
+
+/// Leaf paths of values.yaml; maps that are free-form Kubernetes objects or
+/// string maps count as one value.
+fn value_paths(value: &Value, prefix: &str, out: &mut Vec<String>) {
+    const FREE_FORM: &[&str] = &["resources", "podSecurityContext", "securityContext"];
+    match value.as_mapping() {
+        Some(map) if !map.is_empty() && !FREE_FORM.iter().any(|f| prefix.ends_with(f)) => {
+            for (key, child) in map {
+                let key = key.as_str().unwrap_or_default();
+                let path = if prefix.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                value_paths(child, &path, out);
+            }
+        }
+        _ => out.push(prefix.to_string()),
+    }
+}
+
 // ----------------------------------------------------------- helm, offline
 
 #[test]
