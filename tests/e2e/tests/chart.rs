@@ -66,7 +66,7 @@ const EVERY_OPTION: &[&str] = &[
     "--set",
     "controller.extraArgs={--concurrency=4}",
     "--set",
-    "activator.extraEnv[0].name=EXTRA,activator.extraEnv[0].value=1",
+    "activator.extraEnv[0].name=EXTRA,activator.extraEnv[0].value=x",
     "--set",
     "activator.priorityClassName=system-cluster-critical",
 ];
@@ -452,6 +452,13 @@ fn bad_values_are_rejected() {
             "/activator/podDisruptionBudget/minAvailable",
         ),
         (
+            &[
+                "--set",
+                "activator.extraEnv[0].name=A,activator.extraEnv[0].value=1",
+            ],
+            "/activator/extraEnv/0/value",
+        ),
+        (
             &["--set", "activator.drainTimeoutSeconds=60"],
             "must be greater than activator.drainTimeoutSeconds",
         ),
@@ -627,6 +634,44 @@ async fn rbac_is_least_privilege() {
         "RBAC differs from least privilege:\n{}",
         wrong.join("\n")
     );
+}
+
+/// With every option on, the rendered objects are valid for a real
+/// Kubernetes 1.20 API server (server-side dry run; the cluster serves no
+/// ServiceMonitor API, so none is rendered).
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn every_option_passes_apiserver_validation() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "chart-dryrun").await;
+    let chart = chart_dir().display().to_string();
+    let mut args = vec![
+        "template",
+        "dry",
+        chart.as_str(),
+        "--namespace",
+        ns.name.as_str(),
+        "--api-versions",
+        "policy/v1beta1/PodDisruptionBudget",
+        "--api-versions",
+        "autoscaling/v2beta2/HorizontalPodAutoscaler",
+    ];
+    args.extend_from_slice(EVERY_OPTION);
+    let rendered = run("helm", &args, None).ok();
+    let out = run(
+        "kubectl",
+        &["apply", "--dry-run=server", "-n", &ns.name, "-f", "-"],
+        Some(&rendered),
+    )
+    .ok();
+    for kind in [
+        "horizontalpodautoscaler",
+        "poddisruptionbudget",
+        "deployment.apps/dry-siesta-activator",
+        "lease",
+    ] {
+        assert!(out.contains(kind), "the dry run covered {kind}:\n{out}");
+    }
 }
 
 /// `helm install` on the local cluster: the node agent runs the controller
