@@ -23,9 +23,12 @@ bash hack/cluster/node-up.sh
 
 bold "3/7 helm install siesta charts/siesta"
 kubectl create namespace siesta-system --dry-run=client -o yaml 2>/dev/null | kubectl apply -f - >/dev/null 2>&1
+# listenOnPodIP: on the node agent every pod shares the host network, so
+# each component binds its own 127.10.x.y address instead of 0.0.0.0.
 helm upgrade --install siesta charts/siesta --namespace siesta-system \
   --set image.repository=siesta.dev/siesta --set image.tag=latest \
-  --set activator.replicas=1 --wait --timeout 120s >/dev/null
+  --set activator.replicas=1 --set controller.replicas=1 --set listenOnPodIP=true \
+  --wait --timeout 180s >/dev/null
 kubectl -n siesta-system get pods -o wide 2>/dev/null
 
 activator_ip() {
