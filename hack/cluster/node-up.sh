@@ -2,7 +2,8 @@
 # Starts siesta-devnode (the node agent) against the local control plane.
 # It runs pods as local processes, resolving images through
 # examples/images.yaml with SIESTA_BIN_DIR pointing at the cargo build.
-# Idempotent: a running devnode is left alone.
+# Idempotent: a running devnode is left alone. Pods get 127.$SIESTA_POD_IP_OCTET.x.y
+# (default 10): give a second local cluster another octet.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PROFILE="${SIESTA_PROFILE:-debug}"
@@ -26,7 +27,7 @@ log "building siesta, siesta-devnode and hello ($PROFILE)"
 mkdir -p "$STATE_DIR/logs" "$STATE_DIR/devnode"
 SIESTA_BIN_DIR="$BIN_DIR" SIESTA_TOOLS_BIN="$TOOLS_BIN" setsid "$BIN_DIR/siesta-devnode" \
   --image-map "$SIESTA_ROOT/examples/images.yaml" \
-  --state-dir "$STATE_DIR/devnode" >>"$LOG" 2>&1 < /dev/null &
+  --state-dir "$STATE_DIR/devnode" --pod-ip-octet "${SIESTA_POD_IP_OCTET:-10}" >>"$LOG" 2>&1 < /dev/null &
 echo $! > "$PID_FILE"
 
 for _ in $(seq 1 100); do
