@@ -22,6 +22,13 @@ pub enum Error {
         "the Function has no {0}; the apiserver always sets it, so this object did not come from it"
     )]
     MissingObjectKey(&'static str),
+    /// An object could not be turned into JSON (a bug, not a user error).
+    #[error("could not serialize {what}: {source}")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -40,6 +47,7 @@ impl Error {
             },
             Error::Timeout { .. } => "timeout",
             Error::MissingObjectKey(_) => "missing_object_key",
+            Error::Serialize { .. } => "serialize",
         }
     }
 

@@ -17,6 +17,7 @@ pub mod reason {
     pub const SCALED: &str = "Scaled";
     pub const SCALED_TO_ZERO: &str = "ScaledToZero";
     pub const WOKE_UP: &str = "WokeUp";
+    pub const PANIC_ENTERED: &str = "PanicEntered";
     pub const RECONCILE_FAILED: &str = "ReconcileFailed";
 }
 
@@ -99,8 +100,11 @@ impl Events {
     }
 }
 
-/// Events implied by a status change: scaling, scaling to zero, and an
-/// invalid spec (once per distinct message). Pure, so it is tested.
+/// Events implied by a status change: an invalid spec (once per distinct
+/// message). Pure, so it is tested. Scaling events come from whoever
+/// scales: the autoscaler (Scaled, ScaledToZero, WokeUp), the activation
+/// endpoint (WokeUp) and the reconciler's min/max clamp (Scaled); the
+/// `desiredReplicas` the status carries is the autoscaler's.
 pub fn for_status_change(old: Option<&FunctionStatus>, new: &FunctionStatus) -> Vec<Note> {
     let mut notes = Vec::new();
     let old_ready = status::find(old, status::READY);
@@ -116,22 +120,6 @@ pub fn for_status_change(old: Option<&FunctionStatus>, new: &FunctionStatus) -> 
                     ready.message
                 ),
             ));
-        }
-    }
-    if let Some(old) = old.filter(|o| o.conditions.iter().any(|c| c.type_ == status::ACTIVE)) {
-        let (from, to) = (old.desired_replicas, new.desired_replicas);
-        if from != to {
-            notes.push(if to == 0 {
-                Note::normal(
-                    reason::SCALED_TO_ZERO,
-                    format!("scaled from {from} to zero; the next request wakes it"),
-                )
-            } else {
-                Note::normal(
-                    reason::SCALED,
-                    format!("scaled from {from} to {to} replicas"),
-                )
-            });
         }
     }
     notes
@@ -163,14 +151,17 @@ mod tests {
     }
 
     #[test]
-    fn scaling_is_reported_with_from_and_to() {
-        let notes = for_status_change(Some(&st(1, "PodsReady", "")), &st(3, "PodsReady", ""));
+    fn a_desired_count_change_in_status_is_not_a_second_scaling_event() {
+        // The autoscaler publishes scaling events when it writes the scale;
+        // the status write that follows must not repeat them.
         assert_eq!(
-            notes,
-            vec![Note::normal(reason::SCALED, "scaled from 1 to 3 replicas")]
+            for_status_change(Some(&st(1, "PodsReady", "")), &st(3, "PodsReady", "")),
+            vec![]
         );
-        let notes = for_status_change(Some(&st(2, "PodsReady", "")), &st(0, "ScaledToZero", ""));
-        assert_eq!(notes[0].reason, reason::SCALED_TO_ZERO);
+        assert_eq!(
+            for_status_change(Some(&st(2, "PodsReady", "")), &st(0, "ScaledToZero", "")),
+            vec![]
+        );
         assert_eq!(
             for_status_change(Some(&st(2, "PodsReady", "")), &st(2, "PodsReady", "")),
             vec![]

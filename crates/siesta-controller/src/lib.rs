@@ -2,7 +2,7 @@
 //! Service, keeps its status honest, and takes activation signals.
 //!
 //! Every replica serves the admin endpoints (metrics, health, activations);
-//! only the holder of the leader Lease reconciles (and, later, autoscales).
+//! only the holder of the leader Lease reconciles and autoscales.
 #![deny(rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
@@ -76,6 +76,8 @@ pub struct Config {
     /// Most Functions reconciled at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
+    #[command(flatten)]
+    pub autoscaler: autoscaler::Settings,
 }
 
 impl Config {
@@ -91,6 +93,7 @@ impl Config {
             identity: None,
             watch_namespace: None,
             concurrency: 16,
+            autoscaler: autoscaler::Settings::defaults(),
         }
     }
 
@@ -213,6 +216,7 @@ impl Running {
 
 /// Binds the admin server and starts the controller in the background.
 pub async fn start(client: Client, config: Config) -> anyhow::Result<Running> {
+    autoscaler::check(&config.autoscaler)?;
     let listener = TcpListener::bind(config.admin_addr)
         .await
         .with_context(|| format!("could not listen on --admin-addr {}", config.admin_addr))?;
@@ -290,11 +294,15 @@ async fn main_task(
         result = &mut elector.0 => Err(elector_outcome(result)),
         () = stop.cancelled() => Ok(()),
         result = async {
-            // Stand by until elected, then reconcile until stopped.
+            // Stand by until elected, then reconcile and autoscale until
+            // stopped (the autoscaler never ends by itself).
             if leader.wait_for(|l| *l).await.is_err() {
                 return;
             }
-            run_controller(ctx.clone(), &config).await;
+            tokio::select! {
+                () = run_controller(ctx.clone(), &config) => {}
+                () = autoscaler::run(ctx.clone(), config.autoscaler.clone()) => {}
+            }
         } => { let () = result; Err(anyhow::anyhow!("the Function watch ended unexpectedly")) }
     };
     // Shutdown order: reconciles stop (the select above dropped them), then

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::Error;
@@ -17,6 +18,17 @@ pub struct Metrics {
     reconcile_errors: IntCounterVec,
     leader: IntGauge,
     activations: IntCounterVec,
+    /// Per-function autoscaler outputs and inputs (namespace, function).
+    pub desired_replicas: IntGaugeVec,
+    pub observed_concurrency: GaugeVec,
+    pub observed_rps: GaugeVec,
+    pub panic_mode: IntGaugeVec,
+    /// Time one decision round over all functions took.
+    pub decision_duration: Histogram,
+    /// Polls of the metric source that missed some activator or query.
+    pub source_errors: IntCounterVec,
+    /// Scale writes by the autoscaler, by result.
+    pub scale_writes: IntCounterVec,
 }
 
 impl Metrics {
@@ -56,6 +68,71 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let fl = &["namespace", "function"];
+        let desired_replicas = IntGaugeVec::new(
+            Opts::new(
+                "siesta_controller_desired_replicas",
+                "Replicas the autoscaler last decided for the function.",
+            ),
+            fl,
+        )?;
+        let observed_concurrency = GaugeVec::new(
+            Opts::new(
+                "siesta_controller_observed_concurrency",
+                "Average in-flight requests over the stable window, summed over activators.",
+            ),
+            fl,
+        )?;
+        let observed_rps = GaugeVec::new(
+            Opts::new(
+                "siesta_controller_observed_rps",
+                "Requests per second over the stable window, summed over activators.",
+            ),
+            fl,
+        )?;
+        let panic_mode = IntGaugeVec::new(
+            Opts::new(
+                "siesta_controller_panic_mode",
+                "1 while the function's autoscaler is in panic mode, else 0.",
+            ),
+            fl,
+        )?;
+        let decision_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "siesta_controller_autoscaler_decision_duration_seconds",
+                "Time one autoscaler decision round over all functions took (API writes excluded).",
+            )
+            .buckets(vec![
+                0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
+            ]),
+        )?;
+        let source_errors = IntCounterVec::new(
+            Opts::new(
+                "siesta_controller_metrics_source_incomplete_total",
+                "Polls of the autoscaler's metric source that missed an activator or a query, by source.",
+            ),
+            &["source"],
+        )?;
+        let scale_writes = IntCounterVec::new(
+            Opts::new(
+                "siesta_controller_autoscaler_scale_writes_total",
+                "Replica changes the autoscaler wrote, by result (success or error).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(desired_replicas.clone()))?;
+        registry.register(Box::new(observed_concurrency.clone()))?;
+        registry.register(Box::new(observed_rps.clone()))?;
+        registry.register(Box::new(panic_mode.clone()))?;
+        registry.register(Box::new(decision_duration.clone()))?;
+        registry.register(Box::new(source_errors.clone()))?;
+        registry.register(Box::new(scale_writes.clone()))?;
+        for source in ["scrape", "prometheus"] {
+            source_errors.with_label_values(&[source]);
+        }
+        for result in ["success", "error"] {
+            scale_writes.with_label_values(&[result]);
+        }
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
@@ -82,6 +159,13 @@ impl Metrics {
             reconcile_errors,
             leader,
             activations,
+            desired_replicas,
+            observed_concurrency,
+            observed_rps,
+            panic_mode,
+            decision_duration,
+            source_errors,
+            scale_writes,
         })
     }
 
@@ -104,6 +188,15 @@ impl Metrics {
 
     pub fn activation(&self, result: &str) {
         self.activations.with_label_values(&[result]).inc();
+    }
+
+    /// Drops a deleted function's autoscaler series.
+    pub fn forget_function(&self, namespace: &str, function: &str) {
+        let l = [namespace, function];
+        let _ = self.desired_replicas.remove_label_values(&l);
+        let _ = self.observed_concurrency.remove_label_values(&l);
+        let _ = self.observed_rps.remove_label_values(&l);
+        let _ = self.panic_mode.remove_label_values(&l);
     }
 
     /// The registry in the Prometheus text format.

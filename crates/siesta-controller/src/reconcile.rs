@@ -198,6 +198,19 @@ impl Reconciler<'_> {
                 to = target,
                 "replicas moved into [minReplicas, maxReplicas]"
             );
+            self.ctx
+                .events
+                .publish(
+                    self.function,
+                    Note::normal(
+                        reason::SCALED,
+                        format!(
+                            "scaled from {current} to {target} replicas to stay within minReplicas {min} and maxReplicas {}",
+                            spec.scale.max_replicas
+                        ),
+                    ),
+                )
+                .await;
             if let Some(s) = applied.spec.as_mut() {
                 s.replicas = Some(target);
             }
@@ -276,11 +289,22 @@ impl Reconciler<'_> {
             .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
         let name = self.function.name_any();
         let api: Api<Function> = Api::namespaced(self.ctx.client.clone(), &ns);
+        // `desiredReplicas` (like `autoscaler`) is the autoscaler's, written
+        // under its own field manager: leaving it out of this apply keeps
+        // exactly one owner per field.
+        let mut status = serde_json::to_value(&new).map_err(|e| Error::Serialize {
+            what: "the Function status",
+            source: e,
+        })?;
+        if let Some(fields) = status.as_object_mut() {
+            fields.remove("desiredReplicas");
+            fields.remove("autoscaler");
+        }
         let patch = serde_json::json!({
             "apiVersion": Function::api_version(&()),
             "kind": Function::kind(&()),
             "metadata": {"name": name},
-            "status": new,
+            "status": status,
         });
         api_call(
             || format!("write status of Function {ns}/{name}"),

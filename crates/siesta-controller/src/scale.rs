@@ -37,6 +37,25 @@ pub async fn set_replicas(
     .map(|outcome| outcome.map(|(from, _)| from))
 }
 
+/// Sets `deployments/scale` of `namespace/name` from `expected` to
+/// `replicas`, only if the count still is `expected` when read. The
+/// autoscaler decides on a count it read from its cache; if an activation
+/// (0 → 1) or a user changed it meanwhile, writing the decision would undo
+/// theirs, so it returns `None` and the autoscaler decides again.
+pub async fn set_replicas_from(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    expected: i32,
+    replicas: i32,
+) -> Result<Option<i32>> {
+    update_scale(client, namespace, name, |current| {
+        (current == expected && current != replicas).then_some(replicas)
+    })
+    .await
+    .map(|outcome| outcome.map(|(from, _)| from))
+}
+
 /// The result of a wake-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wake {

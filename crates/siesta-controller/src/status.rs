@@ -251,13 +251,15 @@ fn condition(
 }
 
 /// True when writing `new` would change what `old` says (the autoscaler's
-/// part of the status is not the controller's to compare).
+/// part of the status, `autoscaler` and `desiredReplicas`, is not the
+/// controller's to compare: it does not write them).
 pub fn changed(old: Option<&FunctionStatus>, new: &FunctionStatus) -> bool {
     match old {
         None => true,
         Some(old) => {
             let mut old = old.clone();
             old.autoscaler = None;
+            old.desired_replicas = new.desired_replicas;
             old != *new
         }
     }
@@ -458,7 +460,11 @@ mod tests {
         f.status = Some(old);
         let later = status_of(&f, Some(&deployment(1, 1, 1)), None);
         assert!(!changed(f.status.as_ref(), &later));
-        let scaled = status_of(&f, Some(&deployment(2, 1, 1)), None);
+        let scaled = status_of(&f, Some(&deployment(2, 2, 1)), None);
         assert!(changed(f.status.as_ref(), &scaled));
+        // desiredReplicas alone is the autoscaler's business.
+        let mut desired_only = later.clone();
+        desired_only.desired_replicas = 7;
+        assert!(!changed(f.status.as_ref(), &desired_only));
     }
 }

@@ -1,2 +1,602 @@
-//! The autoscaler.
+//! The autoscaler: activator request metrics in, Deployment replica counts
+//! and `status.autoscaler` out. It runs on the leader only, next to the
+//! reconciler, and starts with an empty history whenever this replica
+//! becomes leader (so it scales nothing down before it has a stable window
+//! of its own data).
+//!
+//! - [`source`] polls the metrics (scrape every activator, or PromQL);
+//! - [`decision`] decides, purely, from the history and a clock;
+//! - this module keeps one history per Function, decides every
+//!   `--autoscale-interval` and at once on an activation, writes the scale
+//!   subresource only on a change (and only if nobody changed the count
+//!   since it was read), writes `status.desiredReplicas` and
+//!   `status.autoscaler` under its own field manager, sets the per-function
+//!   metrics and publishes events (WokeUp, Scaled, ScaledToZero, PanicEntered).
+
 pub mod decision;
+pub mod source;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use siesta_api::{AutoscalerStatus, Function};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::activation::FunctionKey;
+use crate::context::Context;
+use crate::duration;
+use crate::error::api_call;
+use crate::events::{Note, reason};
+use crate::scale::{self, AUTOSCALER_MANAGER};
+
+use decision::{Decision, History, Mode, Replicas, Sample};
+use source::{MetricSource, Poll, PromQuery, Scraper, Targets};
+
+/// Which metric source the autoscaler reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceKind {
+    /// Scrape every activator's /metrics once a second (nothing to install).
+    Scrape,
+    /// PromQL instant queries against an existing Prometheus (--prometheus-url).
+    Prometheus,
+}
+
+/// The autoscaler's command-line settings.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Settings {
+    /// Where request metrics come from: `scrape` the activators directly,
+    /// or query `prometheus`.
+    #[arg(
+        long,
+        env = "SIESTA_METRICS_SOURCE",
+        value_enum,
+        default_value = "scrape"
+    )]
+    pub metrics_source: SourceKind,
+    /// Base URL of the Prometheus HTTP API (http only), e.g.
+    /// http://prometheus.monitoring:9090; required with --metrics-source prometheus.
+    #[arg(long, env = "SIESTA_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+    /// Longest wait for one PromQL query.
+    #[arg(long, default_value = "2s", value_parser = duration::parse)]
+    pub prometheus_timeout: Duration,
+    /// Range of `rate()` in the PromQL queries; at least twice the
+    /// Prometheus scrape interval of the activators.
+    #[arg(long, default_value = "1m", value_parser = duration::parse)]
+    pub prometheus_window: Duration,
+    /// How often every Function's replica count is decided.
+    #[arg(long, default_value = "2s", value_parser = duration::parse)]
+    pub autoscale_interval: Duration,
+    /// How often the activators are scraped (scrape source).
+    #[arg(long, default_value = "1s", value_parser = duration::parse)]
+    pub scrape_interval: Duration,
+    /// Port of the activators' /metrics (their admin port).
+    #[arg(long, default_value_t = 9091)]
+    pub activator_metrics_port: u16,
+    /// Label selector of activator pods to scrape (in all namespaces).
+    #[arg(
+        long,
+        default_value = "app.kubernetes.io/name=siesta,app.kubernetes.io/component=activator"
+    )]
+    pub activator_selector: String,
+    /// Fixed activator metrics URLs (repeatable or comma separated), e.g.
+    /// http://127.0.0.1:9091/metrics; replaces the pod discovery.
+    #[arg(long = "activator-url", value_delimiter = ',')]
+    pub activator_url: Vec<String>,
+}
+
+impl Settings {
+    /// Defaults as on the command line.
+    pub fn defaults() -> Self {
+        Self {
+            metrics_source: SourceKind::Scrape,
+            prometheus_url: None,
+            prometheus_timeout: Duration::from_secs(2),
+            prometheus_window: Duration::from_secs(60),
+            autoscale_interval: Duration::from_secs(2),
+            scrape_interval: Duration::from_secs(1),
+            activator_metrics_port: 9091,
+            activator_selector:
+                "app.kubernetes.io/name=siesta,app.kubernetes.io/component=activator".into(),
+            activator_url: Vec::new(),
+        }
+    }
+
+    /// Refuses settings that cannot work, before anything starts.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.metrics_source == SourceKind::Prometheus {
+            let url = self.prometheus_url.as_deref().unwrap_or("");
+            if url.is_empty() {
+                anyhow::bail!(
+                    "--metrics-source prometheus needs --prometheus-url (e.g. http://prometheus.monitoring:9090)"
+                );
+            }
+            if !url.starts_with("http://") {
+                anyhow::bail!(
+                    "--prometheus-url {url:?} must be an http:// URL (https is not supported; use the in-cluster Service)"
+                );
+            }
+        }
+        for url in &self.activator_url {
+            if url.parse::<hyper::Uri>().is_err() || !url.starts_with("http://") {
+                anyhow::bail!(
+                    "--activator-url {url:?} is not an http:// URL like http://127.0.0.1:9091/metrics"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Everything the autoscaler keeps per Function.
+#[derive(Default)]
+struct FunctionState {
+    history: History,
+    last_status_write: Option<Instant>,
+}
+
+/// A decision to carry out.
+struct Plan {
+    function: Arc<Function>,
+    key: FunctionKey,
+    current: i32,
+    decision: Decision,
+    write_status: bool,
+}
+
+/// Status is rewritten for a new count or mode at once, and for new
+/// numbers in the reason at most this often (1,000 busy functions would
+/// otherwise write their status every decision).
+const STATUS_REFRESH: Duration = Duration::from_secs(10);
+
+/// Most API writes in flight at once.
+const WRITE_CONCURRENCY: usize = 16;
+
+/// Runs the autoscaler until dropped. Call it on the leader only.
+pub async fn run(ctx: Arc<Context>, settings: Settings) {
+    let mut activations = ctx.activations.subscribe();
+    let client = ctx.client.clone();
+    let (functions, deployments) = match &ctx.watch_namespace {
+        Some(ns) => (
+            Api::<Function>::namespaced(client.clone(), ns),
+            Api::<Deployment>::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::<Function>::all(client.clone()),
+            Api::all(client.clone()),
+        ),
+    };
+    let (fn_store, fn_task) = watch_store(functions, watcher::Config::default(), "Functions");
+    let (dep_store, dep_task) = watch_store(
+        deployments,
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=siesta"),
+        "Deployments",
+    );
+    let _tasks = (AbortOnDrop(fn_task), AbortOnDrop(dep_task));
+
+    let (mut source, pods_task) = build_source(&ctx, &settings);
+    let _pods_task = pods_task.map(AbortOnDrop);
+    let source_label = match settings.metrics_source {
+        SourceKind::Scrape => "scrape",
+        SourceKind::Prometheus => "prometheus",
+    };
+
+    if fn_store.wait_until_ready().await.is_err() || dep_store.wait_until_ready().await.is_err() {
+        tracing::error!("the autoscaler's watches ended before syncing; autoscaling is off");
+        // Reconciling goes on; returning would stop the controller.
+        std::future::pending::<()>().await;
+    }
+    tracing::info!(source = source_label, interval = ?settings.autoscale_interval, "autoscaler running");
+
+    let (poll_tx, mut polls) = mpsc::channel::<Poll>(4);
+    let _poller = AbortOnDrop(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(source.interval());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let poll = source.poll().await;
+            if poll_tx.send(poll).await.is_err() {
+                return;
+            }
+        }
+    }));
+
+    let mut states: HashMap<FunctionKey, FunctionState> = HashMap::new();
+    let mut tick = tokio::time::interval(settings.autoscale_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            Some(poll) = polls.recv() => {
+                if !poll.complete {
+                    ctx.metrics.source_errors.with_label_values(&[source_label]).inc();
+                }
+                record_poll(&ctx, &fn_store, &mut states, &poll);
+            }
+            _ = tick.tick() => {
+                let plans = plan_all(&ctx, &fn_store, &dep_store, &mut states, Instant::now());
+                execute_all(&ctx, &mut states, plans).await;
+            }
+            received = activations.recv() => match received {
+                Ok(key) => {
+                    let now = Instant::now();
+                    states.entry(key.clone()).or_default().history.activation(now);
+                    let plans = plan_one(&fn_store, &dep_store, &mut states, &key, now);
+                    execute_all(&ctx, &mut states, plans).await;
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "the autoscaler missed activation notices; the next metrics show the demand");
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    // The context outlives this task; never happens.
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+}
+
+fn build_source(
+    ctx: &Context,
+    settings: &Settings,
+) -> (MetricSource, Option<tokio::task::JoinHandle<()>>) {
+    match settings.metrics_source {
+        SourceKind::Prometheus => (
+            MetricSource::Prometheus(PromQuery::new(
+                settings.prometheus_url.as_deref().unwrap_or(""),
+                settings.prometheus_window,
+                settings.prometheus_timeout,
+                settings.autoscale_interval,
+            )),
+            None,
+        ),
+        SourceKind::Scrape if !settings.activator_url.is_empty() => (
+            MetricSource::Scrape(Scraper::new(
+                Targets::Static(settings.activator_url.clone()),
+                settings.scrape_interval,
+            )),
+            None,
+        ),
+        SourceKind::Scrape => {
+            let (targets, task) = Targets::watch(
+                ctx.client.clone(),
+                &settings.activator_selector,
+                settings.activator_metrics_port,
+            );
+            (
+                MetricSource::Scrape(Scraper::new(targets, settings.scrape_interval)),
+                Some(task),
+            )
+        }
+    }
+}
+
+fn watch_store<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    what: &'static str,
+) -> (Store<K>, tokio::task::JoinHandle<()>)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config))
+        .default_backoff()
+        .touched_objects();
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, "the autoscaler's watch of {what} failed; retrying");
+            }
+        }
+    });
+    (store, task)
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn key_of(f: &Function) -> FunctionKey {
+    FunctionKey {
+        namespace: f.namespace().unwrap_or_default(),
+        name: f.name_any(),
+    }
+}
+
+/// Adds a poll to every Function's history. A complete poll that does not
+/// mention a function says it had no traffic; an incomplete one is a gap.
+fn record_poll(
+    ctx: &Context,
+    fn_store: &Store<Function>,
+    states: &mut HashMap<FunctionKey, FunctionState>,
+    poll: &Poll,
+) {
+    let functions = fn_store.state();
+    let mut live = std::collections::HashSet::with_capacity(functions.len());
+    for f in &functions {
+        let key = key_of(f);
+        let state = states.entry(key.clone()).or_default();
+        let reading = poll.functions.get(&key);
+        if !poll.complete {
+            state.history.gap();
+        }
+        if poll.complete || reading.is_some() {
+            let r = reading.copied().unwrap_or_default();
+            state.history.record(
+                Sample {
+                    at: poll.at,
+                    dt: poll.dt,
+                    rps: r.rps,
+                    concurrency: r.concurrency,
+                    requests: r.requests,
+                },
+                r.in_flight,
+                r.queued,
+            );
+        }
+        live.insert(key);
+    }
+    states.retain(|key, _| {
+        let keep = live.contains(key);
+        if !keep {
+            ctx.metrics.forget_function(&key.namespace, &key.name);
+        }
+        keep
+    });
+}
+
+fn plan_all(
+    ctx: &Context,
+    fn_store: &Store<Function>,
+    dep_store: &Store<Deployment>,
+    states: &mut HashMap<FunctionKey, FunctionState>,
+    now: Instant,
+) -> Vec<Plan> {
+    let started = Instant::now();
+    let mut plans = Vec::new();
+    for f in fn_store.state() {
+        let key = key_of(&f);
+        if let Some(plan) = plan_for(f, dep_store, states, key, now) {
+            plans.push(plan);
+        }
+    }
+    ctx.metrics
+        .decision_duration
+        .observe(started.elapsed().as_secs_f64());
+    plans
+}
+
+fn plan_one(
+    fn_store: &Store<Function>,
+    dep_store: &Store<Deployment>,
+    states: &mut HashMap<FunctionKey, FunctionState>,
+    key: &FunctionKey,
+    now: Instant,
+) -> Vec<Plan> {
+    let Some(f) = fn_store.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
+        return Vec::new();
+    };
+    plan_for(f, dep_store, states, key.clone(), now)
+        .into_iter()
+        .collect()
+}
+
+fn plan_for(
+    function: Arc<Function>,
+    dep_store: &Store<Deployment>,
+    states: &mut HashMap<FunctionKey, FunctionState>,
+    key: FunctionKey,
+    now: Instant,
+) -> Option<Plan> {
+    // An invalid spec is the reconciler's to report; a missing Deployment
+    // is not created yet (or was deleted): nothing to scale.
+    if function.meta().deletion_timestamp.is_some() || siesta_api::validate(&function.spec).is_err()
+    {
+        return None;
+    }
+    let d = dep_store.get(&ObjectRef::new(&key.name).within(&key.namespace))?;
+    let current = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let ready = d
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    let state = states.entry(key.clone()).or_default();
+    let decision = decision::decide(
+        &mut state.history,
+        &function.spec.scale,
+        Replicas { current, ready },
+        now,
+    );
+    let write_status = status_outdated(&function, &decision, state.last_status_write, now);
+    Some(Plan {
+        function,
+        key,
+        current,
+        decision,
+        write_status,
+    })
+}
+
+fn status_outdated(f: &Function, d: &Decision, last_write: Option<Instant>, now: Instant) -> bool {
+    let Some(status) = f.status.as_ref() else {
+        return true;
+    };
+    let Some(a) = status.autoscaler.as_ref() else {
+        return true;
+    };
+    if status.desired_replicas != d.desired || a.mode != d.mode.as_str() {
+        return true;
+    }
+    a.reason != d.reason
+        && last_write.is_none_or(|t| now.saturating_duration_since(t) >= STATUS_REFRESH)
+}
+
+async fn execute_all(
+    ctx: &Context,
+    states: &mut HashMap<FunctionKey, FunctionState>,
+    plans: Vec<Plan>,
+) {
+    let written: Vec<(FunctionKey, bool)> = futures::stream::iter(plans)
+        .map(|plan| async move {
+            let key = plan.key.clone();
+            (key, execute(ctx, plan).await)
+        })
+        .buffer_unordered(WRITE_CONCURRENCY)
+        .collect()
+        .await;
+    let now = Instant::now();
+    for (key, status_written) in written {
+        if status_written && let Some(s) = states.get_mut(&key) {
+            s.last_status_write = Some(now);
+        }
+    }
+}
+
+/// Carries out one decision. Returns whether the status was written.
+async fn execute(ctx: &Context, plan: Plan) -> bool {
+    let Plan {
+        function,
+        key,
+        current,
+        decision: d,
+        write_status,
+    } = plan;
+    let labels = [key.namespace.as_str(), key.name.as_str()];
+    ctx.metrics
+        .desired_replicas
+        .with_label_values(&labels)
+        .set(i64::from(d.desired));
+    ctx.metrics
+        .observed_concurrency
+        .with_label_values(&labels)
+        .set(d.concurrency);
+    ctx.metrics
+        .observed_rps
+        .with_label_values(&labels)
+        .set(d.rps);
+    ctx.metrics
+        .panic_mode
+        .with_label_values(&labels)
+        .set(i64::from(d.mode == Mode::Panic));
+
+    if d.desired != current {
+        match scale::set_replicas_from(&ctx.client, &key.namespace, &key.name, current, d.desired)
+            .await
+        {
+            Ok(Some(from)) => {
+                ctx.metrics
+                    .scale_writes
+                    .with_label_values(&["success"])
+                    .inc();
+                tracing::info!(function = %key, from, to = d.desired, mode = d.mode.as_str(), reason = %d.reason, "scaled");
+                let note = if d.desired == 0 {
+                    Note::normal(
+                        reason::SCALED_TO_ZERO,
+                        format!("scaled from {from} to zero: {}", d.reason),
+                    )
+                } else if from == 0 {
+                    Note::normal(
+                        reason::WOKE_UP,
+                        format!("scaled from 0 to {}: {}", d.desired, d.reason),
+                    )
+                } else {
+                    Note::normal(
+                        reason::SCALED,
+                        format!("scaled from {from} to {} replicas: {}", d.desired, d.reason),
+                    )
+                };
+                ctx.events.publish(&function, note).await;
+            }
+            Ok(None) => {
+                // Someone (an activation, a user) changed the count since the
+                // Deployment was read: decide again on fresh numbers.
+                tracing::debug!(function = %key, "replicas changed under the autoscaler; deciding again next round");
+                return false;
+            }
+            Err(e) => {
+                ctx.metrics.scale_writes.with_label_values(&["error"]).inc();
+                tracing::warn!(function = %key, error = %e, "could not scale; retrying at the next decision");
+                return false;
+            }
+        }
+    }
+    if d.panic_entered {
+        ctx.events
+            .publish(
+                &function,
+                Note::normal(reason::PANIC_ENTERED, d.reason.clone()),
+            )
+            .await;
+    }
+    if !write_status {
+        return false;
+    }
+    match write_status_of(ctx, &key, &d).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(function = %key, error = %e, "could not write the autoscaler status; retrying at the next decision");
+            false
+        }
+    }
+}
+
+/// Server-side apply of `status.desiredReplicas` and `status.autoscaler`
+/// under the autoscaler's own field manager: the reconciler's apply leaves
+/// both out, so neither writer removes the other's fields.
+async fn write_status_of(ctx: &Context, key: &FunctionKey, d: &Decision) -> crate::Result<()> {
+    let api: Api<Function> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let patch = serde_json::json!({
+        "apiVersion": Function::api_version(&()),
+        "kind": Function::kind(&()),
+        "metadata": {"name": key.name},
+        "status": {
+            "desiredReplicas": d.desired,
+            "autoscaler": AutoscalerStatus {
+                mode: d.mode.as_str().to_string(),
+                observed_concurrency: round(d.concurrency),
+                observed_rps: round(d.rps),
+                reason: d.reason.clone(),
+            },
+        },
+    });
+    api_call(
+        || format!("write the autoscaler status of Function {key}"),
+        api.patch_status(
+            &key.name,
+            &PatchParams::apply(AUTOSCALER_MANAGER).force(),
+            &Patch::Apply(&patch),
+        ),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Three decimals are plenty on a status, and keep it readable.
+fn round(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// Starts nothing; checks the settings (used by `start`).
+pub fn check(settings: &Settings) -> anyhow::Result<()> {
+    settings.check().context("invalid autoscaler settings")
+}
