@@ -1,0 +1,309 @@
+//! The autoscaler on the local cluster with real traffic: the controller
+//! (in-process, `start`) scrapes a real activator (in-process, discovering
+//! Functions and pods from the cluster, `--activator-url` pointing the
+//! controller at its /metrics), the node agent runs the example image, and
+//! slow requests (`/delay?ms=1000`) through the activator are the load.
+//!
+//! It checks: load raises replicas to ceil(load / target); a step in load is
+//! followed; stopping the load returns the function to zero after the idle
+//! period; a request arriving during the scale-down is answered; and a
+//! request at zero wakes it again. It prints the measured latencies.
+//!
+//! Run: `KUBECONFIG=.cluster/kubeconfig cargo test -p siesta-controller --test autoscale_cluster -- --include-ignored --nocapture`
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::Request;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::TokioExecutor;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::json;
+use siesta_activator::{Activator, Config as ActivatorConfig, discovery};
+use siesta_api::Function;
+use siesta_controller::autoscaler::Settings;
+use siesta_testkit::{TestNamespace, client, ensure_function_crd, wait_for};
+
+struct Stack {
+    controller: siesta_controller::Running,
+    traffic: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    activator: tokio::task::JoinHandle<anyhow::Result<()>>,
+    discovery: tokio::task::JoinHandle<()>,
+}
+
+impl Stack {
+    async fn start(client: &Client, ns: &str) -> Self {
+        let activator = Activator::bind(ActivatorConfig::loopback())
+            .await
+            .expect("bind the activator");
+        let traffic = activator
+            .listen_addr()
+            .expect("traffic address")
+            .to_string();
+        let admin = activator.admin_addr().expect("admin address");
+        let config = siesta_controller::Config {
+            admin_addr: "127.0.0.1:0".parse().expect("address"),
+            namespace: ns.to_string(),
+            watch_namespace: Some(ns.to_string()),
+            identity: Some(format!("autoscale-test-{ns}")),
+            lease_duration: Duration::from_secs(3),
+            renew_period: Duration::from_millis(300),
+            autoscaler: Settings {
+                activator_url: vec![format!("http://{admin}/metrics")],
+                ..Settings::defaults()
+            },
+            ..siesta_controller::Config::defaults()
+        };
+        let controller = siesta_controller::start(client.clone(), config)
+            .await
+            .expect("start the controller");
+        let control = activator.control();
+        control.set_controllers(vec![format!("http://{}", controller.admin_addr())]);
+        let discovery = tokio::spawn(discovery::run(client.clone(), control, None));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let activator = tokio::spawn(activator.serve(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            controller,
+            traffic,
+            stop: Some(stop),
+            activator,
+            discovery,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.activator.await;
+        self.discovery.abort();
+        let _ = self.controller.shutdown().await;
+    }
+}
+
+type Http = HttpClient<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
+
+fn http() -> Http {
+    HttpClient::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build_http()
+}
+
+/// GET `path` of `hello` through the activator; the status code.
+async fn get(client: &Http, traffic: &str, host: &str, path: &str) -> Option<u16> {
+    let req = Request::get(format!("http://{traffic}{path}"))
+        .header("host", host)
+        .body(Empty::new())
+        .ok()?;
+    let resp = client.request(req).await.ok()?;
+    let code = resp.status().as_u16();
+    resp.into_body().collect().await.ok()?;
+    Some(code)
+}
+
+/// `clients` loops of 1 s requests until `stop`; counts non-200 answers.
+struct Load {
+    stop: Arc<AtomicBool>,
+    failed: Arc<AtomicUsize>,
+    ok: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn new() -> Self {
+        Self {
+            stop: Arc::new(AtomicBool::new(false)),
+            failed: Arc::new(AtomicUsize::new(0)),
+            ok: Arc::new(AtomicUsize::new(0)),
+            tasks: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, clients: usize, traffic: &str, host: &str) {
+        for _ in 0..clients {
+            let (stop, failed, ok) = (self.stop.clone(), self.failed.clone(), self.ok.clone());
+            let (traffic, host) = (traffic.to_string(), host.to_string());
+            self.tasks.push(tokio::spawn(async move {
+                let client = http();
+                while !stop.load(Ordering::Relaxed) {
+                    match get(&client, &traffic, &host, "/delay?ms=1000").await {
+                        Some(200) => ok.fetch_add(1, Ordering::Relaxed),
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            }));
+        }
+    }
+
+    /// Stops and waits for the last requests; returns when they ended.
+    async fn stop(self) -> Instant {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        Instant::now()
+    }
+}
+
+async fn replicas(deployments: &Api<Deployment>, name: &str) -> Option<i32> {
+    deployments.get(name).await.ok()?.spec?.replicas
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the local cluster: make test"]
+async fn load_scales_out_to_load_over_target_and_idle_returns_to_zero() {
+    let client = client().await;
+    ensure_function_crd(&client).await;
+    let ns = TestNamespace::create(&client, "autoscale").await;
+    let stack = Stack::start(&client, &ns.name).await;
+    let functions: Api<Function> = Api::namespaced(client.clone(), &ns.name);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let function: Function = serde_json::from_value(json!({
+        "apiVersion": "siesta.dev/v1alpha1", "kind": "Function",
+        "metadata": {"name": "hello"},
+        "spec": {
+            "image": "siesta.dev/examples/hello:latest",
+            "port": 8080,
+            "queue": {"maxRequests": 100, "timeoutSeconds": 60},
+            "scale": {
+                "minReplicas": 0, "maxReplicas": 10,
+                "metric": "concurrency", "target": 1,
+                "stableWindowSeconds": 6, "panicWindowPercent": 50,
+                "scaleToZeroAfterSeconds": 6,
+            },
+        },
+    }))
+    .expect("function literal");
+    functions
+        .create(&PostParams::default(), &function)
+        .await
+        .expect("create the Function");
+    wait_for("hello at zero", Duration::from_secs(30), || async {
+        (replicas(&deployments, "hello").await == Some(0)).then_some(())
+    })
+    .await;
+    let host = format!("hello.{}.siesta.local", ns.name);
+
+    // 4 concurrent 1 s requests from zero: the activation wakes it, and the
+    // parked requests are the demand: 4 pods at target 1.
+    let mut load = Load::new();
+    let t0 = Instant::now();
+    load.add(4, &stack.traffic, &host);
+    wait_for(
+        "4 replicas for 4 in flight",
+        Duration::from_secs(60),
+        || async { (replicas(&deployments, "hello").await == Some(4)).then_some(()) },
+    )
+    .await;
+    let cold_to_4 = t0.elapsed();
+    // Settled: it stays at ceil(4 / 1) = 4 (give or take one while panicking).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let settled = replicas(&deployments, "hello").await.unwrap_or(-1);
+    assert!(
+        (4..=5).contains(&settled),
+        "settled at {settled}, expected 4"
+    );
+    let f = functions.get("hello").await.expect("read Function");
+    let status = f.status.expect("a status");
+    let autoscaler = status.autoscaler.expect("status.autoscaler");
+    assert_eq!(status.desired_replicas, settled);
+    assert!(
+        (autoscaler.observed_concurrency - 4.0).abs() < 1.0,
+        "observed concurrency {}",
+        autoscaler.observed_concurrency
+    );
+
+    // A step from 4 to 8 in flight.
+    let t1 = Instant::now();
+    load.add(4, &stack.traffic, &host);
+    wait_for(
+        "8 replicas for 8 in flight",
+        Duration::from_secs(30),
+        || async { (replicas(&deployments, "hello").await.unwrap_or(0) >= 8).then_some(()) },
+    )
+    .await;
+    let step_4_to_8 = t1.elapsed();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let at8 = replicas(&deployments, "hello").await.unwrap_or(-1);
+    assert!((8..=9).contains(&at8), "at {at8} for 8 in flight");
+    let f = functions.get("hello").await.expect("read Function");
+    let status = f.status.expect("a status");
+    assert_eq!(status.desired_replicas, at8);
+
+    let failed = load.failed.load(Ordering::Relaxed);
+    let ok = load.ok.load(Ordering::Relaxed);
+    let load_ended = load.stop().await;
+    assert_eq!(failed, 0, "{failed} requests failed under load ({ok} ok)");
+
+    // Scale-down begins; a request arriving meanwhile is answered.
+    wait_for(
+        "the scale-down to begin",
+        Duration::from_secs(60),
+        || async {
+            let r = replicas(&deployments, "hello").await?;
+            (r < at8).then_some(r)
+        },
+    )
+    .await;
+    let probe = http();
+    assert_eq!(
+        get(&probe, &stack.traffic, &host, "/").await,
+        Some(200),
+        "a request during the scale-down"
+    );
+    let last_request = Instant::now();
+    let spec_zero = wait_for(
+        "replicas 0 after idling",
+        Duration::from_secs(90),
+        || async { (replicas(&deployments, "hello").await == Some(0)).then(Instant::now) },
+    )
+    .await;
+    let no_pods = wait_for("no pods left", Duration::from_secs(90), || async {
+        let list = pods
+            .list(&ListParams::default().labels(&format!("{}=hello", siesta_api::FUNCTION_LABEL)))
+            .await
+            .ok()?;
+        list.items.is_empty().then(Instant::now)
+    })
+    .await;
+    let f = functions.get("hello").await.expect("read Function");
+    let status = f.status.expect("a status");
+    assert_eq!(status.desired_replicas, 0);
+    assert!(
+        status
+            .autoscaler
+            .as_ref()
+            .is_some_and(|a| a.reason.starts_with("idle")),
+        "{:?}",
+        status.autoscaler
+    );
+
+    // At zero, a request wakes it and is answered.
+    assert_eq!(
+        get(&probe, &stack.traffic, &host, "/").await,
+        Some(200),
+        "a request at zero"
+    );
+
+    println!(
+        "MEASURED cold start with 4 in flight -> 4 replicas: {:.1}s; step 4 -> 8 in flight -> 8 replicas: {:.1}s; \
+         last request -> replicas 0: {:.1}s; -> no pods: {:.1}s (load ended {:.1}s before the last request; \
+         scaleToZeroAfterSeconds 6, stableWindowSeconds 6, autoscale interval 2s)",
+        cold_to_4.as_secs_f64(),
+        step_4_to_8.as_secs_f64(),
+        spec_zero.duration_since(last_request).as_secs_f64(),
+        no_pods.duration_since(last_request).as_secs_f64(),
+        last_request.duration_since(load_ended).as_secs_f64(),
+    );
+    stack.stop().await;
+}
