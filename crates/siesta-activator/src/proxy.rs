@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -77,6 +77,15 @@ impl Proxy {
         mut req: Request<Incoming>,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
+        if req.method() == Method::CONNECT {
+            // A function is not a tunnel endpoint: forwarding CONNECT would
+            // leave an upgraded connection nobody serves.
+            self.index.metrics().unknown_function();
+            return local(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "CONNECT is not supported: the activator is not a forward proxy\n",
+            );
+        }
         let host: Option<HeaderValue> = match req.headers().get(header::HOST) {
             Some(h) => Some(h.clone()),
             None => req

@@ -68,18 +68,30 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let proxy = proxy.clone();
-                let cache = Arc::new(LookupCache::default());
-                let svc = service_fn(move |req| {
-                    let proxy = proxy.clone();
-                    let cache = cache.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(&cache, remote, req).await) }
-                });
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .into_owned();
-                let conn = graceful.watch(conn);
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let first_byte_timeout = limits.header_read_timeout;
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    // The auto builder waits for the first bytes to tell
+                    // HTTP/1 from h2c before hyper's header read timer
+                    // starts, so a client that connects and sends nothing
+                    // would hold its connection forever: give it the header
+                    // read timeout to start.
+                    let mut first = [0u8; 1];
+                    match tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => return,
+                    }
+                    let cache = Arc::new(LookupCache::default());
+                    let svc = service_fn(move |req| {
+                        let proxy = proxy.clone();
+                        let cache = cache.clone();
+                        async move { Ok::<_, Infallible>(proxy.handle(&cache, remote, req).await) }
+                    });
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(%remote, error = %e, "client connection ended with an error");
                     }
                 });
