@@ -3,7 +3,7 @@
 # a Kubernetes 1.20.2 control plane built once and cached in ~/.cache/siesta,
 # kubectl and helm) and start the local cluster on 127.0.0.1.
 
-.PHONY: demo test cluster-up node-up cluster-down crd fmt lint kind-e2e
+.PHONY: demo test cluster-up node-up cluster-down crd fmt lint bench kind-e2e
 
 ## demo: local control plane + node agent + Siesta + an example Function
 demo:
@@ -12,6 +12,11 @@ demo:
 ## test: fmt and clippy gates, unit tests, loopback tests and cluster tests
 test:
 	bash hack/test.sh
+
+## bench: proxy cost, cold start, buffering, streaming, footprint -> docs/benchmarks.md
+##        (BENCH_QUICK=1 for a smoke run, BENCH_1K=1 for the 1,000-Function footprint)
+bench:
+	bash hack/bench/run.sh
 
 ## cluster-up: install (first time) and start etcd, kube-apiserver, kube-controller-manager
 cluster-up:

@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""Turns hack/bench/run.sh's raw result lines into docs/benchmarks.md and
+prints the same markdown. Every figure is a median over the repetitions.
+
+usage: report.py RESULTS COMMANDS QUICK REPS DURATION OUT
+"""
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+results_path, cmds_path, quick, reps, dur, out_path = sys.argv[1:7]
+quick = quick == "1"
+
+
+def parse(line):
+    parts = line.split()
+    kv = {}
+    for p in parts[1:]:
+        if "=" in p:
+            k, v = p.split("=", 1)
+            kv[k] = v
+    return parts[0] if parts else "", kv
+
+
+rows = [parse(l) for l in open(results_path) if l.strip()]
+
+
+def of(kind, **match):
+    return [kv for k, kv in rows if k == kind and all(kv.get(a) == str(b) for a, b in match.items())]
+
+
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def med(values):
+    vals = [v for v in (num(x) for x in values) if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def f(v, fmt="{:.2f}", na="n/a"):
+    return na if v is None else fmt.format(v)
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip() or \
+            subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stderr.strip()
+    except Exception:  # noqa: BLE001 - a missing tool is reported as such
+        return "?"
+
+
+def cpuinfo():
+    model = "?"
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem = "?"
+    for line in open("/proc/meminfo"):
+        if line.startswith("MemTotal"):
+            mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    return model, mem
+
+
+md = []
+w = md.append
+model, mem = cpuinfo()
+w("# Siesta benchmarks")
+w("")
+w("Written by `make bench` (hack/bench/run.sh" + (", **BENCH_QUICK=1 smoke mode: not figures to quote**" if quick else "") + ").")
+w("")
+w("## Machine")
+w("")
+w(f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+w(f"- nproc: {os.cpu_count()}; CPU: {model}; memory: {mem}; kernel {platform.release()}")
+w(f"- nginx: {sh('nginx -v 2>&1')}; HAProxy: {sh('haproxy -v | head -1')}; {sh('wrk -v 2>&1 | head -1')}; {sh('rustc --version')}")
+loads = ", ".join(f"{kv['when']} {kv['loadavg'].replace(',', ' ')}" for kv in of("load"))
+w(f"- load average (1/5/15 min) during the run: {loads}. This machine is shared: other sessions' builds and "
+  "tests may run at the same time; a load above 0.5 at the start means the figures carry their noise.")
+w("- Client (wrk or siesta-bench), proxy and backend (examples/hello, release) all run on the same "
+  f"{os.cpu_count()} cores over loopback, unpinned: every proxy figure includes the contention of "
+  "three processes on two cores, and all proxies are measured under the same contention.")
+w("")
+w("## Method")
+w("")
+w(f"- Each figure is the median of {reps} repetitions (cold start: of every run); ratios are of medians taken in the same run. "
+  f"Proxy runs are {dur} s of wrk per point, targets interleaved within each repetition after a 1 s warm-up each.")
+w("- Proxy cost: `hello` (release) on 127.0.0.1:18001; in front of it the activator (`siesta-bench activator`: the "
+  "siesta-activator library with a static function -> backend route and no cluster), nginx (2 workers, upstream "
+  "keepalive 512) and HAProxy (2 threads, `http-reuse always`) with the configs in hack/bench/. "
+  "Latency percentiles come from wrk's `done` hook (hack/bench/percentiles.lua). "
+  "CPU = utime+stime from /proc/PID/stat before and after each run (nginx: master + workers), per 100k requests.")
+w("- Cold start: release `siesta controller` and `siesta activator` as local processes (KUBECONFIG) against the "
+  "local control plane and node agent; a Function at zero; `siesta-bench cold` sends one request and notes the "
+  "wall-clock send and first-byte times; the phases are lined up with the controller's `woke up on an activation` "
+  "log line (written when the scale write returned), the node agent's `started` and `readiness changed ready=true` "
+  "lines and the activator's `pod probed, releasing queue` line (hack/bench/coldstart.py). Between runs the "
+  "Deployment is scaled to 0 with kubectl and the pod is waited out.")
+w("- Buffering: a fresh activator with the function at zero (queue max = N, 300 s queue timeout); "
+  "`siesta-bench park` opens N connections with one request each, waits until "
+  "`siesta_activator_queued_requests` = N, then sends SIGUSR1 (the bench activator adds the backend) and times "
+  "until the last response. RSS from /proc/PID/status.")
+w("- Streaming: POST of N bytes to `/echo` (echoed back, so N bytes go each way at once) and GET of N bytes from "
+  "`/stream` (64 KiB chunks), through a fresh activator and directly; activator RSS sampled every 20 ms.")
+w("")
+
+# ---------------------------------------------------------------- proxy
+concs = sorted({int(kv["c"]) for kv in of("proxy")})
+targets = ["direct", "activator", "nginx", "haproxy"]
+P = {}
+for c in concs:
+    for t in targets:
+        rs = of("proxy", target=t, c=c)
+        if not rs:
+            continue
+        P[(c, t)] = {
+            "rps": med(r["rps"] for r in rs),
+            "p50": med(num(r["p50_us"]) / 1000 for r in rs),
+            "p99": med(num(r["p99_us"]) / 1000 for r in rs),
+            "p999": med(num(r["p999_us"]) / 1000 for r in rs),
+            "cpu": med(num(r["proxy_cpu_s"]) / num(r["requests"]) * 1e5 for r in rs) if t != "direct" else None,
+            "bcpu": med(num(r["backend_cpu_s"]) / num(r["requests"]) * 1e5 for r in rs),
+            "err": sum(int(r.get("errors", 0)) for r in rs),
+        }
+w("## 1. Proxy cost (GET / on hello, HTTP/1.1 keep-alive)")
+w("")
+w("| conc | path | req/s | p50 ms | p99 ms | p99.9 ms | proxy CPU s /100k req | backend CPU s /100k req | errors |")
+w("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+for c in concs:
+    for t in targets:
+        p = P.get((c, t))
+        if p:
+            w(f"| {c} | {t} | {f(p['rps'], '{:.0f}')} | {f(p['p50'], '{:.3f}')} | {f(p['p99'], '{:.3f}')} | "
+              f"{f(p['p999'], '{:.3f}')} | {f(p['cpu'], '{:.2f}', '-')} | {f(p['bcpu'])} | {p['err']} |")
+w("")
+w("| conc | activator / nginx req/s | activator / HAProxy req/s | activator / direct req/s | activator p99 − direct p99 (ms) | activator CPU / nginx CPU |")
+w("|---:|---:|---:|---:|---:|---:|")
+ratio = {}
+for c in concs:
+    a, n, h, d = (P.get((c, t)) for t in targets)
+    if not (a and n and h and d):
+        continue
+    ratio[c] = (a["rps"] / n["rps"], a["p99"] - d["p99"])
+    w(f"| {c} | {a['rps'] / n['rps']:.2f} | {a['rps'] / h['rps']:.2f} | {a['rps'] / d['rps']:.2f} | "
+      f"{a['p99'] - d['p99']:+.3f} | {f(a['cpu'] / n['cpu'] if a['cpu'] and n['cpu'] else None)} |")
+w("")
+
+# ---------------------------------------------------------------- cold start
+cs = of("coldsplit")
+w("## 2. Cold start on the local cluster")
+w("")
+phases = [
+    ("arrival_to_scale_ms", "request arrival → scale write returned (activator park + signal, controller read + scale write)"),
+    ("scale_to_running_ms", "scale write → pod Running (kube-controller-manager, node agent bind + process start)"),
+    ("running_to_ready_ms", "pod Running → Ready (hello binds; node agent TCP readiness probe)"),
+    ("ready_to_release_ms", "pod Ready → activator releases the queue (node agent status write, API watch, activator probe)"),
+    ("release_to_first_byte_ms", "queue released → first byte at the client (proxying)"),
+    ("ready_to_first_byte_ms", "pod Ready → first byte (the two rows above)"),
+    ("total_ms", "total: request sent → first byte"),
+    ("siesta_ms", "**Siesta's own part**: arrival → scale write + Ready → first byte"),
+    ("siesta_strict_ms", "Siesta's own part without the node agent's status write/API watch: arrival → scale write + released → first byte"),
+]
+if cs:
+    w(f"{len(cs)} runs; statuses: {', '.join(sorted({r['status'] for r in cs}))}.")
+    w("")
+    w("| phase | median ms | min ms | max ms |")
+    w("|---|---:|---:|---:|")
+    for key, label in phases:
+        vals = [num(r.get(key)) for r in cs if num(r.get(key)) is not None]
+        if vals:
+            w(f"| {label} | {statistics.median(vals):.1f} | {min(vals):.1f} | {max(vals):.1f} |")
+        else:
+            w(f"| {label} | n/a | | |")
+    cm = of("cold_metric")
+    if cm:
+        kv = cm[0]
+        s, n = num(kv.get("siesta_activator_cold_start_duration_seconds_sum")), num(kv.get("siesta_activator_cold_start_duration_seconds_count"))
+        if s is not None and n:
+            w("")
+            w(f"The activator's own `siesta_activator_cold_start_duration_seconds` histogram: {int(n)} cold starts, mean {s / n * 1000:.1f} ms.")
+else:
+    w("Not measured (no cold-start runs recorded).")
+w("")
+
+# ---------------------------------------------------------------- buffering
+pk = of("park")
+w("## 3. Buffering at zero")
+w("")
+if pk:
+    n = pk[0]["n"]
+    mib = lambda k: med(num(r[k]) / 1024 for r in pk)  # noqa: E731
+    w(f"| parked requests | answered (all reps) | failed | time to park all s | drain s (release → last response) | activator RSS idle MiB | RSS while parked MiB | peak RSS (VmHWM) MiB |")
+    w("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    w(f"| {n} | {sum(int(r['ok']) for r in pk)} / {int(n) * len(pk)} | {sum(int(r['failed']) for r in pk)} | "
+      f"{f(med(r['parked_in_s'] for r in pk))} | {f(med(r['drain_s'] for r in pk), '{:.3f}')} | {f(mib('rss_before_kib'), '{:.1f}')} | "
+      f"{f(mib('rss_parked_kib'), '{:.1f}')} | {f(mib('hwm_kib'), '{:.1f}')} |")
+else:
+    w("Not measured.")
+w("")
+
+# ---------------------------------------------------------------- streaming
+st = of("stream")
+w("## 4. Streaming")
+w("")
+idle = of("stream_idle")
+end = of("stream_end")
+if st:
+    size = int(st[0]["bytes"])
+    w(f"{size / (1 << 20):.0f} MiB per transfer. Upload = POST to `/echo`, echoed back while it is sent "
+      "(MiB/s counts one direction).")
+    w("")
+    w("| transfer | via | MiB/s | activator RSS before MiB | activator RSS peak (sampled) MiB |")
+    w("|---|---|---:|---:|---:|")
+    for mode in ("upload", "download"):
+        for via in ("direct", "activator"):
+            rs = of("stream", mode=mode, via=via)
+            if rs:
+                before = med(num(r["rss_before_kib"]) / 1024 for r in rs) if via == "activator" else None
+                peak = med(num(r["rss_peak_sampled_kib"]) / 1024 for r in rs) if via == "activator" else None
+                w(f"| {mode} | {via} | {f(med(r['mib_per_s'] for r in rs), '{:.0f}')} | {f(before, '{:.1f}', '-')} | {f(peak, '{:.1f}', '-')} |")
+    if idle and end:
+        w("")
+        w(f"Activator RSS: {num(idle[0]['rss_kib']) / 1024:.1f} MiB idle before the first transfer, "
+          f"VmHWM {num(end[0]['hwm_kib']) / 1024:.1f} MiB after all {len(of('stream', via='activator'))} transfers "
+          f"({sum(int(r['bytes']) for r in of('stream', via='activator')) / (1 << 30):.1f} GiB each way in total).")
+else:
+    w("Not measured.")
+w("")
+
+# ---------------------------------------------------------------- footprint
+w("## 5. Footprint")
+w("")
+w("| process | RSS MiB |")
+w("|---|---:|")
+for r in of("idle_rss"):
+    label = {"controller": "controller, idle (release, 1 namespace watched, leader)",
+             "activator": "activator, idle (release, watching Functions and Pods in all namespaces of the shared cluster)",
+             "bench-activator-after-load": "bench activator after the proxy runs (static route, no cluster)"}.get(r["component"], r["component"])
+    w(f"| {label} | {num(r['rss_kib']) / 1024:.1f} (peak {num(r['hwm_kib']) / 1024:.1f}) |")
+fn = of("fns")
+if fn:
+    r = fn[0]
+    w("")
+    w(f"Controller with {r['n']} Functions created at once: {r['ready']} Ready with a Deployment after {num(r['secs']):.1f} s; "
+      f"controller RSS {num(r['rss_kib']) / 1024:.1f} MiB, peak {num(r['hwm_kib']) / 1024:.1f} MiB."
+      + ("" if r["n"] == "1000" else " (1,000 Functions: `BENCH_1K=1 make bench`; not in the default run, to stay within 20 minutes.)"))
+w("")
+
+# ---------------------------------------------------------------- autoscaler
+w("## 6. Autoscaler reaction")
+w("")
+au = of("autoscale")
+if not au or au[0].get("not_measured"):
+    w("Not measured: the controller does not run the autoscaler yet (only its pure decision module has landed), so "
+      "there is no scale-out or scale-to-zero to time.")
+else:
+    for r in au:
+        w("- " + ", ".join(f"{k} = {v}" for k, v in r.items()))
+w("")
+
+# ---------------------------------------------------------------- targets
+w("## Targets")
+w("")
+
+
+def verdict(ok):
+    return "n/a" if ok is None else ("**met**" if ok else "**not met**")
+
+
+t1 = [c for c in ratio]
+ok1 = all(ratio[c][0] >= 1.0 for c in t1) if t1 else None
+w(f"- Activator throughput ≥ nginx at every concurrency: {verdict(ok1)} — activator/nginx = "
+  + ", ".join(f"{ratio[c][0]:.2f} at c={c}" for c in t1) + ".")
+t2 = [c for c in t1 if c <= 64]
+ok2 = all(ratio[c][1] <= 1.0 for c in t2) if t2 else None
+w(f"- Activator p99 within 1 ms of direct at c ≤ 64: {verdict(ok2)} — "
+  + ", ".join(f"{ratio[c][1]:+.3f} ms at c={c}" for c in t2) + ".")
+sv = [num(r.get("siesta_ms")) for r in cs if num(r.get("siesta_ms")) is not None]
+ok3 = statistics.median(sv) < 50 if sv else None
+w(f"- Siesta's own cold-start part < 50 ms median: {verdict(ok3)} — "
+  + (f"{statistics.median(sv):.1f} ms" if sv else "not measured") + ".")
+hw = [num(r["hwm_kib"]) * 1024 / 1e6 for r in pk] if pk else []
+ok4 = (statistics.median(hw) < 150 and all(int(r["ok"]) == int(r["n"]) for r in pk)) if hw else None
+w(f"- {pk[0]['n'] if pk else 'N'} parked requests under 150 MB activator RSS, all answered: {verdict(ok4)} — "
+  + (f"peak {statistics.median(hw):.1f} MB (VmHWM)" if hw else "not measured") + ".")
+if idle and end and st:
+    growth = (num(end[0]["hwm_kib"]) - num(idle[0]["rss_kib"])) / 1024
+    moved = sum(int(r["bytes"]) for r in of("stream", via="activator")) / (1 << 20)
+    ok5 = growth < 32
+    w(f"- Streaming memory flat: {verdict(ok5)} — activator peak grew {growth:.1f} MiB over idle while moving "
+      f"{moved:.0f} MiB each way (flat = under 32 MiB growth, independent of the size moved).")
+w("")
+w("## Commands (as run)")
+w("")
+w("```")
+for line in open(cmds_path):
+    w(line.rstrip())
+w("```")
+w("")
+text = "\n".join(md) + "\n"
+os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
+with open(out_path, "w") as fh:
+    fh.write(text)
+print(text)

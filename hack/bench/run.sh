@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# `make bench`: measures Siesta on this machine, on loopback only, and writes
+# docs/benchmarks.md (report.py turns the raw results into the tables).
+#
+#   BENCH_QUICK=1   smoke mode: short runs, one repetition, small sizes
+#   BENCH_1K=1      the footprint run with 1,000 Functions (default 100)
+#   BENCH_OUT=path  where the markdown goes (default docs/benchmarks.md)
+#
+# Every process it starts is its own (temp dir, own ports, own pid) and is
+# stopped by PID at exit. The shared local cluster is used, never stopped.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+QUICK="${BENCH_QUICK:-0}"
+OUT="${BENCH_OUT:-$ROOT/docs/benchmarks.md}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target-bench}"
+BIN="$CARGO_TARGET_DIR/release"
+export KUBECONFIG="${KUBECONFIG:-$ROOT/.cluster/kubeconfig}"
+K="${KUBECTL:-$HOME/.cache/siesta/tools/bin/kubectl}"
+HOST_HDR="hello.bench.siesta.local"
+
+if [[ "$QUICK" == 1 ]]; then
+  REPS=1; DUR=1; CONCS="1 64"; PARK_N=1000; STREAM_BYTES=$((64 << 20)); COLD_N=2; NFN=10
+else
+  REPS=3; DUR=5; CONCS="1 16 64 256"; PARK_N=10000; STREAM_BYTES=$((1 << 30)); COLD_N=7; NFN=100
+fi
+[[ "${BENCH_1K:-0}" == 1 ]] && NFN=1000
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+WORK="$(mktemp -d /tmp/siesta-bench.XXXXXX)"
+RESULTS="$WORK/results.txt"
+CMDS="$WORK/commands.txt"
+: >"$RESULTS"; : >"$CMDS"
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  sleep 0.5
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  if [[ -n "${BENCH_NS:-}" ]]; then "$K" delete ns "$BENCH_NS" --wait=false >/dev/null 2>&1 || true; fi
+  if [[ -n "${BENCH_NS1K:-}" ]]; then "$K" delete ns "$BENCH_NS1K" --wait=false >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
+
+# Records a command as run (for the report) and runs it.
+cmd() { printf '%s\n' "$*" >>"$CMDS"; "$@"; }
+result() { printf '%s\n' "$*" >>"$RESULTS"; }
+
+# ---------------------------------------------------------------- set-up
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx-light)
+command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || need+=(haproxy)
+command -v python3 >/dev/null || need+=(python3)
+command -v curl >/dev/null || need+=(curl)
+if ((${#need[@]})); then
+  log "installing ${need[*]}"
+  SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
+  $SUDO apt-get install -y "${need[@]}" >/dev/null 2>&1 \
+    || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y "${need[@]}" >/dev/null; }
+fi
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
+
+log "building release binaries into $CARGO_TARGET_DIR"
+cmd cargo build -q --release -p siesta -p hello -p siesta-bench
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+log "work dir $WORK; open files limit $(ulimit -n)"
+
+result "load when=start loadavg=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' ,)"
+TCK="$(getconf CLK_TCK)"
+# utime+stime in clock ticks, summed over the given PIDs.
+cpu_ticks() {
+  local t=0 p f
+  for p in "$@"; do
+    f="$(cat /proc/"$p"/stat 2>/dev/null)" || continue
+    f="${f##*) }"
+    set -- $f
+    t=$((t + ${12} + ${13}))
+  done
+  echo "$t"
+}
+wait_port() {
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  log "nothing listens on $1"; return 1
+}
+spawn() { # spawn LOGFILE CMD...: background, pid in $SPAWNED
+  printf '%s\n' "${*:2}" >>"$CMDS"
+  "${@:2}" >"$1" 2>&1 &
+  SPAWNED=$!
+  PIDS+=("$SPAWNED")
+}
+stop() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+vm() { awk -v k="$2:" '$1==k {print $2}' /proc/"$1"/status; }
+
+# ---------------------------------------------------------------- 1. proxy cost
+log "1. proxy cost: direct, activator, nginx, haproxy at c=$CONCS, ${DUR}s x $REPS"
+BACKEND=127.0.0.1:18001
+PORT=18001 HOST=127.0.0.1 POD_NAME=bench spawn "$WORK/hello.log" "$BIN/hello"
+HELLO_PID=$SPAWNED
+spawn "$WORK/activator-proxy.log" "$BIN/siesta-bench" activator --listen 127.0.0.1:18080 \
+  --admin 127.0.0.1:19091 --function bench/hello --backend "$BACKEND"
+ACT_PID=$SPAWNED
+
+mkdir -p "$WORK/nginx" "$WORK/haproxy"
+sed -e "s|@DIR@|$WORK/nginx|g" -e "s|@LISTEN@|127.0.0.1:18081|g" -e "s|@BACKEND@|$BACKEND|g" \
+  hack/bench/nginx.conf >"$WORK/nginx/nginx.conf"
+cmd "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/nginx-error.log"
+sed -e "s|@DIR@|$WORK/haproxy|g" -e "s|@LISTEN@|127.0.0.1:18082|g" -e "s|@BACKEND@|$BACKEND|g" \
+  hack/bench/haproxy.cfg >"$WORK/haproxy/haproxy.cfg"
+cmd "$HAPROXY" -f "$WORK/haproxy/haproxy.cfg"
+for a in 127.0.0.1:18001 127.0.0.1:18080 127.0.0.1:18081 127.0.0.1:18082; do wait_port "$a"; done
+NGINX_PID="$(cat "$WORK/nginx/nginx.pid")"; PIDS+=("$NGINX_PID")
+HAPROXY_PID="$(cat "$WORK/haproxy/haproxy.pid")"; PIDS+=("$HAPROXY_PID")
+nginx_pids() { echo "$NGINX_PID" $(cat /proc/"$NGINX_PID"/task/*/children 2>/dev/null); }
+target_port() { case $1 in direct) echo 18001;; activator) echo 18080;; nginx) echo 18081;; haproxy) echo 18082;; esac; }
+target_pids() { case $1 in direct) echo "";; activator) echo "$ACT_PID";; nginx) nginx_pids;; haproxy) echo "$HAPROXY_PID";; esac; }
+
+for t in direct activator nginx haproxy; do  # warm-up: pools, caches
+  wrk -t2 -c64 -d1s -H "Host: $HOST_HDR" "http://127.0.0.1:$(target_port $t)/" >/dev/null
+done
+for rep in $(seq 1 "$REPS"); do
+  for c in $CONCS; do
+    for t in direct activator nginx haproxy; do
+      threads=2; ((c < 2)) && threads=1
+      url="http://127.0.0.1:$(target_port $t)/"
+      p0=$(cpu_ticks $(target_pids $t)); b0=$(cpu_ticks "$HELLO_PID")
+      line=$(wrk -t"$threads" -c"$c" -d"${DUR}s" --latency -s hack/bench/percentiles.lua \
+        -H "Host: $HOST_HDR" "$url" | grep '^BENCH')
+      p1=$(cpu_ticks $(target_pids $t)); b1=$(cpu_ticks "$HELLO_PID")
+      result "proxy target=$t c=$c rep=$rep ${line#BENCH } proxy_cpu_s=$(echo "scale=3; ($p1-$p0)/$TCK" | bc) backend_cpu_s=$(echo "scale=3; ($b1-$b0)/$TCK" | bc)"
+      log "  $t c=$c rep=$rep: ${line#BENCH }"
+    done
+  done
+done
+printf '%s\n' "wrk -t{1|2} -c{C} -d${DUR}s --latency -s hack/bench/percentiles.lua -H 'Host: $HOST_HDR' http://127.0.0.1:{18001 direct|18080 activator|18081 nginx|18082 haproxy}/" >>"$CMDS"
+result "idle_rss component=bench-activator-after-load rss_kib=$(vm "$ACT_PID" VmRSS) hwm_kib=$(vm "$ACT_PID" VmHWM)"
+stop "$ACT_PID"
+kill -TERM "$NGINX_PID" "$HAPROXY_PID" 2>/dev/null || true
+
+# ---------------------------------------------------------------- 3. buffering
+log "3. buffering: $PARK_N requests parked at zero, x $REPS"
+for rep in $(seq 1 "$REPS"); do
+  spawn "$WORK/activator-park-$rep.log" "$BIN/siesta-bench" activator --listen 127.0.0.1:18083 \
+    --admin 127.0.0.1:19093 --function bench/hello --backend "$BACKEND" --at-zero \
+    --queue-max "$PARK_N" --queue-timeout-secs 300
+  pid=$SPAWNED
+  wait_port 127.0.0.1:18083; wait_port 127.0.0.1:19093
+  line=$(cmd "$BIN/siesta-bench" park --target 127.0.0.1:18083 --admin 127.0.0.1:19093 \
+    --host "$HOST_HDR" --n "$PARK_N" --pid "$pid")
+  result "park rep=$rep $line"
+  log "  rep=$rep: $line"
+  stop "$pid"
+done
+
+# ---------------------------------------------------------------- 4. streaming
+log "4. streaming: $STREAM_BYTES bytes up (echoed back) and down, x $REPS"
+spawn "$WORK/activator-stream.log" "$BIN/siesta-bench" activator --listen 127.0.0.1:18084 \
+  --admin 127.0.0.1:19094 --function bench/hello --backend "$BACKEND"
+SPID=$SPAWNED
+wait_port 127.0.0.1:18084
+sleep 0.5
+result "stream_idle rss_kib=$(vm "$SPID" VmRSS)"
+for rep in $(seq 1 "$REPS"); do
+  for mode in upload download; do
+    line=$(cmd "$BIN/siesta-bench" stream --target 127.0.0.1:18084 --host "$HOST_HDR" \
+      --mode "$mode" --bytes "$STREAM_BYTES" --pid "$SPID")
+    result "stream via=activator rep=$rep $line"
+    line=$(cmd "$BIN/siesta-bench" stream --target "$BACKEND" --host "$HOST_HDR" \
+      --mode "$mode" --bytes "$STREAM_BYTES")
+    result "stream via=direct rep=$rep $line"
+    log "  rep=$rep $mode done"
+  done
+done
+result "stream_end rss_kib=$(vm "$SPID" VmRSS) hwm_kib=$(vm "$SPID" VmHWM)"
+stop "$SPID"
+stop "$HELLO_PID"
+
+# ---------------------------------------------------------------- 2 + 5. cluster
+log "2. cold start on the local cluster ($COLD_N runs) and 5. footprint"
+if ! "$K" get --raw /readyz >/dev/null 2>&1; then
+  log "local cluster not up: starting it (hack/cluster/up.sh, node-up.sh)"
+  bash hack/cluster/up.sh >&2
+fi
+bash hack/cluster/node-up.sh >&2
+DEVNODE_LOG="$ROOT/.cluster/logs/devnode.log"
+cmd "$K" apply -f crds/function.yaml >/dev/null
+BENCH_NS="siesta-bench-$$"
+cmd "$K" create ns "$BENCH_NS" >/dev/null
+SIESTA_LOG=info spawn "$WORK/controller.log" "$BIN/siesta" controller --admin-addr 127.0.0.1:19190 \
+  --namespace "$BENCH_NS" --watch-namespace "$BENCH_NS" --identity "bench-$$" \
+  --lease-duration 3s --renew-period 300ms
+CTL_PID=$SPAWNED
+SIESTA_LOG="info,siesta_activator::probe=debug" spawn "$WORK/activator.log" "$BIN/siesta" activator \
+  --listen 127.0.0.1:18090 --admin-addr 127.0.0.1:19192 --controller-url http://127.0.0.1:19190
+CACT_PID=$SPAWNED
+for _ in $(seq 1 300); do
+  curl -fs 127.0.0.1:19190/readyz >/dev/null 2>&1 && curl -fs 127.0.0.1:19192/readyz >/dev/null 2>&1 && break
+  sleep 0.1
+done
+sleep 3
+result "idle_rss component=controller rss_kib=$(vm "$CTL_PID" VmRSS) hwm_kib=$(vm "$CTL_PID" VmHWM)"
+result "idle_rss component=activator rss_kib=$(vm "$CACT_PID" VmRSS) hwm_kib=$(vm "$CACT_PID" VmHWM)"
+
+cat >"$WORK/function.yaml" <<EOF
+apiVersion: siesta.dev/v1alpha1
+kind: Function
+metadata: {name: hello, namespace: $BENCH_NS}
+spec:
+  image: siesta.dev/examples/hello:latest
+  port: 8080
+  queue: {maxRequests: 100, timeoutSeconds: 60}
+  scale: {minReplicas: 0, maxReplicas: 3, scaleToZeroAfterSeconds: 3600}
+EOF
+cmd "$K" apply -f "$WORK/function.yaml" >/dev/null
+for _ in $(seq 1 300); do
+  r=$("$K" get deploy hello -n "$BENCH_NS" -o jsonpath='{.spec.replicas}' 2>/dev/null || true)
+  [[ "$r" == 0 ]] && break; sleep 0.1
+done
+sleep 2  # the activator's Function watch
+for i in $(seq 1 "$COLD_N"); do
+  line=$(cmd "$BIN/siesta-bench" cold --target 127.0.0.1:18090 --host "hello.$BENCH_NS.siesta.local" --path /pod)
+  result "cold run=$i $line"
+  log "  cold run $i: $line"
+  cmd "$K" scale deploy hello -n "$BENCH_NS" --replicas=0 >/dev/null
+  for _ in $(seq 1 300); do
+    [[ -z "$("$K" get pods -n "$BENCH_NS" -o name 2>/dev/null)" ]] && break; sleep 0.1
+  done
+  sleep 1.5  # the activator sees the pod gone before the next cold request
+done
+result "cold_metric $(curl -s 127.0.0.1:19192/metrics | awk '/^siesta_activator_cold_start_duration_seconds_(sum|count)/ {printf "%s=%s ", $1, $2}' | sed 's/{[^}]*}//g')"
+python3 hack/bench/coldstart.py "$BENCH_NS" "$RESULTS" "$WORK/controller.log" "$DEVNODE_LOG" "$WORK/activator.log" >>"$RESULTS"
+stop "$CACT_PID"; stop "$CTL_PID"
+
+log "5. footprint: controller with $NFN Functions"
+BENCH_NS1K="siesta-bench-fns-$$"
+cmd "$K" create ns "$BENCH_NS1K" >/dev/null
+python3 -c "
+for i in range($NFN):
+    print('---\napiVersion: siesta.dev/v1alpha1\nkind: Function\nmetadata: {name: f%d}\nspec: {image: example.com/hello:1.0}' % i)
+" >"$WORK/fns.yaml"
+SIESTA_LOG=warn spawn "$WORK/controller-fns.log" "$BIN/siesta" controller --admin-addr 127.0.0.1:19195 \
+  --namespace "$BENCH_NS1K" --watch-namespace "$BENCH_NS1K" --identity "bench-fns-$$" \
+  --lease-duration 3s --renew-period 300ms
+FPID=$SPAWNED
+for _ in $(seq 1 300); do curl -fs 127.0.0.1:19195/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+start=$(date +%s.%N)
+cmd "$K" create -n "$BENCH_NS1K" -f "$WORK/fns.yaml" >/dev/null
+deadline=$(( $(date +%s) + (NFN > 100 ? 900 : 300) ))
+ready=0
+while (( $(date +%s) < deadline )); do
+  ready=$("$K" get fn -n "$BENCH_NS1K" -o json | python3 -c '
+import json, sys
+items = json.load(sys.stdin)["items"]
+print(sum(1 for f in items if f.get("status", {}).get("observedGeneration") == 1 and any(
+    c["type"] == "Ready" and c["status"] == "True" for c in f.get("status", {}).get("conditions", []))))')
+  deps=$("$K" get deploy -n "$BENCH_NS1K" --no-headers 2>/dev/null | wc -l)
+  (( ready >= NFN && deps >= NFN )) && break
+  sleep 1
+done
+end=$(date +%s.%N)
+result "fns n=$NFN ready=$ready secs=$(echo "$end - $start" | bc) rss_kib=$(vm "$FPID" VmRSS) hwm_kib=$(vm "$FPID" VmHWM)"
+stop "$FPID"
+"$K" delete ns "$BENCH_NS1K" --wait=false >/dev/null 2>&1 || true; BENCH_NS1K=""
+
+# ---------------------------------------------------------------- 6. autoscaler
+if [[ -x hack/bench/autoscale.sh ]] && "$BIN/siesta" controller --help 2>/dev/null | grep -qi 'scrape\|autoscal'; then
+  log "6. autoscaler reaction"
+  bash hack/bench/autoscale.sh "$BENCH_NS" "$RESULTS" || result "autoscale error=1"
+else
+  result "autoscale not_measured=1"
+fi
+"$K" delete ns "$BENCH_NS" --wait=false >/dev/null 2>&1 || true; BENCH_NS=""
+
+# ---------------------------------------------------------------- report
+result "load when=end loadavg=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' ,)"
+cp "$RESULTS" "$WORK/results.keep"
+python3 hack/bench/report.py "$RESULTS" "$CMDS" "$QUICK" "$REPS" "$DUR" "$OUT"
+log "raw results in $RESULTS; report written to $OUT"
