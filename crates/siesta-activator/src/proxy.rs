@@ -240,10 +240,9 @@ impl Proxy {
                 Ok(Ok(resp)) => break resp,
                 Ok(Err(e)) => {
                     let connect = e.is_connect();
-                    if connect
-                        && attempt < MAX_ATTEMPTS
+                    if attempt < MAX_ATTEMPTS
                         && let Some((slot, method, headers)) = &retry
-                        && lock_slot(slot).is_some()
+                        && ((connect && lock_slot(slot).is_some()) || replayable(method, slot))
                     {
                         match ticket.entry.repick(addr) {
                             Some(next) => {
@@ -314,6 +313,18 @@ impl Drop for Parked {
 
 fn lock_slot(slot: &BodySlot) -> std::sync::MutexGuard<'_, Option<Incoming>> {
     slot.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether a request that failed after connecting (e.g. a pod shutting down
+/// closed the pooled connection as the request went out) may be sent again:
+/// an idempotent method (RFC 9110 9.2.2) whose body is empty and still in
+/// the slot, so nothing of it was consumed.
+fn replayable(method: &http::Method, slot: &BodySlot) -> bool {
+    use hyper::body::Body as _;
+    method.is_idempotent()
+        && lock_slot(slot)
+            .as_ref()
+            .is_some_and(|body| body.is_end_stream())
 }
 
 /// Copies bytes both ways between the client and the pod after a 101; the
