@@ -214,9 +214,25 @@ async fn load_scales_out_to_load_over_target_and_idle_returns_to_zero() {
         "settled at {settled}, expected 4"
     );
     let f = functions.get("hello").await.expect("read Function");
-    let status = f.status.expect("a status");
+    let status = f.status.clone().expect("a status");
     let autoscaler = status.autoscaler.expect("status.autoscaler");
     assert_eq!(status.desired_replicas, settled);
+    // One writer per field: desiredReplicas and autoscaler belong to the
+    // autoscaler's field manager only.
+    let owners: Vec<&str> = f
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| {
+            m.fields_v1
+                .as_ref()
+                .and_then(|f| f.0.get("f:status"))
+                .is_some_and(|s| s.get("f:desiredReplicas").is_some())
+        })
+        .filter_map(|m| m.manager.as_deref())
+        .collect();
+    assert_eq!(owners, vec![siesta_controller::scale::AUTOSCALER_MANAGER]);
     assert!(
         (autoscaler.observed_concurrency - 4.0).abs() < 1.0,
         "observed concurrency {}",

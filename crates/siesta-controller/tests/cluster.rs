@@ -495,9 +495,10 @@ async fn replicas_written_by_others_survive_and_min_raises_them() {
         .await;
 
         env.set_scale("hello", 3).await;
+        // The autoscaler adopts a count set by someone else (it has no
+        // metrics here, so it scales nothing down) and reports it.
         env.status("hello", "desiredReplicas 3", |s| s.desired_replicas == 3)
             .await;
-        env.event("hello", "Scaled").await;
         // A spec change makes the controller apply again: replicas stay.
         env.patch_spec("hello", serde_json::json!({"image": "hello:2"}))
             .await;
@@ -534,6 +535,7 @@ async fn replicas_written_by_others_survive_and_min_raises_them() {
             replicas(d) == Some(5)
         })
         .await;
+        env.event("hello", "Scaled").await;
         // ... and lowering it again leaves the count to the autoscaler.
         env.patch_spec("hello", serde_json::json!({"scale": {"minReplicas": 0}}))
             .await;

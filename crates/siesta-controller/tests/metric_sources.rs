@@ -34,7 +34,9 @@ const CLIENTS: usize = 4;
 
 /// A backend that answers every request after `SERVICE_TIME`.
 async fn slow_backend() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind backend");
     let addr = listener.local_addr().expect("backend address");
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
@@ -101,8 +103,7 @@ async fn activator() -> Running {
 /// Returns the number of 200 answers.
 fn load(traffic: SocketAddr, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<usize> {
     tokio::spawn(async move {
-        let client: Client<_, Empty<Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
+        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let loops = (0..CLIENTS).map(|_| {
             let client = client.clone();
             let stop = stop.clone();
@@ -185,7 +186,11 @@ async fn scrape_source_reads_rate_and_concurrency_from_a_real_activator() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = scraper.poll().await;
     let r = idle.functions.get(&hello()).copied().unwrap_or_default();
-    assert_eq!((r.requests, r.in_flight, r.queued), (0.0, 0.0, 0.0), "{r:?}");
+    assert_eq!(
+        (r.requests, r.in_flight, r.queued),
+        (0.0, 0.0, 0.0),
+        "{r:?}"
+    );
     assert!(r.concurrency.abs() < 1e-9, "{r:?}");
 }
 
@@ -236,8 +241,14 @@ async fn start_prometheus(target: SocketAddr) -> Prometheus {
     std::fs::write(dir.join("prometheus.yml"), config).expect("write the config");
     let port = free_port();
     let child = Command::new(&bin)
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::from(
