@@ -102,8 +102,11 @@ w("- Cold start: release `siesta controller` and `siesta activator` as local pro
   "wall-clock send and first-byte times; the phases are lined up with the controller's `woke up on an activation` "
   "log line (written when the scale write returned), the node agent's `started` and `readiness changed ready=true` "
   "lines and the activator's `pod probed, releasing queue` line (hack/bench/coldstart.py). Between runs the "
-  "Deployment is scaled to 0 with kubectl and the pod is waited out.")
-w("- Buffering: a fresh activator with the function at zero (queue max = N, 300 s queue timeout); "
+  "autoscaler scales the Function back to zero (scaleToZeroAfterSeconds 2) and the pod is waited out. The pods run "
+  "the node agent's own hello build (its SIESTA_BIN_DIR), which only affects the Running → Ready row.")
+w("- Buffering: a fresh activator with the function at zero (queue max = N, 300 s queue timeout, "
+  "containerConcurrency 1000 so that the release opens at most 1,000 upstream connections: this machine's "
+  "hard open-files limit is 20,000 per process and cannot be raised); "
   "`siesta-bench park` opens N connections with one request each, waits until "
   "`siesta_activator_queued_requests` = N, then sends SIGUSR1 (the bench activator adds the backend) and times "
   "until the last response. RSS from /proc/PID/status.")
@@ -144,7 +147,7 @@ w("| conc | activator / nginx req/s | activator / HAProxy req/s | activator / di
 w("|---:|---:|---:|---:|---:|---:|")
 ratio = {}
 for c in concs:
-    a, n, h, d = (P.get((c, t)) for t in targets)
+    d, a, n, h = (P.get((c, t)) for t in targets)
     if not (a and n and h and d):
         continue
     ratio[c] = (a["rps"] / n["rps"], a["p99"] - d["p99"])
@@ -256,13 +259,38 @@ w("")
 # ---------------------------------------------------------------- autoscaler
 w("## 6. Autoscaler reaction")
 w("")
-au = of("autoscale")
-if not au or au[0].get("not_measured"):
-    w("Not measured: the controller does not run the autoscaler yet (only its pure decision module has landed), so "
-      "there is no scale-out or scale-to-zero to time.")
+au = [r for r in of("autoscale") if "rep" in r]
+if not au:
+    w("Not measured.")
 else:
-    for r in au:
-        w("- " + ", ".join(f"{k} = {v}" for k, v in r.items()))
+    r0 = au[0]
+    w(f"Function `step` (target 10 in-flight per pod, stableWindowSeconds 6, panic window 10 %, scaleToZeroAfterSeconds 2, "
+      f"maxReplicas 5), at zero; wrk opens {r0['clients']} connections doing GET /delay?ms=50 through the activator "
+      f"(so {int(r0['clients']) // 10} pods are right); controller flags as shipped (autoscale every 2 s, scrape every 1 s). "
+      "Times from the load start (or stop) to the first poll (kubectl, every ~0.1-0.3 s) that saw the state; "
+      f"{len(au)} repetitions.")
+    w("")
+    w("| measure | median s | min s | max s |")
+    w("|---|---:|---:|---:|")
+    for key, label in [("to_desired_s", f"load start (0 → {r0['clients']} clients) → Deployment replicas = {r0['expect']}"),
+                       ("to_ready_s", f"load start → {r0['expect']} pods Ready"),
+                       ("stop_to_zero_s", "load stop → Deployment replicas = 0"),
+                       ("stop_to_pods_gone_s", "load stop → every pod gone")]:
+        vals = [num(r.get(key)) for r in au if num(r.get(key)) is not None]
+        if vals:
+            w(f"| {label} | {statistics.median(vals):.1f} | {min(vals):.1f} | {max(vals):.1f} |")
+        else:
+            w(f"| {label} | not reached | | |")
+    w("")
+    w(f"Most replicas seen during the step: {', '.join(r['max_replicas'] for r in au)} (expected {r0['expect']}); "
+      f"wrk req/s: {', '.join(r.get('rps', 'na') for r in au)}.")
+zs = of("zero")
+if zs:
+    vals = [num(r["idle_to_zero_s"]) for r in zs if num(r.get("idle_to_zero_s")) is not None]
+    if vals:
+        w("")
+        w(f"After each cold request of section 2 (function `hello`, same settings): last response → replicas 0 took "
+          f"{statistics.median(vals):.1f} s at the median (min {min(vals):.1f}, max {max(vals):.1f}).")
 w("")
 
 # ---------------------------------------------------------------- targets

@@ -5,6 +5,7 @@
 #   BENCH_QUICK=1   smoke mode: short runs, one repetition, small sizes
 #   BENCH_1K=1      the footprint run with 1,000 Functions (default 100)
 #   BENCH_OUT=path  where the markdown goes (default docs/benchmarks.md)
+#   BENCH_SKIP_BUILD=1  use the release binaries already in $CARGO_TARGET_DIR
 #
 # Every process it starts is its own (temp dir, own ports, own pid) and is
 # stopped by PID at exit. The shared local cluster is used, never stopped.
@@ -64,8 +65,12 @@ fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
 
-log "building release binaries into $CARGO_TARGET_DIR"
-cmd cargo build -q --release -p siesta -p hello -p siesta-bench
+if [[ "${BENCH_SKIP_BUILD:-0}" == 1 && -x "$BIN/siesta-bench" ]]; then
+  log "BENCH_SKIP_BUILD=1: using the binaries in $BIN"
+else
+  log "building release binaries into $CARGO_TARGET_DIR"
+  cmd cargo build -q --release -p siesta -p hello -p siesta-bench
+fi
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 log "work dir $WORK; open files limit $(ulimit -n)"
@@ -102,7 +107,7 @@ vm() { awk -v k="$2:" '$1==k {print $2}' /proc/"$1"/status; }
 # ---------------------------------------------------------------- 1. proxy cost
 log "1. proxy cost: direct, activator, nginx, haproxy at c=$CONCS, ${DUR}s x $REPS"
 BACKEND=127.0.0.1:18001
-PORT=18001 HOST=127.0.0.1 POD_NAME=bench spawn "$WORK/hello.log" "$BIN/hello"
+spawn "$WORK/hello.log" env PORT=18001 HOST=127.0.0.1 POD_NAME=bench "$BIN/hello"
 HELLO_PID=$SPAWNED
 spawn "$WORK/activator-proxy.log" "$BIN/siesta-bench" activator --listen 127.0.0.1:18080 \
   --admin 127.0.0.1:19091 --function bench/hello --backend "$BACKEND"
@@ -149,7 +154,7 @@ log "3. buffering: $PARK_N requests parked at zero, x $REPS"
 for rep in $(seq 1 "$REPS"); do
   spawn "$WORK/activator-park-$rep.log" "$BIN/siesta-bench" activator --listen 127.0.0.1:18083 \
     --admin 127.0.0.1:19093 --function bench/hello --backend "$BACKEND" --at-zero \
-    --queue-max "$PARK_N" --queue-timeout-secs 300
+    --queue-max "$PARK_N" --queue-timeout-secs 300 --container-concurrency 1000
   pid=$SPAWNED
   wait_port 127.0.0.1:18083; wait_port 127.0.0.1:19093
   line=$(cmd "$BIN/siesta-bench" park --target 127.0.0.1:18083 --admin 127.0.0.1:19093 \
@@ -195,7 +200,7 @@ BENCH_NS="siesta-bench-$$"
 cmd "$K" create ns "$BENCH_NS" >/dev/null
 SIESTA_LOG=info spawn "$WORK/controller.log" "$BIN/siesta" controller --admin-addr 127.0.0.1:19190 \
   --namespace "$BENCH_NS" --watch-namespace "$BENCH_NS" --identity "bench-$$" \
-  --lease-duration 3s --renew-period 300ms
+  --lease-duration 3s --renew-period 300ms --activator-url http://127.0.0.1:19192/metrics
 CTL_PID=$SPAWNED
 SIESTA_LOG="info,siesta_activator::probe=debug" spawn "$WORK/activator.log" "$BIN/siesta" activator \
   --listen 127.0.0.1:18090 --admin-addr 127.0.0.1:19192 --controller-url http://127.0.0.1:19190
@@ -216,7 +221,16 @@ spec:
   image: siesta.dev/examples/hello:latest
   port: 8080
   queue: {maxRequests: 100, timeoutSeconds: 60}
-  scale: {minReplicas: 0, maxReplicas: 3, scaleToZeroAfterSeconds: 3600}
+  scale: {minReplicas: 0, maxReplicas: 5, target: 10, stableWindowSeconds: 6, scaleToZeroAfterSeconds: 2}
+---
+apiVersion: siesta.dev/v1alpha1
+kind: Function
+metadata: {name: step, namespace: $BENCH_NS}
+spec:
+  image: siesta.dev/examples/hello:latest
+  port: 8080
+  queue: {maxRequests: 1000, timeoutSeconds: 60}
+  scale: {minReplicas: 0, maxReplicas: 5, target: 10, stableWindowSeconds: 6, scaleToZeroAfterSeconds: 2}
 EOF
 cmd "$K" apply -f "$WORK/function.yaml" >/dev/null
 for _ in $(seq 1 300); do
@@ -228,15 +242,19 @@ for i in $(seq 1 "$COLD_N"); do
   line=$(cmd "$BIN/siesta-bench" cold --target 127.0.0.1:18090 --host "hello.$BENCH_NS.siesta.local" --path /pod)
   result "cold run=$i $line"
   log "  cold run $i: $line"
-  cmd "$K" scale deploy hello -n "$BENCH_NS" --replicas=0 >/dev/null
-  for _ in $(seq 1 300); do
-    [[ -z "$("$K" get pods -n "$BENCH_NS" -o name 2>/dev/null)" ]] && break; sleep 0.1
+  # Back to zero by the autoscaler itself (scaleToZeroAfterSeconds: 2).
+  t0=$(date +%s.%N); tz=""
+  for _ in $(seq 1 600); do
+    r=$("$K" get deploy hello -n "$BENCH_NS" -o jsonpath='{.spec.replicas}' 2>/dev/null || true)
+    [[ -z "$tz" && "$r" == 0 ]] && tz=$(date +%s.%N)
+    [[ -n "$tz" && -z "$("$K" get pods -n "$BENCH_NS" -l siesta.dev/function=hello -o name 2>/dev/null)" ]] && break
+    sleep 0.2
   done
+  result "zero run=$i idle_to_zero_s=$( [[ -n "$tz" ]] && echo "$tz - $t0" | bc || echo na) pods_gone_s=$(echo "$(date +%s.%N) - $t0" | bc)"
   sleep 1.5  # the activator sees the pod gone before the next cold request
 done
 result "cold_metric $(curl -s 127.0.0.1:19192/metrics | awk '/^siesta_activator_cold_start_duration_seconds_(sum|count)/ {printf "%s=%s ", $1, $2}' | sed 's/{[^}]*}//g')"
 python3 hack/bench/coldstart.py "$BENCH_NS" "$RESULTS" "$WORK/controller.log" "$DEVNODE_LOG" "$WORK/activator.log" >>"$RESULTS"
-stop "$CACT_PID"; stop "$CTL_PID"
 
 log "5. footprint: controller with $NFN Functions"
 BENCH_NS1K="siesta-bench-fns-$$"
@@ -270,12 +288,39 @@ stop "$FPID"
 "$K" delete ns "$BENCH_NS1K" --wait=false >/dev/null 2>&1 || true; BENCH_NS1K=""
 
 # ---------------------------------------------------------------- 6. autoscaler
-if [[ -x hack/bench/autoscale.sh ]] && "$BIN/siesta" controller --help 2>/dev/null | grep -qi 'scrape\|autoscal'; then
-  log "6. autoscaler reaction"
-  bash hack/bench/autoscale.sh "$BENCH_NS" "$RESULTS" || result "autoscale error=1"
-else
-  result "autoscale not_measured=1"
-fi
+STEP_C=30; STEP_EXPECT=3; STEP_DUR=15; [[ "$QUICK" == 1 ]] && STEP_DUR=8
+log "6. autoscaler: step 0 -> $STEP_C clients (GET /delay?ms=50, target 10/pod), ${STEP_DUR}s, x $REPS"
+printf '%s\n' "wrk -t2 -c$STEP_C -d${STEP_DUR}s -H 'Host: step.$BENCH_NS.siesta.local' 'http://127.0.0.1:18090/delay?ms=50'  # polled: kubectl get deploy step -o jsonpath='{.spec.replicas} {.status.readyReplicas}'" >>"$CMDS"
+for rep in $(seq 1 "$REPS"); do
+  wrk -t2 -c"$STEP_C" -d"${STEP_DUR}s" -H "Host: step.$BENCH_NS.siesta.local" \
+    "http://127.0.0.1:18090/delay?ms=50" >"$WORK/step-$rep.wrk" 2>&1 &
+  WRK_PID=$!; PIDS+=("$WRK_PID")
+  t0=$(date +%s.%N); td=""; tr=""; maxr=0
+  while kill -0 "$WRK_PID" 2>/dev/null; do
+    out=$("$K" get deploy step -n "$BENCH_NS" -o jsonpath='{.spec.replicas} {.status.readyReplicas}' 2>/dev/null || true)
+    r=$(awk '{print $1+0}' <<<"$out"); rr=$(awk '{print $2+0}' <<<"$out")
+    now=$(date +%s.%N)
+    (( ${r:-0} > maxr )) && maxr=${r:-0}
+    [[ -z "$td" ]] && (( ${r:-0} >= STEP_EXPECT )) && td=$(echo "$now - $t0" | bc)
+    [[ -z "$tr" ]] && (( ${rr:-0} >= STEP_EXPECT )) && tr=$(echo "$now - $t0" | bc)
+    sleep 0.1
+  done
+  wait "$WRK_PID" 2>/dev/null || true
+  t1=$(date +%s.%N); tz=""; tg=""
+  for _ in $(seq 1 600); do
+    r=$("$K" get deploy step -n "$BENCH_NS" -o jsonpath='{.spec.replicas}' 2>/dev/null || true)
+    [[ -z "$tz" && "$r" == 0 ]] && tz=$(echo "$(date +%s.%N) - $t1" | bc)
+    if [[ -n "$tz" && -z "$("$K" get pods -n "$BENCH_NS" -l siesta.dev/function=step -o name 2>/dev/null)" ]]; then
+      tg=$(echo "$(date +%s.%N) - $t1" | bc); break
+    fi
+    sleep 0.2
+  done
+  rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/step-$rep.wrk")
+  result "autoscale rep=$rep clients=$STEP_C expect=$STEP_EXPECT to_desired_s=${td:-na} to_ready_s=${tr:-na} max_replicas=$maxr stop_to_zero_s=${tz:-na} stop_to_pods_gone_s=${tg:-na} rps=${rps:-na}"
+  log "  rep=$rep: desired $STEP_EXPECT after ${td:-na}s, ready ${tr:-na}s, max $maxr; zero ${tz:-na}s after stop"
+  sleep 2
+done
+stop "$CACT_PID"; stop "$CTL_PID"
 "$K" delete ns "$BENCH_NS" --wait=false >/dev/null 2>&1 || true; BENCH_NS=""
 
 # ---------------------------------------------------------------- report

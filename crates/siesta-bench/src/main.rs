@@ -60,6 +60,9 @@ enum Command {
         queue_max: usize,
         #[arg(long, default_value_t = 60)]
         queue_timeout_secs: u64,
+        /// containerConcurrency of the function (0 = no limit).
+        #[arg(long, default_value_t = 0)]
+        container_concurrency: u32,
     },
     /// Park N requests at zero, then release them and time the drain.
     Park {
@@ -123,6 +126,7 @@ fn main() -> anyhow::Result<()> {
                 at_zero,
                 queue_max,
                 queue_timeout_secs,
+                container_concurrency,
             } => {
                 run_activator(
                     listen,
@@ -132,6 +136,7 @@ fn main() -> anyhow::Result<()> {
                     at_zero,
                     queue_max,
                     queue_timeout_secs,
+                    container_concurrency,
                 )
                 .await
             }
@@ -162,6 +167,7 @@ async fn run_activator(
     at_zero: bool,
     queue_max: usize,
     queue_timeout_secs: u64,
+    container_concurrency: u32,
 ) -> anyhow::Result<()> {
     let Some((ns, name)) = function.split_once('/') else {
         bail!("--function must be NAMESPACE/NAME, got {function:?}");
@@ -180,6 +186,7 @@ async fn run_activator(
             port: backend.port(),
             queue_max,
             queue_timeout: Duration::from_secs(queue_timeout_secs),
+            container_concurrency,
             ..FunctionConfig::default()
         },
     );
