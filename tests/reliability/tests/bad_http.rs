@@ -219,8 +219,7 @@ async fn a_slow_client_is_cut_off_after_the_header_read_timeout() {
     // An idle connection that never sends anything is closed too.
     let mut idle = TcpStream::connect(run.traffic).await.expect("connect");
     let mut buf = Vec::new();
-    let idle_read =
-        tokio::time::timeout(Duration::from_secs(10), idle.read_to_end(&mut buf)).await;
+    let idle_read = tokio::time::timeout(Duration::from_secs(10), idle.read_to_end(&mut buf)).await;
     assert!(idle_read.is_ok(), "an idle connection stayed open");
     run.stop().await;
 }
@@ -302,12 +301,7 @@ async fn hosts_and_targets_that_are_not_a_function_get_404_and_are_never_forward
         answered += 1;
     }
     let forwarded = seen.lock().expect("lock").len();
-    assert_eq!(
-        forwarded,
-        0,
-        "forwarded: {:?}",
-        seen.lock().expect("lock")
-    );
+    assert_eq!(forwarded, 0, "forwarded: {:?}", seen.lock().expect("lock"));
 
     // With the function's Host, an absolute-form target goes to the function's
     // pod, with the path only: the URI's authority is never a destination.

@@ -74,7 +74,10 @@ async fn cycles(label: &str, rounds: usize) {
             } else {
                 tokio::time::sleep(Duration::from_secs(3)).await;
             }
-            eprintln!("{label}: round {round} at {replicas} after {:?}", load.started.elapsed());
+            eprintln!(
+                "{label}: round {round} at {replicas} after {:?}",
+                load.started.elapsed()
+            );
         }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -86,10 +89,9 @@ async fn cycles(label: &str, rounds: usize) {
     // (it goes to zero only with nothing queued or in flight), so these are
     // counted apart and bounded, not hidden.
     let near_forced_zero = |o: &&&Outcome| {
-        zeroed_at
-            .iter()
-            .any(|z| o.sent + Duration::from_millis(500) >= *z && o.sent <= *z + Duration::from_secs(2))
-            && matches!(o.result, Ok((502, _)))
+        zeroed_at.iter().any(|z| {
+            o.sent + Duration::from_millis(500) >= *z && o.sent <= *z + Duration::from_secs(2)
+        }) && matches!(o.result, Ok((502, _)))
     };
     let failures = report.failures();
     let at_zero = failures.iter().filter(near_forced_zero).count();
@@ -201,7 +203,10 @@ async fn gracefully_deleted_pods_finish_their_requests() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let report = load.stop().await;
     let failed = report.print("pod-graceful-delete", &format!("deleted={deleted}"));
-    assert_eq!(failed, 0, "a request failed while pods were deleted gracefully");
+    assert_eq!(
+        failed, 0,
+        "a request failed while pods were deleted gracefully"
+    );
     stack.stop().await;
 }
 
@@ -310,8 +315,14 @@ async fn an_activator_restart_drains_in_flight_requests() {
         accepted_before.len(),
         accepted_before.len() - lost,
     );
-    assert!(in_flight_before > 0.0, "requests were in flight at the stop");
-    assert_eq!(lost, 0, "an in-flight request was cut by the activator stop");
+    assert!(
+        in_flight_before > 0.0,
+        "requests were in flight at the stop"
+    );
+    assert_eq!(
+        lost, 0,
+        "an in-flight request was cut by the activator stop"
+    );
     // The new activator serves the function.
     let new = Load::start(
         stack.activator.traffic,
@@ -339,9 +350,11 @@ async fn a_killed_controller_fails_over_without_scaling_down() {
     wait_ready(&client, &ns.name, "f", 2, POD_START).await;
     let mut stack = stack;
     let first = stack.controller.take().expect("controller");
-    wait_for("the first controller to lead", Duration::from_secs(20), || async {
-        first.is_leader().then_some(())
-    })
+    wait_for(
+        "the first controller to lead",
+        Duration::from_secs(20),
+        || async { first.is_leader().then_some(()) },
+    )
     .await;
     let load = Load::start(
         stack.activator.traffic,

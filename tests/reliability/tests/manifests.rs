@@ -13,9 +13,12 @@ use siesta_api::Function;
 use siesta_reliability::*;
 use siesta_testkit::{TestNamespace, client, ensure_function_crd, http_get, wait_for};
 
+/// A numeric schema leaf: (path, minimum, maximum, type).
+type NumField = (Vec<String>, Option<f64>, Option<f64>, String);
+
 /// (path, minimum, maximum, type) of every numeric leaf under `spec`, and
 /// enums, read from the generated CRD schema, skipping embedded core types.
-fn numeric_fields() -> (Vec<(Vec<String>, Option<f64>, Option<f64>, String)>, Vec<(Vec<String>, Vec<Value>)>) {
+fn numeric_fields() -> (Vec<NumField>, Vec<(Vec<String>, Vec<Value>)>) {
     let crd = serde_json::to_value(Function::crd()).expect("crd json");
     let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
     let mut nums = Vec::new();
@@ -23,7 +26,7 @@ fn numeric_fields() -> (Vec<(Vec<String>, Option<f64>, Option<f64>, String)>, Ve
     fn walk(
         v: &Value,
         path: Vec<String>,
-        nums: &mut Vec<(Vec<String>, Option<f64>, Option<f64>, String)>,
+        nums: &mut Vec<NumField>,
         enums: &mut Vec<(Vec<String>, Vec<Value>)>,
     ) {
         if matches!(path.last().map(String::as_str), Some("env" | "resources")) {
@@ -108,10 +111,16 @@ async fn bad_manifests_are_refused_or_reported_and_good_functions_keep_working()
         let step = if ty == "integer" { 1.0 } else { 0.001 };
         let field = path.join(".");
         if let Some(min) = min {
-            cases.push((format!("{field} below minimum"), with(path, json!(min - step))));
+            cases.push((
+                format!("{field} below minimum"),
+                with(path, json!(min - step)),
+            ));
         }
         if let Some(max) = max {
-            cases.push((format!("{field} above maximum"), with(path, json!(max + step))));
+            cases.push((
+                format!("{field} above maximum"),
+                with(path, json!(max + step)),
+            ));
         }
         cases.push((format!("{field} as a string"), with(path, json!("ten"))));
         if ty == "integer" {
@@ -119,7 +128,10 @@ async fn bad_manifests_are_refused_or_reported_and_good_functions_keep_working()
         }
     }
     for (path, _) in &enums {
-        cases.push((format!("{} not in enum", path.join(".")), with(path, json!("bogus"))));
+        cases.push((
+            format!("{} not in enum", path.join(".")),
+            with(path, json!("bogus")),
+        ));
     }
     let s = |p: &str| p.split('.').map(String::from).collect::<Vec<_>>();
     cases.push(("spec.image missing".into(), {
@@ -127,17 +139,32 @@ async fn bad_manifests_are_refused_or_reported_and_good_functions_keep_working()
         v["spec"].as_object_mut().map(|o| o.remove("image"));
         v
     }));
-    cases.push(("spec.image as a number".into(), with(&s("spec.image"), json!(5))));
-    cases.push(("spec.env as an object".into(), with(&s("spec.env"), json!({"A": "b"}))));
-    cases.push(("spec.command as a string".into(), with(&s("spec.command"), json!("sh -c x"))));
-    cases.push(("spec.scale as a list".into(), with(&s("spec.scale"), json!([1, 2]))));
+    cases.push((
+        "spec.image as a number".into(),
+        with(&s("spec.image"), json!(5)),
+    ));
+    cases.push((
+        "spec.env as an object".into(),
+        with(&s("spec.env"), json!({"A": "b"})),
+    ));
+    cases.push((
+        "spec.command as a string".into(),
+        with(&s("spec.command"), json!("sh -c x")),
+    ));
+    cases.push((
+        "spec.scale as a list".into(),
+        with(&s("spec.scale"), json!([1, 2])),
+    ));
     let mut refused = 0;
     let mut accepted = Vec::new();
     for (i, (what, body)) in cases.iter().enumerate() {
         let field = what.split(' ').next().unwrap_or_default();
         let leaf = field.rsplit('.').next().unwrap_or(field);
         match api
-            .create(&PostParams::default(), &object(&format!("bad-{i}"), body.clone()))
+            .create(
+                &PostParams::default(),
+                &object(&format!("bad-{i}"), body.clone()),
+            )
             .await
         {
             Err(kube::Error::Api(e)) => {
@@ -166,16 +193,32 @@ async fn bad_manifests_are_refused_or_reported_and_good_functions_keep_working()
         .create(&PostParams::default(), &object("pruned", body))
         .await
         .expect("a manifest with unknown fields is accepted");
-    assert!(created.data["spec"].get("bogusField").is_none(), "{:?}", created.data);
+    assert!(
+        created.data["spec"].get("bogusField").is_none(),
+        "{:?}",
+        created.data
+    );
     assert!(created.data["spec"]["scale"].get("alsoBogus").is_none());
 
     // 3. Cross-field rules: accepted by the schema, reported on the status.
     let status_cases = [
-        ("min-above-max", json!({"scale": {"minReplicas": 4, "maxReplicas": 2}}), "minReplicas"),
+        (
+            "min-above-max",
+            json!({"scale": {"minReplicas": 4, "maxReplicas": 2}}),
+            "minReplicas",
+        ),
         ("empty-image", json!({"image": ""}), "image"),
         ("blank-image", json!({"image": "   "}), "image"),
-        ("port-in-env", json!({"env": [{"name": "PORT", "value": "1"}]}), "PORT"),
-        ("queue-over-timeout", json!({"timeoutSeconds": 10, "queue": {"timeoutSeconds": 20, "maxRequests": 5}}), "timeoutSeconds"),
+        (
+            "port-in-env",
+            json!({"env": [{"name": "PORT", "value": "1"}]}),
+            "PORT",
+        ),
+        (
+            "queue-over-timeout",
+            json!({"timeoutSeconds": 10, "queue": {"timeoutSeconds": 20, "maxRequests": 5}}),
+            "timeoutSeconds",
+        ),
     ];
     let functions: Api<Function> = Api::namespaced(client.clone(), &ns.name);
     for (name, extra, mentions) in &status_cases {
