@@ -15,20 +15,16 @@ use siesta_testkit::{TestNamespace, client, ensure_function_crd, http_get, wait_
 
 /// A numeric schema leaf: (path, minimum, maximum, type).
 type NumField = (Vec<String>, Option<f64>, Option<f64>, String);
+type EnumField = (Vec<String>, Vec<Value>);
 
 /// (path, minimum, maximum, type) of every numeric leaf under `spec`, and
 /// enums, read from the generated CRD schema, skipping embedded core types.
-fn numeric_fields() -> (Vec<NumField>, Vec<(Vec<String>, Vec<Value>)>) {
+fn numeric_fields() -> (Vec<NumField>, Vec<EnumField>) {
     let crd = serde_json::to_value(Function::crd()).expect("crd json");
     let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
     let mut nums = Vec::new();
     let mut enums = Vec::new();
-    fn walk(
-        v: &Value,
-        path: Vec<String>,
-        nums: &mut Vec<NumField>,
-        enums: &mut Vec<(Vec<String>, Vec<Value>)>,
-    ) {
+    fn walk(v: &Value, path: Vec<String>, nums: &mut Vec<NumField>, enums: &mut Vec<EnumField>) {
         if matches!(path.last().map(String::as_str), Some("env" | "resources")) {
             return;
         }
