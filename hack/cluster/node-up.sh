@@ -14,15 +14,18 @@ LOG="$STATE_DIR/logs/devnode.log"
 export KUBECONFIG="$KUBECONFIG_PATH"
 
 [[ -f "$KUBECONFIG_PATH" ]] || die "no cluster: run 'make cluster-up' first"
+# Always build: pods exec these binaries when they start, so a running
+# devnode picks up a rebuilt siesta or hello for its next pods.
+cargo_flags=()
+[[ "$PROFILE" == release ]] && cargo_flags+=(--release)
+log "building siesta, siesta-devnode and hello ($PROFILE)"
+(cd "$SIESTA_ROOT" && cargo build -q "${cargo_flags[@]}" -p siesta -p siesta-devnode -p hello)
+
 if pid_alive "$PID_FILE"; then
   log "devnode already running (pid $(cat "$PID_FILE"))"
   exit 0
 fi
 
-cargo_flags=()
-[[ "$PROFILE" == release ]] && cargo_flags+=(--release)
-log "building siesta, siesta-devnode and hello ($PROFILE)"
-(cd "$SIESTA_ROOT" && cargo build -q "${cargo_flags[@]}" -p siesta -p siesta-devnode -p hello)
 
 mkdir -p "$STATE_DIR/logs" "$STATE_DIR/devnode"
 SIESTA_BIN_DIR="$BIN_DIR" SIESTA_TOOLS_BIN="$TOOLS_BIN" setsid "$BIN_DIR/siesta-devnode" \

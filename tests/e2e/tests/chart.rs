@@ -54,6 +54,10 @@ const EVERY_OPTION: &[&str] = &[
     "--set",
     "controller.watchNamespace=team-a",
     "--set",
+    "autoscaler.metricsSource=prometheus",
+    "--set",
+    "autoscaler.prometheusUrl=http://prometheus.monitoring:9090",
+    "--set",
     "activator.controllerUrls={http://siesta-controller.siesta:9090}",
     "--set",
     "activator.service.type=LoadBalancer",
@@ -258,6 +262,8 @@ fn helm_template_renders_the_defaults() {
     assert!(args(activator).contains(&"--listen=0.0.0.0:8080".to_string()));
     assert!(args(controller).contains(&"--admin-addr=0.0.0.0:9090".to_string()));
     assert!(args(controller).contains(&"--lease-name=rel-siesta-controller".to_string()));
+    assert!(args(controller).contains(&"--metrics-source=scrape".to_string()));
+    assert!(args(controller).contains(&"--activator-metrics-port=9091".to_string()));
 
     // The grace period outlasts the drain.
     let drain = args(activator)
@@ -357,6 +363,8 @@ fn helm_template_renders_every_option() {
         "--log-json",
         "--concurrency=4",
         "--admin-addr=$(POD_IP):9090",
+        "--metrics-source=prometheus",
+        "--prometheus-url=http://prometheus.monitoring:9090",
     ] {
         assert!(
             c.contains(&want.to_string()),
@@ -468,15 +476,6 @@ fn bad_values_are_rejected() {
                 "activator.autoscaling.enabled=true,activator.autoscaling.minReplicas=5,activator.autoscaling.maxReplicas=2",
             ],
             "must not exceed maxReplicas",
-        ),
-        // TODO(autoscaler): when the controller gains --metrics-source, the
-        // chart passes it and this case moves to helm_template_renders_every_option.
-        (
-            &[
-                "--set",
-                "autoscaler.metricsSource=prometheus,autoscaler.prometheusUrl=http://prometheus:9090",
-            ],
-            "not supported by this version",
         ),
     ];
     for (values, want) in cases {
