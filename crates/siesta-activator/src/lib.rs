@@ -89,25 +89,8 @@ impl Config {
     }
 }
 
-/// `30s`, `500ms`, `2m`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30s, 500ms or 2m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
-}
+/// `30s`, `500ms`, `2m`, or plain seconds (zero allowed).
+pub use siesta_api::duration::parse as parse_duration;
 
 /// Feeds the activator what it knows about functions and pods: the watches
 /// use it, and tests use it directly instead of a cluster.

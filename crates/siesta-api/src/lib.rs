@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod crd;
+pub mod duration;
 mod function;
 mod validate;
 

@@ -10,7 +10,6 @@ pub mod activation;
 mod admin;
 pub mod autoscaler;
 mod context;
-mod duration;
 mod error;
 pub mod events;
 pub mod lease;
@@ -33,6 +32,7 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use kube::runtime::{Controller, watcher};
 use siesta_api::Function;
+use siesta_api::duration;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
@@ -61,10 +61,10 @@ pub struct Config {
     pub lease_name: String,
     /// How long a leader's lease lasts without renewal before a standby takes
     /// over (e.g. 15s, 500ms). The leader itself stops at 2/3 of it.
-    #[arg(long, default_value = "15s", value_parser = duration::parse)]
+    #[arg(long, default_value = "15s", value_parser = duration::parse_positive)]
     pub lease_duration: Duration,
     /// How often the leader renews (and a standby checks) the lease.
-    #[arg(long, default_value = "2s", value_parser = duration::parse)]
+    #[arg(long, default_value = "2s", value_parser = duration::parse_positive)]
     pub renew_period: Duration,
     /// This replica's name in the lease and in events; defaults to POD_NAME,
     /// else HOSTNAME-PID.

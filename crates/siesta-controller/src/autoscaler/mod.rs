@@ -32,10 +32,10 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::activation::FunctionKey;
 use crate::context::Context;
-use crate::duration;
 use crate::error::api_call;
 use crate::events::{Note, reason};
 use crate::scale::{self, AUTOSCALER_MANAGER};
+use siesta_api::duration;
 
 use decision::{Decision, History, Mode, Replicas, Sample};
 use source::{MetricSource, Poll, PromQuery, Scraper, Targets};
@@ -66,17 +66,17 @@ pub struct Settings {
     #[arg(long, env = "SIESTA_PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
     /// Longest wait for one PromQL query.
-    #[arg(long, default_value = "2s", value_parser = duration::parse)]
+    #[arg(long, default_value = "2s", value_parser = duration::parse_positive)]
     pub prometheus_timeout: Duration,
     /// Range of `rate()` in the PromQL queries; at least twice the
     /// Prometheus scrape interval of the activators.
-    #[arg(long, default_value = "1m", value_parser = duration::parse)]
+    #[arg(long, default_value = "1m", value_parser = duration::parse_positive)]
     pub prometheus_window: Duration,
     /// How often every Function's replica count is decided.
-    #[arg(long, default_value = "2s", value_parser = duration::parse)]
+    #[arg(long, default_value = "2s", value_parser = duration::parse_positive)]
     pub autoscale_interval: Duration,
     /// How often the activators are scraped (scrape source).
-    #[arg(long, default_value = "1s", value_parser = duration::parse)]
+    #[arg(long, default_value = "1s", value_parser = duration::parse_positive)]
     pub scrape_interval: Duration,
     /// Port of the activators' /metrics (their admin port).
     #[arg(long, default_value_t = 9091)]

@@ -1,8 +1,9 @@
-//! Parses durations on the command line (`15s`, `500ms`, `2m`, or plain seconds),
-//! so that tests can use sub-second lease timings.
+//! Durations on the command line of every component (`15s`, `500ms`, `2m`,
+//! or plain seconds), so that tests can use sub-second timings.
 
 use std::time::Duration;
 
+/// A duration, zero allowed (e.g. "no drain").
 pub fn parse(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
@@ -19,15 +20,18 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         "h" => value * 3600.0,
         _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
     };
-    Duration::try_from_secs_f64(seconds)
-        .map_err(|_| format!("{s:?} is not a valid duration"))
-        .and_then(|d| {
-            if d.is_zero() {
-                Err(format!("{s:?}: a duration must be above zero"))
-            } else {
-                Ok(d)
-            }
-        })
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{s:?} is not a valid duration"))
+}
+
+/// A duration above zero (periods, leases, timeouts that must elapse).
+pub fn parse_positive(s: &str) -> Result<Duration, String> {
+    parse(s).and_then(|d| {
+        if d.is_zero() {
+            Err(format!("{:?}: a duration must be above zero", s.trim()))
+        } else {
+            Ok(d)
+        }
+    })
 }
 
 #[cfg(test)]
@@ -47,7 +51,8 @@ mod tests {
     fn nonsense_is_refused_with_a_hint() {
         assert!(parse("fast").unwrap_err().contains("15s"));
         assert!(parse("5d").is_err());
-        assert!(parse("0s").is_err());
+        assert!(parse_positive("0s").is_err());
+        assert_eq!(parse("0s"), Ok(Duration::ZERO));
         assert!(parse("-1s").is_err());
     }
 }
