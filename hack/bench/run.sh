@@ -193,7 +193,12 @@ if ! "$K" get --raw /readyz >/dev/null 2>&1; then
   log "local cluster not up: starting it (hack/cluster/up.sh, node-up.sh)"
   bash hack/cluster/up.sh >&2
 fi
-bash hack/cluster/node-up.sh >&2
+# node-up.sh rebuilds the debug binaries the node agent runs; only when no node
+# agent runs, and into the default target dir, not ours.
+devnode_pid="$(cat "$ROOT/.cluster/devnode.pid" 2>/dev/null || true)"
+if [[ -z "$devnode_pid" ]] || ! kill -0 "$devnode_pid" 2>/dev/null; then
+  env -u CARGO_TARGET_DIR bash hack/cluster/node-up.sh >&2
+fi
 DEVNODE_LOG="$ROOT/.cluster/logs/devnode.log"
 cmd "$K" apply -f crds/function.yaml >/dev/null
 BENCH_NS="siesta-bench-$$"
