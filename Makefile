@@ -3,7 +3,7 @@
 # a Kubernetes 1.20.2 control plane built once and cached in ~/.cache/siesta,
 # kubectl and helm) and start the local cluster on 127.0.0.1.
 
-.PHONY: fuzz demo test cluster-up node-up cluster-down crd fmt lint bench kind-e2e
+.PHONY: soak fuzz demo test cluster-up node-up cluster-down crd fmt lint bench kind-e2e
 
 ## demo: local control plane + node agent + Siesta + an example Function
 demo:
@@ -44,6 +44,10 @@ lint:
 ## kind-e2e: build the images, install the chart on a kind cluster, call a Function cold and warm, see it go back to zero (needs docker, kind, kubectl, helm)
 kind-e2e:
 	bash hack/kind-e2e.sh
+
+## soak: long and disruptive reliability runs (scale cycles, apiserver outage) on a second local cluster
+soak:
+	bash hack/soak.sh
 
 ## fuzz: 60 s of cargo-fuzz per target (router, duration parser) on stable via RUSTC_BOOTSTRAP
 fuzz:

@@ -145,15 +145,6 @@ impl Elector {
     }
 }
 
-/// Why leadership ended badly.
-#[derive(Debug, thiserror::Error)]
-#[error("lost the leader lease {namespace}/{name}: {why}; exiting so that a fresh start stands by")]
-pub struct Lost {
-    pub namespace: String,
-    pub name: String,
-    pub why: String,
-}
-
 /// Where the lease lives and how it is timed.
 #[derive(Clone, Debug)]
 pub struct LeaseConfig {
@@ -163,9 +154,11 @@ pub struct LeaseConfig {
     pub renew_period: Duration,
 }
 
-/// Campaigns and renews until `stop` (then releases the lease if leading and
-/// returns `Ok`) or until leadership is lost (`Err`). `leader` tells the
-/// rest of the process whether to act.
+/// Campaigns and renews until `stop` (then releases the lease if leading).
+/// `leader` tells the rest of the process whether to act. Losing the lease
+/// (e.g. the apiserver was unreachable past the renew deadline) is not the
+/// end: the replica stops acting at once and campaigns again, so it recovers
+/// when the apiserver returns without a process restart.
 pub async fn run(
     client: kube::Client,
     config: LeaseConfig,
@@ -173,7 +166,7 @@ pub async fn run(
     leader: watch::Sender<bool>,
     metrics: Metrics,
     stop: CancellationToken,
-) -> Result<(), Lost> {
+) {
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
     let mut last_standby_log: Option<String> = None;
     loop {
@@ -191,11 +184,9 @@ pub async fn run(
                 elector.step_down();
                 leader.send_replace(false);
                 metrics.set_leader(false);
-                return Err(Lost {
-                    namespace: config.namespace.clone(),
-                    name: config.name.clone(),
-                    why,
-                });
+                tracing::warn!(lease = %config.name, namespace = %config.namespace, %why,
+                    "lost the leader lease: stopped acting; campaigning again");
+                last_standby_log = None;
             }
             Some(Decision::StandBy { holder, .. })
                 if last_standby_log.as_ref() != Some(&holder) =>
@@ -219,7 +210,7 @@ pub async fn run(
                 elector.step_down();
                 leader.send_replace(false);
                 metrics.set_leader(false);
-                return Ok(());
+                return;
             }
         }
     }

@@ -121,7 +121,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// Runs the controller until `shutdown` resolves (then stops reconciling,
-/// releases the lease and returns `Ok`), or until it fails (lost lease).
+/// releases the lease and returns `Ok`), or until it fails (a watch ended).
 pub async fn run_with(
     client: Client,
     config: Config,
@@ -179,7 +179,7 @@ impl Running {
         self.ctx.activations.subscribe()
     }
 
-    /// Waits until the controller ends by itself (an error: e.g. lost lease).
+    /// Waits until the controller ends by itself (an error: e.g. a watch ended).
     pub async fn until_stopped(&mut self) -> anyhow::Result<()> {
         if self.ended {
             anyhow::bail!("the controller has already stopped");
@@ -294,14 +294,18 @@ async fn main_task(
         result = &mut elector.0 => Err(elector_outcome(result)),
         () = stop.cancelled() => Ok(()),
         result = async {
-            // Stand by until elected, then reconcile and autoscale until
-            // stopped (the autoscaler never ends by itself).
-            if leader.wait_for(|l| *l).await.is_err() {
-                return;
-            }
-            tokio::select! {
-                () = run_controller(ctx.clone(), &config) => {}
-                () = autoscaler::run(ctx.clone(), config.autoscaler.clone()) => {}
+            // Stand by until elected, then reconcile and autoscale while
+            // leading (the autoscaler never ends by itself); when the lease
+            // is lost, stop both and stand by again.
+            loop {
+                if leader.wait_for(|l| *l).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    () = run_controller(ctx.clone(), &config) => return,
+                    () = autoscaler::run(ctx.clone(), config.autoscaler.clone()) => return,
+                    _ = leader.wait_for(|l| !*l) => ctx.set_cache_synced(false),
+                }
             }
         } => { let () = result; Err(anyhow::anyhow!("the Function watch ended unexpectedly")) }
     };
@@ -311,7 +315,7 @@ async fn main_task(
     elector_stop.cancel();
     if !elector.0.is_finished() || outcome.is_ok() {
         match tokio::time::timeout(Duration::from_secs(10), &mut elector.0).await {
-            Ok(Ok(Ok(()))) | Err(_) => {}
+            Ok(Ok(())) | Err(_) => {}
             Ok(result) => {
                 tracing::warn!(error = %elector_outcome(result), "leader election ended with an error")
             }
@@ -335,12 +339,9 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-fn elector_outcome(
-    result: std::result::Result<std::result::Result<(), lease::Lost>, tokio::task::JoinError>,
-) -> anyhow::Error {
+fn elector_outcome(result: std::result::Result<(), tokio::task::JoinError>) -> anyhow::Error {
     match result {
-        Ok(Ok(())) => anyhow::anyhow!("leader election stopped"),
-        Ok(Err(lost)) => lost.into(),
+        Ok(()) => anyhow::anyhow!("leader election stopped"),
         Err(e) => anyhow::anyhow!("leader election task failed: {e}"),
     }
 }
