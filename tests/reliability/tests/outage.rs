@@ -44,6 +44,9 @@ fn kill_apiserver(dir: &std::path::Path) -> Vec<String> {
     argv
 }
 
+// The apiserver must outlive this test (down.sh stops it by its pid file),
+// so it is not waited for.
+#[allow(clippy::zombie_processes)]
 fn restart_apiserver(dir: &std::path::Path, argv: &[String]) {
     let log = std::fs::OpenOptions::new()
         .create(true)
