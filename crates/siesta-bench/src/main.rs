@@ -42,28 +42,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run an activator with one static function and no cluster.
-    Activator {
-        #[arg(long, default_value = "127.0.0.1:18080")]
-        listen: SocketAddr,
-        #[arg(long, default_value = "127.0.0.1:19091")]
-        admin: SocketAddr,
-        /// NAMESPACE/NAME of the function (answers on NAME.NAMESPACE.siesta.local).
-        #[arg(long, default_value = "bench/hello")]
-        function: String,
-        /// The backend (pod) address.
-        #[arg(long)]
-        backend: SocketAddr,
-        /// Start with no endpoints; add the backend on SIGUSR1.
-        #[arg(long)]
-        at_zero: bool,
-        #[arg(long, default_value_t = 1000)]
-        queue_max: usize,
-        #[arg(long, default_value_t = 60)]
-        queue_timeout_secs: u64,
-        /// containerConcurrency of the function (0 = no limit).
-        #[arg(long, default_value_t = 0)]
-        container_concurrency: u32,
-    },
+    Activator(ActivatorArgs),
     /// Park N requests at zero, then release them and time the drain.
     Park {
         #[arg(long, default_value = "127.0.0.1:18080")]
@@ -104,12 +83,35 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct ActivatorArgs {
+    #[arg(long, default_value = "127.0.0.1:18080")]
+    listen: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:19091")]
+    admin: SocketAddr,
+    /// NAMESPACE/NAME of the function (answers on NAME.NAMESPACE.siesta.local).
+    #[arg(long, default_value = "bench/hello")]
+    function: String,
+    /// The backend (pod) address.
+    #[arg(long)]
+    backend: SocketAddr,
+    /// Start with no endpoints; add the backend on SIGUSR1.
+    #[arg(long)]
+    at_zero: bool,
+    #[arg(long, default_value_t = 1000)]
+    queue_max: usize,
+    #[arg(long, default_value_t = 60)]
+    queue_timeout_secs: u64,
+    /// containerConcurrency of the function (0 = no limit).
+    #[arg(long, default_value_t = 0)]
+    container_concurrency: u32,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -118,28 +120,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::Activator {
-                listen,
-                admin,
-                function,
-                backend,
-                at_zero,
-                queue_max,
-                queue_timeout_secs,
-                container_concurrency,
-            } => {
-                run_activator(
-                    listen,
-                    admin,
-                    &function,
-                    backend,
-                    at_zero,
-                    queue_max,
-                    queue_timeout_secs,
-                    container_concurrency,
-                )
-                .await
-            }
+            Command::Activator(args) => run_activator(args).await,
             Command::Park {
                 target,
                 admin,
@@ -159,16 +140,17 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-async fn run_activator(
-    listen: SocketAddr,
-    admin: SocketAddr,
-    function: &str,
-    backend: SocketAddr,
-    at_zero: bool,
-    queue_max: usize,
-    queue_timeout_secs: u64,
-    container_concurrency: u32,
-) -> anyhow::Result<()> {
+async fn run_activator(args: ActivatorArgs) -> anyhow::Result<()> {
+    let ActivatorArgs {
+        listen,
+        admin,
+        function,
+        backend,
+        at_zero,
+        queue_max,
+        queue_timeout_secs,
+        container_concurrency,
+    } = args;
     let Some((ns, name)) = function.split_once('/') else {
         bail!("--function must be NAMESPACE/NAME, got {function:?}");
     };
@@ -207,7 +189,11 @@ async fn run_activator(
         "bench activator: {key} -> {backend} on {} (admin {}){}",
         activator.listen_addr()?,
         activator.admin_addr()?,
-        if at_zero { ", at zero until SIGUSR1" } else { "" }
+        if at_zero {
+            ", at zero until SIGUSR1"
+        } else {
+            ""
+        }
     );
     activator.serve(siesta_activator::shutdown_signal()).await
 }
