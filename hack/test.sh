@@ -36,4 +36,6 @@ export PATH="$TOOLS_BIN:$PATH"
 step "cargo test (unit, loopback and cluster tests)"
 # Cluster tests are #[ignore]d so a bare `cargo test` works without a
 # cluster; here they run too.
-cargo test --workspace --no-fail-fast -- --include-ignored
+# Soak tests (`soak_*`: long, or disruptive to the cluster) run only under
+# `make soak`, which gives them a cluster of their own.
+cargo test --workspace --no-fail-fast -- --include-ignored --skip soak_
