@@ -57,6 +57,12 @@ pub struct Config {
     /// Longest wait for in-flight requests at shutdown (e.g. 30s, 500ms).
     #[arg(long, env = "SIESTA_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// After SIGTERM, keep accepting and serving for this long while
+    /// /readyz already says 503, so load balancers and Service endpoints
+    /// stop sending new connections before the listener closes (e.g. 5s
+    /// behind a cloud load balancer). The drain starts after it.
+    #[arg(long, env = "SIESTA_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
     /// Longest time a client may take to send a request's headers.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
@@ -81,6 +87,7 @@ impl Config {
             controller_url: Vec::new(),
             controller_port: 9090,
             drain_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
             header_read_timeout: Duration::from_secs(30),
             max_header_bytes: 65536,
             probe_timeout: Duration::from_secs(5),
@@ -209,9 +216,14 @@ impl Activator {
             header_read_timeout: self.config.header_read_timeout,
             max_header_bytes: self.config.max_header_bytes,
         };
+        let delay = self.config.shutdown_delay;
         let shutdown = async move {
             shutdown.await;
             health.set_draining();
+            if !delay.is_zero() {
+                tracing::info!(?delay, "not ready; still serving until the shutdown delay ends");
+                tokio::time::sleep(delay).await;
+            }
         };
         server::serve(
             self.listener,

@@ -445,6 +445,33 @@ async fn shutdown_drains_in_flight_requests_and_refuses_new_connections() {
 }
 
 #[tokio::test]
+async fn the_shutdown_delay_keeps_serving_while_not_ready() {
+    let mut config = siesta_activator::Config::loopback();
+    config.shutdown_delay = Duration::from_millis(800);
+    let mut h = Harness::start(config).await;
+    let be = echo().await;
+    h.function("f", cfg(), &[be]).await;
+    h.shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(h.readyz().await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        send(get(&h, HOST, "/")).await.0,
+        StatusCode::OK,
+        "new requests are still served during the shutdown delay"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        tokio::net::TcpStream::connect(h.addr).await.is_err(),
+        "the listener closes when the delay ends"
+    );
+    tokio::time::timeout(Duration::from_secs(5), &mut h.task)
+        .await
+        .expect("serve did not return after the delay and drain")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
 async fn the_drain_is_bounded_by_the_drain_timeout() {
     let mut config = siesta_activator::Config::loopback();
     config.drain_timeout = Duration::from_millis(300);
