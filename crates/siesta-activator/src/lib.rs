@@ -221,7 +221,10 @@ impl Activator {
             shutdown.await;
             health.set_draining();
             if !delay.is_zero() {
-                tracing::info!(?delay, "not ready; still serving until the shutdown delay ends");
+                tracing::info!(
+                    ?delay,
+                    "not ready; still serving until the shutdown delay ends"
+                );
                 tokio::time::sleep(delay).await;
             }
         };
