@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-use siesta_testkit::{TestNamespace, client, http_get, wait_for};
+use siesta_testkit::{TestNamespace, client, http_get, wait_for, wait_for_service_account_token};
 
 const HELLO: &str = "siesta.dev/examples/hello:latest";
 
@@ -299,6 +299,7 @@ async fn a_pod_runs_with_its_service_account_rbac() {
     apply(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "reader"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-pods"},
         "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns.name}]})).await;
+    wait_for_service_account_token(&client, &ns.name, "reader").await;
 
     // `kubectl auth can-i` exits 0 for yes and 1 for no.
     let run = |name: &'static str, verb: &'static str| {

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -74,6 +74,26 @@ impl Drop for TestNamespace {
         });
         let _ = cleanup.join();
     }
+}
+
+/// Waits until the token controller has given ServiceAccount `name` its
+/// token Secret. Until then the apiserver refuses pods that run under it
+/// ("No API token found for service account"), which a Deployment retries
+/// but a Pod created directly by a test does not.
+pub async fn wait_for_service_account_token(client: &Client, namespace: &str, name: &str) {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    wait_for(
+        &format!("a token for ServiceAccount {namespace}/{name}"),
+        Duration::from_secs(30),
+        || async {
+            let account = accounts.get(name).await.ok()?;
+            account
+                .secrets
+                .is_some_and(|secrets| !secrets.is_empty())
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 /// Installs (server-side apply) the Function CRD generated from the types and
