@@ -174,6 +174,7 @@ impl Activator {
             index.clone(),
             waker.clone(),
             config.domain.clone(),
+            config.max_header_bytes,
         ));
         let control = Control {
             index,

@@ -36,12 +36,20 @@ pub struct Proxy {
     pub index: Arc<Index>,
     pub waker: Arc<Waker>,
     domain: String,
+    max_header_bytes: usize,
     http1: Client<HttpConnector, UpBody>,
     h2c: Client<HttpConnector, UpBody>,
 }
 
 impl Proxy {
-    pub fn new(index: Arc<Index>, waker: Arc<Waker>, domain: String) -> Self {
+    /// `max_header_bytes` bounds a request's head (request line and
+    /// headers); a bigger one gets 431 and is never forwarded.
+    pub fn new(
+        index: Arc<Index>,
+        waker: Arc<Waker>,
+        domain: String,
+        max_header_bytes: usize,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -64,6 +72,7 @@ impl Proxy {
             index,
             waker,
             domain,
+            max_header_bytes,
             http1,
             h2c,
         }
@@ -84,6 +93,15 @@ impl Proxy {
             return local(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "CONNECT is not supported: the activator is not a forward proxy\n",
+            );
+        }
+        // hyper stops reading a head at its read buffer's limit, but how far
+        // that buffer grows depends on how the bytes arrived: the limit is
+        // enforced here, exactly, for HTTP/1 and HTTP/2 alike.
+        if head_bytes(&req) > self.max_header_bytes {
+            return local(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("request head larger than {} bytes\n", self.max_header_bytes),
             );
         }
         let host: Option<HeaderValue> = match req.headers().get(header::HOST) {
@@ -295,6 +313,18 @@ impl Proxy {
     }
 }
 
+/// The size of a request's head as HTTP/1 sends it: request line, then each
+/// header as `name: value` and CRLF.
+fn head_bytes<B>(req: &Request<B>) -> usize {
+    let uri = req.uri();
+    let target = uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    req.headers().iter().fold(line, |n, (name, value)| {
+        n + name.as_str().len() + value.len() + 4
+    })
+}
+
 /// A parked request; dropping it while armed leaves the queue.
 struct Parked {
     entry: Arc<FunctionEntry>,
@@ -461,6 +491,17 @@ fn prepare_request_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn head_size_counts_the_request_line_and_each_header_line() {
+        let req = Request::get("/a?b=1")
+            .header("host", "f.ns.siesta.local")
+            .header("x-a", "1")
+            .body(())
+            .unwrap();
+        let wire = "GET /a?b=1 HTTP/1.1\r\nhost: f.ns.siesta.local\r\nx-a: 1\r\n";
+        assert_eq!(head_bytes(&req), wire.len());
+    }
 
     #[test]
     fn hop_by_hop_headers_go_and_connection_listed_ones_too() {

@@ -1,16 +1,30 @@
 //! The client-facing listener: HTTP/1.1 and h2c on one port, with slow
 //! client and header size limits, and a graceful drain on shutdown.
+//!
+//! The protocol is told from the first bytes, peeked (not read) from the
+//! socket: the HTTP/2 preface starts with `PRI`, a method nobody else uses.
+//! Knowing it up front lets hyper's own HTTP/1 or HTTP/2 connection read the
+//! socket directly. hyper-util's auto builder, kept only for a client that
+//! has sent too little to tell, replays its sniffed bytes as a separate first
+//! read, after which hyper reallocates the connection's read buffer from 8
+//! to 16 KiB, and a parked request keeps that buffer alive (its headers point
+//! into it): with 10,000 parked requests that doubled the activator's RSS
+//! (measured with `siesta-bench park`, see docs/benchmarks.md).
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::index::LookupCache;
 use crate::proxy::Proxy;
@@ -24,18 +38,60 @@ pub struct Limits {
     pub max_header_bytes: usize,
 }
 
-pub fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        // hyper refuses a head larger than its read buffer with 431; 8 KiB is
-        // hyper's floor for the buffer.
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    b
+/// The connection builders, configured once from the limits.
+struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    auto: auto::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    fn new(limits: Limits) -> Self {
+        // hyper stops reading a head that fills its read buffer (431); 8 KiB
+        // is hyper's floor for the buffer. The exact limit is the proxy's.
+        let max_buf = limits.max_header_bytes.max(8192);
+        let max_header_list = u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX);
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(max_buf);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(max_header_list);
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        auto.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(max_buf);
+        auto.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(max_header_list);
+        Self { http1, http2, auto }
+    }
+}
+
+/// What the first bytes of a connection say it speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sniffed {
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c): the preface `PRI * HTTP/2.0...`.
+    Http2,
+    /// Too few bytes to tell (`P` or `PR`): let hyper-util read on.
+    Unsure,
+}
+
+fn sniff(first: &[u8]) -> Sniffed {
+    const PREFACE: &[u8] = b"PRI";
+    let n = first.len().min(PREFACE.len());
+    if first[..n] != PREFACE[..n] {
+        Sniffed::Http1
+    } else if n == PREFACE.len() {
+        Sniffed::Http2
+    } else {
+        Sniffed::Unsure
+    }
 }
 
 /// Serves until `shutdown` resolves, then stops accepting (the listener is
@@ -48,8 +104,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
-    let builder = Arc::new(builder(limits));
-    let graceful = GracefulShutdown::new();
+    let protocols = Arc::new(Protocols::new(limits));
+    let stopping = CancellationToken::new();
+    let connections = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -67,46 +124,115 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let proxy = proxy.clone();
-                let builder = builder.clone();
-                let watcher = graceful.watcher();
-                let first_byte_timeout = limits.header_read_timeout;
-                tokio::spawn(async move {
-                    // The auto builder waits for the first bytes to tell
-                    // HTTP/1 from h2c before hyper's header read timer
-                    // starts, so a client that connects and sends nothing
-                    // would hold its connection forever: give it the header
-                    // read timeout to start.
-                    let mut first = [0u8; 1];
-                    match tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await {
-                        Ok(Ok(n)) if n > 0 => {}
-                        _ => return,
-                    }
-                    let cache = Arc::new(LookupCache::default());
-                    let svc = service_fn(move |req| {
-                        let proxy = proxy.clone();
-                        let cache = cache.clone();
-                        async move { Ok::<_, Infallible>(proxy.handle(&cache, remote, req).await) }
-                    });
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(%remote, error = %e, "client connection ended with an error");
-                    }
-                });
+                connections.spawn(connection(
+                    stream,
+                    remote,
+                    proxy.clone(),
+                    protocols.clone(),
+                    limits.header_read_timeout,
+                    stopping.clone(),
+                ));
             }
         }
     }
     drop(listener);
     tracing::info!(
-        connections = graceful.count(),
+        connections = connections.len(),
         "stopped accepting; draining in-flight requests"
     );
-    if tokio::time::timeout(drain, graceful.shutdown())
+    stopping.cancel();
+    connections.close();
+    if tokio::time::timeout(drain, connections.wait())
         .await
         .is_err()
     {
         tracing::warn!("drain timeout passed with requests still in flight; exiting anyway");
+    }
+}
+
+/// One client connection, from its first byte to its close.
+async fn connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    proxy: Arc<Proxy>,
+    protocols: Arc<Protocols>,
+    first_byte_timeout: Duration,
+    stopping: CancellationToken,
+) {
+    // hyper's header read timer starts only once a request begins, so a
+    // client that connects and sends nothing would hold its connection
+    // forever: give it the header read timeout to start.
+    let mut first = [0u8; 3];
+    let sniffed = match tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await {
+        Ok(Ok(n)) if n > 0 => sniff(&first[..n]),
+        _ => return,
+    };
+    let cache = Arc::new(LookupCache::default());
+    let svc = service_fn(move |req| {
+        let proxy = proxy.clone();
+        let cache = cache.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(&cache, remote, req).await) }
+    });
+    let io = TokioIo::new(stream);
+    let ended = match sniffed {
+        Sniffed::Http1 => {
+            let conn = protocols.http1.serve_connection(io, svc).with_upgrades();
+            until_drained(conn, &stopping, |c| c.graceful_shutdown())
+                .await
+                .map_err(Into::into)
+        }
+        Sniffed::Http2 => {
+            let conn = protocols.http2.serve_connection(io, svc);
+            until_drained(conn, &stopping, |c| c.graceful_shutdown())
+                .await
+                .map_err(Into::into)
+        }
+        Sniffed::Unsure => {
+            // Rare, and much larger than the others: boxed, so that it does
+            // not size every connection's task.
+            let conn = Box::pin(protocols.auto.serve_connection_with_upgrades(io, svc));
+            until_drained(conn, &stopping, |c| {
+                c.get_mut().as_mut().graceful_shutdown()
+            })
+            .await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(%remote, error = %e, "client connection ended with an error");
+    }
+}
+
+/// Runs a connection to its end; once `stopping` fires, asks it to finish
+/// the requests it has and close.
+async fn until_drained<C: Future>(
+    conn: C,
+    stopping: &CancellationToken,
+    graceful_shutdown: impl FnOnce(Pin<&mut C>),
+) -> C::Output {
+    tokio::pin!(conn);
+    tokio::select! {
+        out = conn.as_mut() => return out,
+        () = stopping.cancelled() => {}
+    }
+    graceful_shutdown(conn.as_mut());
+    conn.await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_bytes_tell_http1_from_the_h2_preface() {
+        assert_eq!(sniff(b"GET"), Sniffed::Http1);
+        assert_eq!(sniff(b"G"), Sniffed::Http1);
+        assert_eq!(sniff(b"POS"), Sniffed::Http1);
+        assert_eq!(sniff(b"PUT"), Sniffed::Http1);
+        assert_eq!(sniff(b"PA"), Sniffed::Http1);
+        assert_eq!(sniff(b"PRI"), Sniffed::Http2);
+        assert_eq!(sniff(b"P"), Sniffed::Unsure);
+        assert_eq!(sniff(b"PR"), Sniffed::Unsure);
+        // Not HTTP at all: hyper's HTTP/1 parser answers it with 400.
+        assert_eq!(sniff(b"\x16\x03\x01"), Sniffed::Http1);
     }
 }

@@ -420,6 +420,26 @@ async fn oversized_headers_get_431() {
 }
 
 #[tokio::test]
+async fn a_client_that_trickles_its_first_bytes_is_still_served() {
+    // "P" alone could start POST or the HTTP/2 preface: the listener must
+    // wait for more instead of guessing.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::default().await;
+    let be = echo().await;
+    h.function("f", cfg(), &[be]).await;
+    let mut io = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    io.write_all(b"P").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    io.write_all(b"OST /echo HTTP/1.1\r\nHost: f.ns.siesta.local\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+        .await
+        .unwrap();
+    let mut resp = String::new();
+    io.read_to_string(&mut resp).await.unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.ends_with("hi"), "{resp}");
+}
+
+#[tokio::test]
 async fn shutdown_drains_in_flight_requests_and_refuses_new_connections() {
     let mut h = Harness::default().await;
     let be = echo().await;

@@ -32,6 +32,11 @@ use siesta_activator::{Activator, Config};
 use tokio::net::TcpStream;
 use tokio::signal::unix::{SignalKind, signal};
 
+/// The same allocator as the `siesta` binary, so the bench activator's memory
+/// figures are the real activator's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(about = "Siesta benchmark helpers (see hack/bench/run.sh)")]
 struct Cli {
