@@ -178,7 +178,8 @@ impl UpBody {
     }
 }
 
-fn lock(slot: &BodySlot) -> std::sync::MutexGuard<'_, Option<Incoming>> {
+/// The slot's body, even if a holder panicked.
+pub(crate) fn lock(slot: &BodySlot) -> std::sync::MutexGuard<'_, Option<Incoming>> {
     slot.lock().unwrap_or_else(|p| p.into_inner())
 }
 

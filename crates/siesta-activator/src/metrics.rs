@@ -68,6 +68,8 @@ pub struct Metrics {
     queued: IntGaugeVec,
     cold_start: HistogramVec,
     rejected: IntCounterVec,
+    /// `rejected` for requests naming no known function, looked up once.
+    unknown_function: IntCounter,
 }
 
 impl Metrics {
@@ -145,6 +147,11 @@ impl Metrics {
             concurrency_seconds,
             queued,
             cold_start,
+            unknown_function: rejected.with_label_values(&[
+                "",
+                "",
+                Reject::UnknownFunction.label(),
+            ]),
             rejected,
         })
     }
@@ -189,9 +196,7 @@ impl Metrics {
     /// left empty on purpose: names from arbitrary Host headers would make the
     /// series count unbounded.
     pub fn unknown_function(&self) {
-        self.rejected
-            .with_label_values(&["", "", Reject::UnknownFunction.label()])
-            .inc();
+        self.unknown_function.inc();
     }
 
     /// The Prometheus text exposition of every family.

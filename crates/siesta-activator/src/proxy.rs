@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use siesta_api::Protocol;
 use tokio::time::{Instant, timeout_at};
 
-use crate::body::{BodySlot, ProxyBody, Ticket, UpBody};
+use crate::body::{self, BodySlot, ProxyBody, Ticket, UpBody};
 use crate::index::{Admission, FunctionEntry, Index, LookupCache};
 use crate::metrics::Reject;
 use crate::route;
@@ -217,18 +217,24 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         let h2 = config.protocol == Protocol::H2c && !upgrade;
         prepare_request_headers(&mut parts.headers, remote, host, upgrade, h2);
-        parts.version = if h2 {
+        let version = if h2 {
             Version::HTTP_2
         } else {
             Version::HTTP_11
         };
+        parts.version = version;
         let pq = PathAndQuery::from_maybe_shared(Bytes::from(routed.path_and_query))
             .unwrap_or_else(|_| PathAndQuery::from_static("/"));
 
         // Only pay for a retry copy of the head when another pod could take it.
         let (up_body, retry) = if alternatives && !upgrade {
             let slot: BodySlot = Arc::new(Mutex::new(Some(body)));
-            let copy = (slot.clone(), parts.method.clone(), parts.headers.clone());
+            let copy = RetryCopy {
+                slot: slot.clone(),
+                method: parts.method.clone(),
+                headers: parts.headers.clone(),
+                version,
+            };
             (UpBody::shared(slot), Some(copy))
         } else {
             (UpBody::Direct(body), None)
@@ -259,23 +265,15 @@ impl Proxy {
                 Ok(Err(e)) => {
                     let connect = e.is_connect();
                     if attempt < MAX_ATTEMPTS
-                        && let Some((slot, method, headers)) = &retry
-                        && ((connect && lock_slot(slot).is_some()) || replayable(method, slot))
+                        && let Some(copy) = &retry
+                        && ((connect && body::lock(&copy.slot).is_some()) || copy.replayable())
                     {
                         match ticket.entry.repick(addr) {
                             Some(next) => {
                                 tracing::debug!(function = %ticket.entry.key, %addr, %next, error = %e, "connect failed; retrying on another pod");
                                 ticket.addr = Some(next);
                                 attempt += 1;
-                                let mut r = Request::new(UpBody::shared(slot.clone()));
-                                *r.method_mut() = method.clone();
-                                *r.headers_mut() = headers.clone();
-                                *r.version_mut() = if h2 {
-                                    Version::HTTP_2
-                                } else {
-                                    Version::HTTP_11
-                                };
-                                up = r;
+                                up = copy.request();
                                 continue;
                             }
                             None => ticket.addr = None,
@@ -341,20 +339,35 @@ impl Drop for Parked {
     }
 }
 
-fn lock_slot(slot: &BodySlot) -> std::sync::MutexGuard<'_, Option<Incoming>> {
-    slot.lock().unwrap_or_else(|p| p.into_inner())
+/// What a retry on another pod needs: the head, and the body while nothing
+/// of it has been sent.
+struct RetryCopy {
+    slot: BodySlot,
+    method: Method,
+    headers: HeaderMap,
+    version: Version,
 }
 
-/// Whether a request that failed after connecting (e.g. a pod shutting down
-/// closed the pooled connection as the request went out) may be sent again:
-/// an idempotent method (RFC 9110 9.2.2) whose body is empty and still in
-/// the slot, so nothing of it was consumed.
-fn replayable(method: &http::Method, slot: &BodySlot) -> bool {
-    use hyper::body::Body as _;
-    method.is_idempotent()
-        && lock_slot(slot)
-            .as_ref()
-            .is_some_and(|body| body.is_end_stream())
+impl RetryCopy {
+    fn request(&self) -> Request<UpBody> {
+        let mut r = Request::new(UpBody::shared(self.slot.clone()));
+        *r.method_mut() = self.method.clone();
+        *r.headers_mut() = self.headers.clone();
+        *r.version_mut() = self.version;
+        r
+    }
+
+    /// Whether a request that failed after connecting (e.g. a pod shutting
+    /// down closed the pooled connection as the request went out) may be
+    /// sent again: an idempotent method (RFC 9110 9.2.2) whose body is empty
+    /// and still in the slot, so nothing of it was consumed.
+    fn replayable(&self) -> bool {
+        use hyper::body::Body as _;
+        self.method.is_idempotent()
+            && body::lock(&self.slot)
+                .as_ref()
+                .is_some_and(|body| body.is_end_stream())
+    }
 }
 
 /// Copies bytes both ways between the client and the pod after a 101; the

@@ -9,79 +9,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use siesta_activator::{Activator, Config as ActivatorConfig, discovery};
 use siesta_api::Function;
+use siesta_testkit::stack::Stack;
 use siesta_testkit::{TestNamespace, client, ensure_function_crd, http_get, wait_for};
-
-struct Stack {
-    controller: siesta_controller::Running,
-    traffic: String,
-    admin: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    activator: tokio::task::JoinHandle<anyhow::Result<()>>,
-    discovery: tokio::task::JoinHandle<()>,
-}
-
-impl Stack {
-    /// A controller for this namespace and an activator that discovers
-    /// Functions and pods from the cluster and signals that controller.
-    async fn start(client: &Client, ns: &str) -> Self {
-        let config = siesta_controller::Config {
-            admin_addr: "127.0.0.1:0".parse().expect("address"),
-            namespace: ns.to_string(),
-            watch_namespace: Some(ns.to_string()),
-            identity: Some(format!("wake-test-{ns}")),
-            lease_duration: Duration::from_secs(3),
-            renew_period: Duration::from_millis(300),
-            ..siesta_controller::Config::defaults()
-        };
-        let controller = siesta_controller::start(client.clone(), config)
-            .await
-            .expect("start the controller");
-        let activator = Activator::bind(ActivatorConfig {
-            controller_url: vec![format!("http://{}", controller.admin_addr())],
-            ..ActivatorConfig::loopback()
-        })
-        .await
-        .expect("bind the activator");
-        let traffic = activator
-            .listen_addr()
-            .expect("traffic address")
-            .to_string();
-        let admin = activator.admin_addr().expect("admin address").to_string();
-        let discovery = tokio::spawn(discovery::run(client.clone(), activator.control(), None));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let activator = tokio::spawn(activator.serve(async move {
-            let _ = stopped.await;
-        }));
-        wait_for(
-            "the activator to be ready",
-            Duration::from_secs(30),
-            || async {
-                let (code, _) = http_get(&admin, "/readyz", "admin").await.ok()?;
-                (code == 200).then_some(())
-            },
-        )
-        .await;
-        Self {
-            controller,
-            traffic,
-            admin,
-            stop: Some(stop),
-            activator,
-            discovery,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = self.activator.await;
-        self.discovery.abort();
-        let _ = self.controller.shutdown().await;
-    }
-}
 
 fn function(name: &str) -> Function {
     serde_json::from_value(json!({
@@ -133,7 +63,7 @@ async fn a_function_at_zero_wakes_on_the_first_request_and_answers() {
 
     let host = format!("hello.{}.siesta.local", ns.name);
     let started = Instant::now();
-    let (code, body) = http_get(&stack.traffic, "/pod", &host)
+    let (code, body) = http_get(&stack.activator.traffic.to_string(), "/pod", &host)
         .await
         .expect("cold request");
     let cold = started.elapsed();
@@ -160,7 +90,7 @@ async fn a_function_at_zero_wakes_on_the_first_request_and_answers() {
 
     // Warm, by path prefix this time.
     let (code, body) = http_get(
-        &stack.traffic,
+        &stack.activator.traffic.to_string(),
         &format!("/fn/{}/hello/pod", ns.name),
         "anything",
     )
@@ -168,7 +98,7 @@ async fn a_function_at_zero_wakes_on_the_first_request_and_answers() {
     .expect("warm");
     assert_eq!((code, body.trim()), (200, pod.as_str()));
 
-    let (_, metrics) = http_get(&stack.admin, "/metrics", "admin")
+    let (_, metrics) = http_get(&stack.activator.admin.to_string(), "/metrics", "admin")
         .await
         .expect("metrics");
     let labels = format!("function=\"hello\",namespace=\"{}\"", ns.name);
@@ -199,7 +129,7 @@ async fn a_burst_parked_at_zero_is_answered_in_full() {
     let host = format!("burst.{}.siesta.local", ns.name);
     let requests: Vec<_> = (0..50)
         .map(|i| {
-            let addr = stack.traffic.clone();
+            let addr = stack.activator.traffic.to_string();
             let host = host.clone();
             tokio::spawn(async move { http_get(&addr, &format!("/?i={i}"), &host).await })
         })
@@ -212,7 +142,7 @@ async fn a_burst_parked_at_zero_is_answered_in_full() {
         }
     }
     assert_eq!(ok, 50);
-    let (_, metrics) = http_get(&stack.admin, "/metrics", "admin")
+    let (_, metrics) = http_get(&stack.activator.admin.to_string(), "/metrics", "admin")
         .await
         .expect("metrics");
     let labels = format!("function=\"burst\",namespace=\"{}\"", ns.name);

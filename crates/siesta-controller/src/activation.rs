@@ -137,15 +137,16 @@ async fn activate_inner(ctx: &Context, key: &FunctionKey) -> (&'static str, Answ
         Ok(Wake::Woke { to }) => {
             tracing::info!(function = %key, replicas = to, "woke up on an activation");
             let _ = ctx.activations.send(key.clone());
-            ctx.events
-                .publish(
-                    &function,
-                    Note::normal(
-                        reason::WOKE_UP,
-                        format!("a request arrived while at zero; scaled from 0 to {to} replicas"),
-                    ),
-                )
-                .await;
+            // The event is for people; the parked request must not wait on
+            // one more apiserver write before the activator hears back.
+            let events = ctx.events.clone();
+            tokio::spawn(async move {
+                let note = Note::normal(
+                    reason::WOKE_UP,
+                    format!("a request arrived while at zero; scaled from 0 to {to} replicas"),
+                );
+                events.publish(&function, note).await;
+            });
             (
                 "woke",
                 answer(202, format!("waking {key}: scaled from 0 to {to}\n")),

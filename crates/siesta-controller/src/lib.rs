@@ -37,6 +37,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 pub use activation::FunctionKey;
 pub use error::{Error, Result};
@@ -275,7 +276,9 @@ async fn main_task(
     }
 
     let elector_stop = CancellationToken::new();
-    let mut elector = AbortOnDrop(tokio::spawn(lease::run(
+    // Aborted when dropped: when the controller task is aborted (a simulated
+    // kill), the elector must stop renewing with it.
+    let mut elector = AbortOnDropHandle::new(tokio::spawn(lease::run(
         ctx.client.clone(),
         lease::LeaseConfig {
             namespace: config.namespace.clone(),
@@ -291,7 +294,7 @@ async fn main_task(
     let mut leader = ctx.leader.clone();
 
     let outcome = tokio::select! {
-        result = &mut elector.0 => Err(elector_outcome(result)),
+        result = &mut elector => Err(elector_outcome(result)),
         () = stop.cancelled() => Ok(()),
         result = async {
             // Stand by until elected, then reconcile and autoscale while
@@ -313,8 +316,8 @@ async fn main_task(
     // the lease is released, then the admin server stops.
     ctx.set_cache_synced(false);
     elector_stop.cancel();
-    if !elector.0.is_finished() || outcome.is_ok() {
-        match tokio::time::timeout(Duration::from_secs(10), &mut elector.0).await {
+    if !elector.is_finished() || outcome.is_ok() {
+        match tokio::time::timeout(Duration::from_secs(10), &mut elector).await {
             Ok(Ok(())) | Err(_) => {}
             Ok(result) => {
                 tracing::warn!(error = %elector_outcome(result), "leader election ended with an error")
@@ -327,16 +330,6 @@ async fn main_task(
     })
     .await;
     outcome
-}
-
-/// Aborts the task when dropped: when the controller task is aborted (a
-/// simulated kill), the elector must stop renewing with it.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 fn elector_outcome(result: std::result::Result<(), tokio::task::JoinError>) -> anyhow::Error {

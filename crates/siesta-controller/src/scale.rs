@@ -34,7 +34,7 @@ pub async fn set_replicas(
         (current != replicas).then_some(replicas)
     })
     .await
-    .map(|outcome| outcome.map(|(from, _)| from))
+    .map(|update| update.to.map(|_| update.from))
 }
 
 /// Sets `deployments/scale` of `namespace/name` from `expected` to
@@ -53,7 +53,7 @@ pub async fn set_replicas_from(
         (current == expected && current != replicas).then_some(replicas)
     })
     .await
-    .map(|outcome| outcome.map(|(from, _)| from))
+    .map(|update| update.to.map(|_| update.from))
 }
 
 /// The result of a wake-up.
@@ -69,18 +69,15 @@ pub enum Wake {
 /// alone. Two concurrent wakes do not fight: the loser's precondition fails,
 /// it re-reads, sees the count above zero and reports `Awake`.
 pub async fn wake(client: &Client, namespace: &str, name: &str, target: i32) -> Result<Wake> {
-    let outcome = update_scale(client, namespace, name, |current| {
+    let update = update_scale(client, namespace, name, |current| {
         (current == 0).then_some(target.max(1))
     })
     .await?;
-    Ok(match outcome {
-        Some((_, to)) => Wake::Woke { to },
-        None => {
-            let scale = read_scale(client, namespace, name).await?;
-            Wake::Awake {
-                replicas: spec_replicas(&scale),
-            }
-        }
+    Ok(match update.to {
+        Some(to) => Wake::Woke { to },
+        None => Wake::Awake {
+            replicas: update.from,
+        },
     })
 }
 
@@ -148,14 +145,20 @@ async fn read_scale(client: &Client, namespace: &str, name: &str) -> Result<Scal
     .await
 }
 
+/// What [`update_scale`] read and, if it wrote, the count it wrote.
+struct Update {
+    from: i32,
+    to: Option<i32>,
+}
+
 /// Read the scale, ask `decide` for a new count, write it with the read
-/// resourceVersion; on conflict, read again. Returns `(from, to)` when it wrote.
+/// resourceVersion; on conflict, read again.
 async fn update_scale(
     client: &Client,
     namespace: &str,
     name: &str,
     decide: impl Fn(i32) -> Option<i32>,
-) -> Result<Option<(i32, i32)>> {
+) -> Result<Update> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let params = PostParams {
         field_manager: Some(AUTOSCALER_MANAGER.to_string()),
@@ -167,7 +170,10 @@ async fn update_scale(
         let mut scale = read_scale(client, namespace, name).await?;
         let current = spec_replicas(&scale);
         let Some(to) = decide(current) else {
-            return Ok(None);
+            return Ok(Update {
+                from: current,
+                to: None,
+            });
         };
         // `scale.metadata.resourceVersion` is kept: the write is conditional on it.
         scale.spec.get_or_insert_with(Default::default).replicas = Some(to);
@@ -178,7 +184,12 @@ async fn update_scale(
         )
         .await;
         match result {
-            Ok(_) => return Ok(Some((current, to))),
+            Ok(_) => {
+                return Ok(Update {
+                    from: current,
+                    to: Some(to),
+                });
+            }
             Err(e) if e.is_conflict() && attempt < CONFLICT_RETRIES => {
                 tracing::debug!(%namespace, %name, "scale changed while writing it; reading it again");
             }

@@ -22,73 +22,12 @@ use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
-use siesta_activator::{Activator, Config as ActivatorConfig, discovery};
 use siesta_api::Function;
 use siesta_controller::autoscaler::Settings;
+use siesta_testkit::stack::Stack;
 use siesta_testkit::{TestNamespace, client, ensure_function_crd, wait_for};
-
-struct Stack {
-    controller: siesta_controller::Running,
-    traffic: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    activator: tokio::task::JoinHandle<anyhow::Result<()>>,
-    discovery: tokio::task::JoinHandle<()>,
-}
-
-impl Stack {
-    async fn start(client: &Client, ns: &str) -> Self {
-        let activator = Activator::bind(ActivatorConfig::loopback())
-            .await
-            .expect("bind the activator");
-        let traffic = activator
-            .listen_addr()
-            .expect("traffic address")
-            .to_string();
-        let admin = activator.admin_addr().expect("admin address");
-        let config = siesta_controller::Config {
-            admin_addr: "127.0.0.1:0".parse().expect("address"),
-            namespace: ns.to_string(),
-            watch_namespace: Some(ns.to_string()),
-            identity: Some(format!("autoscale-test-{ns}")),
-            lease_duration: Duration::from_secs(3),
-            renew_period: Duration::from_millis(300),
-            autoscaler: Settings {
-                activator_url: vec![format!("http://{admin}/metrics")],
-                ..Settings::defaults()
-            },
-            ..siesta_controller::Config::defaults()
-        };
-        let controller = siesta_controller::start(client.clone(), config)
-            .await
-            .expect("start the controller");
-        let control = activator.control();
-        control.set_controllers(vec![format!("http://{}", controller.admin_addr())]);
-        let discovery = tokio::spawn(discovery::run(client.clone(), control, None));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let activator = tokio::spawn(activator.serve(async move {
-            let _ = stopped.await;
-        }));
-        Self {
-            controller,
-            traffic,
-            stop: Some(stop),
-            activator,
-            discovery,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = self.activator.await;
-        self.discovery.abort();
-        let _ = self.controller.shutdown().await;
-    }
-}
 
 type Http = HttpClient<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
 
@@ -164,7 +103,13 @@ async fn load_scales_out_to_load_over_target_and_idle_returns_to_zero() {
     let client = client().await;
     ensure_function_crd(&client).await;
     let ns = TestNamespace::create(&client, "autoscale").await;
-    let stack = Stack::start(&client, &ns.name).await;
+    let stack = Stack::start_with(&client, &ns.name, |config, activator_admin| {
+        config.autoscaler = Settings {
+            activator_url: vec![format!("http://{activator_admin}/metrics")],
+            ..Settings::defaults()
+        };
+    })
+    .await;
     let functions: Api<Function> = Api::namespaced(client.clone(), &ns.name);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
@@ -198,7 +143,7 @@ async fn load_scales_out_to_load_over_target_and_idle_returns_to_zero() {
     // parked requests are the demand: 4 pods at target 1.
     let mut load = Load::new();
     let t0 = Instant::now();
-    load.add(4, &stack.traffic, &host);
+    load.add(4, &stack.activator.traffic.to_string(), &host);
     wait_for(
         "4 replicas for 4 in flight",
         Duration::from_secs(60),
@@ -241,7 +186,7 @@ async fn load_scales_out_to_load_over_target_and_idle_returns_to_zero() {
 
     // A step from 4 to 8 in flight.
     let t1 = Instant::now();
-    load.add(4, &stack.traffic, &host);
+    load.add(4, &stack.activator.traffic.to_string(), &host);
     wait_for(
         "8 replicas for 8 in flight",
         Duration::from_secs(30),
@@ -273,7 +218,7 @@ async fn load_scales_out_to_load_over_target_and_idle_returns_to_zero() {
     .await;
     let probe = http();
     assert_eq!(
-        get(&probe, &stack.traffic, &host, "/").await,
+        get(&probe, &stack.activator.traffic.to_string(), &host, "/").await,
         Some(200),
         "a request during the scale-down"
     );
@@ -306,7 +251,7 @@ async fn load_scales_out_to_load_over_target_and_idle_returns_to_zero() {
 
     // At zero, a request wakes it and is answered.
     assert_eq!(
-        get(&probe, &stack.traffic, &host, "/").await,
+        get(&probe, &stack.activator.traffic.to_string(), &host, "/").await,
         Some(200),
         "a request at zero"
     );

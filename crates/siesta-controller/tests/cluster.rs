@@ -7,23 +7,21 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::{Client, ResourceExt};
 use siesta_api::Function;
-use siesta_controller::{Config, Running};
+use siesta_controller::Running;
+use siesta_testkit::stack::controller_config;
+use siesta_testkit::{TestNamespace, ensure_function_crd};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const IGNORE: &str = "needs the local cluster: make test";
 
 // ---------------------------------------------------------------- harness
 
@@ -32,68 +30,16 @@ struct Env {
     ns: String,
 }
 
-fn suffix() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{:x}{:x}{}",
-        std::process::id() % 4096,
-        nanos % 65536,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-async fn ensure_crd(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = Function::crd();
-    let name = crd.name_any();
-    crds.patch(
-        &name,
-        &PatchParams::apply("siesta-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("apply the Function CRD");
-    eventually("the Function CRD to be Established", 30, || async {
-        let crd = crds.get(&name).await.map_err(|e| e.to_string())?;
-        let established = crd
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| {
-                cs.iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-            });
-        if established {
-            Ok(())
-        } else {
-            Err(format!("{:?}", crd.status))
-        }
-    })
-    .await;
-}
-
 /// Runs `body` in a fresh namespace; dumps the namespace on failure; always deletes it.
 async fn with_namespace<F, Fut>(prefix: &str, body: F)
 where
     F: FnOnce(Env) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let client = Client::try_default()
-        .await
-        .expect("a Kubernetes client from KUBECONFIG");
-    ensure_crd(&client).await;
-    let ns = format!("st-{prefix}-{}", suffix());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let mut n = Namespace::default();
-    n.metadata.name = Some(ns.clone());
-    namespaces
-        .create(&PostParams::default(), &n)
-        .await
-        .expect("create the test namespace");
+    let client = siesta_testkit::client().await;
+    ensure_function_crd(&client).await;
+    let namespace = TestNamespace::create(&client, &format!("st-{prefix}")).await;
+    let ns = namespace.name.clone();
     let env = Env {
         client: client.clone(),
         ns: ns.clone(),
@@ -102,7 +48,7 @@ where
     if result.is_err() {
         dump(&client, &ns).await;
     }
-    let _ = namespaces.delete(&ns, &DeleteParams::background()).await;
+    drop(namespace);
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
@@ -172,20 +118,8 @@ where
     }
 }
 
-fn config(ns: &str, identity: &str) -> Config {
-    Config {
-        admin_addr: "127.0.0.1:0".parse().expect("a socket address"),
-        namespace: ns.to_string(),
-        watch_namespace: Some(ns.to_string()),
-        identity: Some(identity.to_string()),
-        lease_duration: Duration::from_secs(3),
-        renew_period: Duration::from_millis(300),
-        ..Config::defaults()
-    }
-}
-
 async fn start(env: &Env, identity: &str) -> Running {
-    siesta_controller::start(env.client.clone(), config(&env.ns, identity))
+    siesta_controller::start(env.client.clone(), controller_config(&env.ns, identity))
         .await
         .expect("start the controller")
 }
@@ -380,7 +314,6 @@ async fn wait_leader(c: &Running) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the local cluster: make test"]
 async fn create_then_update_image() {
-    let _ = IGNORE;
     with_namespace("create", |env| async move {
         let c = start(&env, "c1").await;
         wait_leader(&c).await;

@@ -4,6 +4,8 @@
 #![deny(rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
+pub mod stack;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 

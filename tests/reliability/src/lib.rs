@@ -1,7 +1,7 @@
-//! Shared pieces of the reliability tests: the controller and activator
-//! in-process against a cluster ([`Stack`]), a steady client stream that
-//! records every request's fate ([`Load`]), the activator alone on loopback
-//! ([`Loopback`]), and cluster helpers (scale, pods, pod processes).
+//! Shared pieces of the reliability tests: a steady client stream that
+//! records every request's fate ([`Load`]) and cluster helpers (scale, pods,
+//! pod processes). The in-process controller and activator ([`Stack`],
+//! [`ActivatorRun`]) come from siesta-testkit.
 #![deny(rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
@@ -20,150 +20,13 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use siesta_activator::{Activator, Config as ActivatorConfig, Control, discovery};
 use siesta_api::Function;
-use siesta_testkit::{http_get, wait_for};
-use tokio::sync::oneshot;
+use siesta_testkit::wait_for;
 
 /// The image the node agent maps to `examples/hello`.
 pub const HELLO_IMAGE: &str = "siesta.dev/examples/hello:latest";
 
-/// An activator bound to `listen` (port 0 for any), discovering from the
-/// cluster, sending activations to `controller_url`.
-pub struct ActivatorRun {
-    pub traffic: SocketAddr,
-    pub admin: SocketAddr,
-    pub control: Control,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    discovery: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl ActivatorRun {
-    pub async fn start(
-        client: Option<&Client>,
-        config: ActivatorConfig,
-    ) -> anyhow::Result<ActivatorRun> {
-        let activator = Activator::bind(config).await?;
-        let traffic = activator.listen_addr()?;
-        let admin = activator.admin_addr()?;
-        let control = activator.control();
-        let discovery = match client {
-            Some(client) => Some(tokio::spawn(discovery::run(
-                client.clone(),
-                activator.control(),
-                None,
-            ))),
-            None => {
-                control.mark_synced();
-                None
-            }
-        };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(activator.serve(async move {
-            let _ = stopped.await;
-        }));
-        let admin_s = admin.to_string();
-        wait_for(
-            "the activator to be ready",
-            Duration::from_secs(30),
-            || async {
-                let (code, _) = http_get(&admin_s, "/readyz", "admin").await.ok()?;
-                (code == 200).then_some(())
-            },
-        )
-        .await;
-        Ok(ActivatorRun {
-            traffic,
-            admin,
-            control,
-            stop: Some(stop),
-            task,
-            discovery,
-        })
-    }
-
-    /// Asks for a drain (as SIGTERM does) without waiting for it.
-    pub fn begin_shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-
-    /// Drains and waits until the activator has returned.
-    pub async fn stop(mut self) {
-        self.begin_shutdown();
-        let _ = (&mut self.task).await;
-        if let Some(d) = self.discovery.take() {
-            d.abort();
-        }
-    }
-
-    pub async fn metrics(&self) -> String {
-        http_get(&self.admin.to_string(), "/metrics", "admin")
-            .await
-            .map(|(_, b)| b)
-            .unwrap_or_default()
-    }
-}
-
-/// Controller config for one test namespace with a fast lease.
-pub fn controller_config(ns: &str, identity: &str) -> siesta_controller::Config {
-    siesta_controller::Config {
-        admin_addr: "127.0.0.1:0".parse().expect("address literal"),
-        namespace: ns.to_string(),
-        watch_namespace: Some(ns.to_string()),
-        identity: Some(identity.to_string()),
-        lease_duration: Duration::from_secs(3),
-        renew_period: Duration::from_millis(300),
-        ..siesta_controller::Config::defaults()
-    }
-}
-
-/// A controller for `ns` and an activator that signals it.
-pub struct Stack {
-    pub controller: Option<siesta_controller::Running>,
-    pub activator: ActivatorRun,
-}
-
-impl Stack {
-    pub async fn start(client: &Client, ns: &str) -> Stack {
-        // RUST_LOG=siesta_activator=debug shows the request path's decisions.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-        let controller =
-            siesta_controller::start(client.clone(), controller_config(ns, &format!("rel-{ns}")))
-                .await
-                .expect("start the controller");
-        let activator = ActivatorRun::start(
-            Some(client),
-            ActivatorConfig {
-                controller_url: vec![format!("http://{}", controller.admin_addr())],
-                ..ActivatorConfig::loopback()
-            },
-        )
-        .await
-        .expect("start the activator");
-        Stack {
-            controller: Some(controller),
-            activator,
-        }
-    }
-
-    /// Stops the controller only (the test then drives replicas itself).
-    pub async fn stop_controller(&mut self) {
-        if let Some(c) = self.controller.take() {
-            let _ = c.shutdown().await;
-        }
-    }
-
-    pub async fn stop(mut self) {
-        self.stop_controller().await;
-        self.activator.stop().await;
-    }
-}
+pub use siesta_testkit::stack::{ActivatorRun, Stack, controller_config};
 
 /// A hello Function; `extra` is merged into `spec`.
 pub fn hello(name: &str, extra: serde_json::Value) -> Function {

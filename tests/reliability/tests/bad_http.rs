@@ -335,6 +335,7 @@ async fn hop_by_hop_headers_are_dropped_and_x_forwarded_for_is_appended() {
         Host: f.ns.siesta.local\r\n\
         Connection: keep-alive, X-Secret, close\r\n\
         X-Secret: s3cret\r\n\
+        Upgrade: h2c\r\n\
         Keep-Alive: timeout=5\r\n\
         Proxy-Authorization: Basic Zm9vOmJhcg==\r\n\
         Proxy-Connection: keep-alive\r\n\
@@ -371,6 +372,15 @@ async fn hop_by_hop_headers_are_dropped_and_x_forwarded_for_is_appended() {
         "the client IP is appended last"
     );
     assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+    // A proxy in front of the activator knows the scheme better: kept.
+    assert_eq!(
+        h.get("x-forwarded-proto").and_then(|v| v.to_str().ok()),
+        Some("https")
+    );
+    assert_eq!(
+        h.get("x-forwarded-host").and_then(|v| v.to_str().ok()),
+        Some("f.ns.siesta.local")
+    );
     assert_eq!(
         h.get("host").and_then(|v| v.to_str().ok()),
         Some("f.ns.siesta.local")

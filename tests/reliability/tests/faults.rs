@@ -344,7 +344,13 @@ async fn a_killed_controller_fails_over_without_scaling_down() {
     let client = client().await;
     ensure_function_crd(&client).await;
     let ns = TestNamespace::create(&client, "rel-failover").await;
-    let stack = Stack::start(&client, &ns.name).await;
+    // Both controllers scrape the activator, so each has the demand it would
+    // scale down on (the load wants fewer than 2 pods): only the guard
+    // against deciding on a fresh history keeps the replicas at 2.
+    let scrape = |config: &mut siesta_controller::Config, admin: std::net::SocketAddr| {
+        config.autoscaler.activator_url = vec![format!("http://{admin}/metrics")];
+    };
+    let stack = Stack::start_with(&client, &ns.name, scrape).await;
     create_function(&client, &ns.name, &hello("f", json!({}))).await;
     scale(&client, &ns.name, "f", 2).await;
     wait_ready(&client, &ns.name, "f", 2, POD_START).await;
@@ -365,12 +371,11 @@ async fn a_killed_controller_fails_over_without_scaling_down() {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     first.abort();
-    let second = siesta_controller::start(
-        client.clone(),
-        controller_config(&ns.name, &format!("rel-{}-second", ns.name)),
-    )
-    .await
-    .expect("second controller");
+    let mut second_config = controller_config(&ns.name, &format!("rel-{}-second", ns.name));
+    scrape(&mut second_config, stack.activator.admin);
+    let second = siesta_controller::start(client.clone(), second_config)
+        .await
+        .expect("second controller");
     let started = std::time::Instant::now();
     wait_for(
         "the second controller to take the lease",

@@ -137,6 +137,12 @@ async fn parked_requests_across_many_functions_stay_bounded() {
         "unexpected outcomes: {:?}",
         &other[..other.len().min(10)]
     );
+    assert!(
+        other.len() <= FUNCTIONS * QUEUE / 20,
+        "{} of {} parked requests got 502 (the known limit is a few percent)",
+        other.len(),
+        FUNCTIONS * QUEUE
+    );
     assert_eq!(
         ok + other.len(),
         FUNCTIONS * QUEUE,

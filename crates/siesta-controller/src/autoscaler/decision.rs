@@ -148,16 +148,6 @@ impl History {
         self.last_demand = Some(self.last_demand.map_or(now, |t| t.max(now)));
     }
 
-    /// Requests in flight (parked or proxied) at the last sample.
-    pub fn in_flight(&self) -> f64 {
-        self.in_flight
-    }
-
-    /// Requests parked at the last sample.
-    pub fn queued(&self) -> f64 {
-        self.queued
-    }
-
     /// Weighted averages (concurrency, rps) of the samples within `window`
     /// before `now`; the latest sample alone when none falls inside (a panic
     /// window shorter than the sampling interval).

@@ -39,6 +39,7 @@ use siesta_api::duration;
 
 use decision::{Decision, History, Mode, Replicas, Sample};
 use source::{MetricSource, Poll, PromQuery, Scraper, Targets};
+use tokio_util::task::AbortOnDropHandle;
 
 /// Which metric source the autoscaler reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -180,10 +181,13 @@ pub async fn run(ctx: Arc<Context>, settings: Settings) {
         watcher::Config::default().labels("app.kubernetes.io/managed-by=siesta"),
         "Deployments",
     );
-    let _tasks = (AbortOnDrop(fn_task), AbortOnDrop(dep_task));
+    let _tasks = (
+        AbortOnDropHandle::new(fn_task),
+        AbortOnDropHandle::new(dep_task),
+    );
 
     let (mut source, pods_task) = build_source(&ctx, &settings);
-    let _pods_task = pods_task.map(AbortOnDrop);
+    let _pods_task = pods_task.map(AbortOnDropHandle::new);
     let source_label = match settings.metrics_source {
         SourceKind::Scrape => "scrape",
         SourceKind::Prometheus => "prometheus",
@@ -197,7 +201,7 @@ pub async fn run(ctx: Arc<Context>, settings: Settings) {
     tracing::info!(source = source_label, interval = ?settings.autoscale_interval, "autoscaler running");
 
     let (poll_tx, mut polls) = mpsc::channel::<Poll>(4);
-    let _poller = AbortOnDrop(tokio::spawn(async move {
+    let _poller = AbortOnDropHandle::new(tokio::spawn(async move {
         let mut tick = tokio::time::interval(source.interval());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -305,14 +309,6 @@ where
         }
     });
     (store, task)
-}
-
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 fn key_of(f: &Function) -> FunctionKey {
