@@ -106,6 +106,8 @@ pub async fn serve(
 ) {
     let protocols = Arc::new(Protocols::new(limits));
     let stopping = CancellationToken::new();
+    // Fired when the drain timeout passes: what is still open is cut.
+    let cut = CancellationToken::new();
     let connections = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
@@ -131,6 +133,7 @@ pub async fn serve(
                     protocols.clone(),
                     limits.header_read_timeout,
                     stopping.clone(),
+                    cut.clone(),
                 ));
             }
         }
@@ -146,7 +149,12 @@ pub async fn serve(
         .await
         .is_err()
     {
-        tracing::warn!("drain timeout passed with requests still in flight; exiting anyway");
+        tracing::warn!(
+            connections = connections.len(),
+            "drain timeout passed with requests still in flight; closing them"
+        );
+        cut.cancel();
+        connections.wait().await;
     }
 }
 
@@ -158,6 +166,7 @@ async fn connection(
     protocols: Arc<Protocols>,
     first_byte_timeout: Duration,
     stopping: CancellationToken,
+    cut: CancellationToken,
 ) {
     // hyper's header read timer starts only once a request begins, so a
     // client that connects and sends nothing would hold its connection
@@ -177,45 +186,54 @@ async fn connection(
     let ended = match sniffed {
         Sniffed::Http1 => {
             let conn = protocols.http1.serve_connection(io, svc).with_upgrades();
-            until_drained(conn, &stopping, |c| c.graceful_shutdown())
+            until_drained(conn, &stopping, &cut, |c| c.graceful_shutdown())
                 .await
-                .map_err(Into::into)
+                .map(|r| r.map_err(Into::into))
         }
         Sniffed::Http2 => {
             let conn = protocols.http2.serve_connection(io, svc);
-            until_drained(conn, &stopping, |c| c.graceful_shutdown())
+            until_drained(conn, &stopping, &cut, |c| c.graceful_shutdown())
                 .await
-                .map_err(Into::into)
+                .map(|r| r.map_err(Into::into))
         }
         Sniffed::Unsure => {
             // Rare, and much larger than the others: boxed, so that it does
             // not size every connection's task.
             let conn = Box::pin(protocols.auto.serve_connection_with_upgrades(io, svc));
-            until_drained(conn, &stopping, |c| {
+            until_drained(conn, &stopping, &cut, |c| {
                 c.get_mut().as_mut().graceful_shutdown()
             })
             .await
         }
     };
-    if let Err(e) = ended {
-        tracing::debug!(%remote, error = %e, "client connection ended with an error");
+    match ended {
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
+            tracing::debug!(%remote, error = %e, "client connection ended with an error");
+        }
+        None => tracing::debug!(%remote, "client connection cut at the drain timeout"),
     }
 }
 
 /// Runs a connection to its end; once `stopping` fires, asks it to finish
-/// the requests it has and close.
+/// the requests it has and close; once `cut` fires, drops it (closing the
+/// socket) with whatever it still had. `None` when cut.
 async fn until_drained<C: Future>(
     conn: C,
     stopping: &CancellationToken,
+    cut: &CancellationToken,
     graceful_shutdown: impl FnOnce(Pin<&mut C>),
-) -> C::Output {
+) -> Option<C::Output> {
     tokio::pin!(conn);
     tokio::select! {
-        out = conn.as_mut() => return out,
+        out = conn.as_mut() => return Some(out),
         () = stopping.cancelled() => {}
     }
     graceful_shutdown(conn.as_mut());
-    conn.await
+    tokio::select! {
+        out = conn => Some(out),
+        () = cut.cancelled() => None,
+    }
 }
 
 #[cfg(test)]

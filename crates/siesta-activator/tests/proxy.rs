@@ -216,6 +216,7 @@ async fn container_concurrency_is_honoured_per_pod_and_excess_waits() {
 
 #[tokio::test]
 async fn least_in_flight_spreads_concurrent_requests() {
+    use std::sync::atomic::Ordering::SeqCst;
     let h = Harness::default().await;
     let a = counting(Duration::from_millis(200)).await;
     let b = counting(Duration::from_millis(200)).await;
@@ -226,8 +227,34 @@ async fn least_in_flight_spreads_concurrent_requests() {
     for t in tasks {
         assert_eq!(t.await.unwrap().0, StatusCode::OK);
     }
-    assert_eq!(a.total.load(std::sync::atomic::Ordering::SeqCst), 5);
-    assert_eq!(b.total.load(std::sync::atomic::Ordering::SeqCst), 5);
+    assert_eq!(a.total.load(SeqCst), 5);
+    assert_eq!(b.total.load(SeqCst), 5);
+}
+
+#[tokio::test]
+async fn requests_go_to_the_pod_with_fewer_in_flight_not_round_robin() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let h = Harness::default().await;
+    let slow = counting(Duration::from_millis(1500)).await;
+    let fast = counting(Duration::from_millis(20)).await;
+    h.function("f", cfg(), &[slow.addr, fast.addr]).await;
+    // One request on each pod; the slow pod's is still in flight after.
+    let first: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(send(get(&h, HOST, "/"))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let arrived = |c: &Counting| c.order.lock().unwrap().len();
+    assert_eq!((arrived(&slow), fast.total.load(SeqCst)), (1, 1));
+    // One after another, each finding the slow pod busy: all to the fast one
+    // (round-robin would send half of them to the slow pod).
+    for _ in 0..6 {
+        assert_eq!(send(get(&h, HOST, "/")).await.0, StatusCode::OK);
+    }
+    assert_eq!(arrived(&slow), 1);
+    assert_eq!(fast.total.load(SeqCst), 7);
+    for t in first {
+        assert_eq!(t.await.unwrap().0, StatusCode::OK);
+    }
 }
 
 #[tokio::test]
@@ -498,14 +525,26 @@ async fn the_drain_is_bounded_by_the_drain_timeout() {
     let mut h = Harness::start(config).await;
     let be = echo().await;
     h.function("f", cfg(), &[be]).await;
-    let _slow = tokio::spawn(send(get(&h, HOST, "/sleep/10000")));
+    let slow = tokio::spawn(try_send(get(&h, HOST, "/sleep/10000")));
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = Instant::now();
     h.shutdown();
     tokio::time::timeout(Duration::from_secs(3), &mut h.task)
         .await
         .expect("the drain was not bounded")
         .unwrap()
         .unwrap();
+    // It waited for the request (up to the drain timeout), then cut it.
+    assert!(
+        asked.elapsed() >= Duration::from_millis(250),
+        "returned after {:?}, without draining",
+        asked.elapsed()
+    );
+    let cut = tokio::time::timeout(Duration::from_secs(3), slow)
+        .await
+        .expect("the cut request ends at once")
+        .unwrap();
+    assert!(cut.is_err(), "the 10 s request was answered: {cut:?}");
 }
 
 #[tokio::test]

@@ -165,11 +165,21 @@ pub fn h2_client() -> Client<HttpConnector, Body> {
 
 /// Sends a request and reads the whole answer.
 pub async fn send(req: Request<Body>) -> (StatusCode, http::HeaderMap, String) {
-    let resp = client().request(req).await.unwrap();
+    try_send(req).await.unwrap()
+}
+
+/// Like [`send`], for a request that may be cut: the error, if any.
+pub async fn try_send(req: Request<Body>) -> Result<(StatusCode, http::HeaderMap, String), String> {
+    let resp = client().request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status();
     let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
 }
 
 pub fn get(h: &Harness, host: &str, path: &str) -> Request<Body> {
