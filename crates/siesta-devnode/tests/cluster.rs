@@ -175,6 +175,23 @@ async fn readiness_waits_for_the_process_to_listen() {
         .expect("GET");
     assert_eq!(code, 200);
     assert_eq!(pod_ip(&ready[0]), Some(ip));
+    // Ready came only once the process listened, 2 s after it started (the
+    // API's times have whole seconds: at least 1 s apart).
+    let status = ready[0].status.as_ref().expect("status");
+    let started = status.start_time.as_ref().expect("startTime").0;
+    let ready_at = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .and_then(|c| c.last_transition_time.as_ref())
+        .expect("Ready lastTransitionTime")
+        .0;
+    let waited = ready_at.as_second() - started.as_second();
+    assert!(
+        waited >= 1,
+        "Ready {waited} s after the start, before the process listened"
+    );
 }
 
 #[tokio::test]
