@@ -20,6 +20,11 @@ if ! pid_alive "$STATE_DIR/kube-apiserver.pid"; then
   started_cluster=1
 fi
 cleanup() {
+  local rc=$?
+  if [[ $rc != 0 && -f "$STATE_DIR/logs/devnode.log" ]]; then
+    step "tests failed: the node agent's last warnings and errors"
+    grep -E 'WARN|ERROR' "$STATE_DIR/logs/devnode.log" | tail -n 40 || true
+  fi
   if [[ $started_cluster == 1 && "${SIESTA_KEEP_CLUSTER:-0}" != 1 ]]; then
     step "stopping the local cluster this run started"
     bash hack/cluster/down.sh || true

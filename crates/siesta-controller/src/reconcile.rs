@@ -149,8 +149,7 @@ impl Reconciler<'_> {
         // field out: hand it over first (after a crash between the two
         // steps below, or to an older controller's Deployment).
         if let Some(d) = existing.filter(|d| scale::owns_replicas(d, FIELD_MANAGER)) {
-            let current = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            scale::adopt_replicas(client, ns, name, current).await?;
+            scale::adopt_replicas(client, d).await?;
         }
 
         let created = existing.is_none();
@@ -163,7 +162,9 @@ impl Reconciler<'_> {
         )
         .await?;
         if created {
-            scale::adopt_replicas(client, ns, name, min).await?;
+            // Whoever scaled since the create (a wake-up, `kubectl scale`)
+            // keeps their count: the hand-over is conditional on `applied`.
+            scale::adopt_replicas(client, &applied).await?;
             let without_replicas = resources::deployment(owner, spec, None);
             applied = api_call(
                 || format!("apply Deployment {ns}/{name}"),

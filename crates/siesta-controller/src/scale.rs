@@ -107,29 +107,51 @@ pub fn owns_replicas(d: &Deployment, manager: &str) -> bool {
     })
 }
 
-/// Makes `siesta-autoscaler` a co-owner of `spec.replicas` at its current
-/// value (a server-side apply of only that field), so that the controller's
-/// manager can then drop the field without the apiserver deleting it. This is
-/// the documented way to hand a field from one manager to another.
-pub async fn adopt_replicas(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    replicas: i32,
-) -> Result<Deployment> {
+/// Makes `siesta-autoscaler` a co-owner of `spec.replicas` at the value it
+/// has in `seen` (a server-side apply of only that field), so that the
+/// controller's manager can then drop the field without the apiserver
+/// deleting it. This is the documented way to hand a field from one manager
+/// to another.
+///
+/// The apply carries `seen`'s resourceVersion as a precondition: if anyone
+/// wrote in between (a user's `kubectl scale`, a wake-up right after the
+/// Function was created), the apiserver answers 409 and the hand-over is
+/// retried at the value just read, so it never puts back a stale count.
+pub async fn adopt_replicas(client: &Client, seen: &Deployment) -> Result<Deployment> {
+    let namespace = seen.metadata.namespace.as_deref().unwrap_or_default();
+    let name = seen.metadata.name.as_deref().unwrap_or_default();
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let patch = serde_json::json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {"replicas": replicas},
-    });
     let params = PatchParams::apply(AUTOSCALER_MANAGER).force();
-    api_call(
-        || format!("hand spec.replicas of Deployment {namespace}/{name} to {AUTOSCALER_MANAGER}"),
-        api.patch(name, &params, &Patch::Apply(&patch)),
-    )
-    .await
+    let mut seen = seen.clone();
+    let mut attempt = 0;
+    loop {
+        let patch = serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "resourceVersion": seen.metadata.resource_version},
+            "spec": {"replicas": seen.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)},
+        });
+        let result = api_call(
+            || {
+                format!(
+                    "hand spec.replicas of Deployment {namespace}/{name} to {AUTOSCALER_MANAGER}"
+                )
+            },
+            api.patch(name, &params, &Patch::Apply(&patch)),
+        )
+        .await;
+        match result {
+            Err(e) if e.is_conflict() && attempt < CONFLICT_RETRIES => {
+                attempt += 1;
+                seen = api_call(
+                    || format!("read Deployment {namespace}/{name}"),
+                    api.get(name),
+                )
+                .await?;
+            }
+            other => return other,
+        }
+    }
 }
 
 fn spec_replicas(scale: &Scale) -> i32 {

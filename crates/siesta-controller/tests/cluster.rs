@@ -488,6 +488,54 @@ async fn replicas_written_by_others_survive_and_min_raises_them() {
     .await;
 }
 
+/// The hand-over of `spec.replicas` right after a Deployment is created
+/// must not put back the count it was created with when someone scaled in
+/// between (a wake-up, or `kubectl scale` right after `kubectl apply`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local cluster: make test"]
+async fn handing_over_replicas_keeps_a_scale_written_in_between() {
+    with_namespace("handover", |env| async move {
+        // Created as the controller creates it: replicas under its manager.
+        let created: Deployment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "d"},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": {"app": "d"}},
+                "template": {
+                    "metadata": {"labels": {"app": "d"}},
+                    "spec": {"containers": [{"name": "c", "image": "nothing:1"}]},
+                },
+            },
+        }))
+        .expect("deployment literal");
+        let seen = env
+            .deployments()
+            .patch(
+                "d",
+                &PatchParams::apply(siesta_api::FIELD_MANAGER).force(),
+                &Patch::Apply(&created),
+            )
+            .await
+            .expect("create the Deployment");
+        env.set_scale("d", 2).await;
+
+        let adopted = siesta_controller::scale::adopt_replicas(&env.client, &seen)
+            .await
+            .expect("hand replicas over");
+        assert_eq!(
+            replicas(&adopted),
+            Some(2),
+            "the hand-over undid a scale write"
+        );
+        assert!(siesta_controller::scale::owns_replicas(
+            &adopted,
+            siesta_controller::scale::AUTOSCALER_MANAGER
+        ));
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the local cluster: make test"]
 async fn deleting_the_function_garbage_collects_children() {

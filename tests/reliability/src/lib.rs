@@ -101,26 +101,64 @@ pub fn is_ready(p: &Pod) -> bool {
 }
 
 /// Waits until exactly `n` pods exist, all ready (and no others linger).
+/// On timeout the panic describes the pods last seen, so a CI log says
+/// whether they were missing, pending, unready or restarting.
 pub async fn wait_ready(client: &Client, ns: &str, name: &str, n: usize, timeout: Duration) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("{ns}/{name} to have exactly {n} ready pods"),
-        timeout,
-        || async {
-            let all = pods.list(&ListParams::default()).await.ok()?.items;
-            let mine: Vec<_> = all
+    let prefix = format!("{name}-");
+    let start = Instant::now();
+    let mut last = String::from("(no pod list read)");
+    loop {
+        if let Ok(list) = pods.list(&ListParams::default()).await {
+            let mine: Vec<_> = list
+                .items
                 .iter()
                 .filter(|p| {
                     p.metadata
                         .name
                         .as_deref()
-                        .is_some_and(|x| x.starts_with(&format!("{name}-")))
+                        .is_some_and(|x| x.starts_with(&prefix))
                 })
                 .collect();
-            (mine.len() == n && mine.iter().all(|p| is_ready(p))).then_some(())
+            if mine.len() == n && mine.iter().all(|p| is_ready(p)) {
+                return;
+            }
+            last = mine
+                .iter()
+                .map(|p| describe_pod(p))
+                .collect::<Vec<_>>()
+                .join("; ");
+        }
+        if start.elapsed() > timeout {
+            panic!(
+                "timed out after {timeout:?} waiting for {ns}/{name} to have exactly {n} \
+                 ready pods; last seen: [{last}]"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `name phase ready=… restarts=… ip=… deleting` for a failure message.
+fn describe_pod(p: &Pod) -> String {
+    let status = p.status.as_ref();
+    let restarts: i32 = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|cs| cs.iter().map(|c| c.restart_count).sum())
+        .unwrap_or(0);
+    format!(
+        "{} {} ready={} restarts={} ip={}{}",
+        p.metadata.name.as_deref().unwrap_or("?"),
+        status.and_then(|s| s.phase.as_deref()).unwrap_or("-"),
+        is_ready(p),
+        restarts,
+        status.and_then(|s| s.pod_ip.as_deref()).unwrap_or("-"),
+        if p.metadata.deletion_timestamp.is_some() {
+            " deleting"
+        } else {
+            ""
         },
     )
-    .await;
 }
 
 /// The node agent's state directory of the cluster in KUBECONFIG (the
