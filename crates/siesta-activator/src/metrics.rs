@@ -10,6 +10,7 @@ use prometheus::{
     Counter, CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use siesta_api::names::metrics as names;
 
 use crate::route::FunctionKey;
 
@@ -78,14 +79,14 @@ impl Metrics {
         let fl = &["namespace", "function"];
         let requests = IntCounterVec::new(
             Opts::new(
-                "siesta_activator_requests_total",
+                names::REQUESTS,
                 "Requests for a known function, by the status code sent to the client.",
             ),
             &["namespace", "function", "code"],
         )?;
         let duration = HistogramVec::new(
             HistogramOpts::new(
-                "siesta_activator_request_duration_seconds",
+                names::REQUEST_DURATION,
                 "Time from a request's arrival to the last byte of its response, queueing included.",
             )
             .buckets(vec![
@@ -96,28 +97,28 @@ impl Metrics {
         )?;
         let in_flight = IntGaugeVec::new(
             Opts::new(
-                "siesta_activator_in_flight_requests",
+                names::IN_FLIGHT,
                 "Requests this activator holds for the function, parked or proxied.",
             ),
             fl,
         )?;
         let concurrency_seconds = CounterVec::new(
             Opts::new(
-                "siesta_activator_concurrency_seconds_total",
+                names::CONCURRENCY_SECONDS,
                 "Integral of in-flight requests over time; its rate() is the average concurrency.",
             ),
             fl,
         )?;
         let queued = IntGaugeVec::new(
             Opts::new(
-                "siesta_activator_queued_requests",
+                names::QUEUED,
                 "Requests parked waiting for a ready pod or a free concurrency slot.",
             ),
             fl,
         )?;
         let cold_start = HistogramVec::new(
             HistogramOpts::new(
-                "siesta_activator_cold_start_duration_seconds",
+                names::COLD_START_DURATION,
                 "Time from the first request parked at zero to the first ready, probed pod.",
             )
             .buckets(vec![
@@ -127,7 +128,7 @@ impl Metrics {
         )?;
         let rejected = IntCounterVec::new(
             Opts::new(
-                "siesta_activator_rejected_requests_total",
+                names::REJECTED,
                 "Requests the activator answered itself, by reason.",
             ),
             &["namespace", "function", "reason"],

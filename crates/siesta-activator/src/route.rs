@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use siesta_api::names::{is_dns_label, is_dns_subdomain};
+
 /// A Function's identity: its namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FunctionKey {
@@ -86,7 +88,7 @@ fn route_by_path(path_and_query: &str) -> Option<Route> {
         Some((name, tail)) => (name, tail),
         None => (rest, ""),
     };
-    if !is_dns_label(namespace) || !is_object_name(name) {
+    if !is_dns_label(namespace) || !is_dns_subdomain(name) {
         return None;
     }
     let mut rewritten = String::with_capacity(tail.len() + 2 + query.map_or(0, str::len));
@@ -111,22 +113,6 @@ fn strip_port(host: &str) -> &str {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => host,
     }
-}
-
-/// RFC 1123 label, as Kubernetes namespaces are.
-fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
-/// RFC 1123 subdomain, as Kubernetes object names are (dots allowed).
-fn is_object_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 /// The router's invariants on arbitrary input, for the fuzzer

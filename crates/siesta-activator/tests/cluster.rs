@@ -60,6 +60,7 @@ async fn a_function_at_zero_wakes_on_the_first_request_and_answers() {
     let ns = TestNamespace::create(&client, "wake").await;
     let stack = Stack::start(&client, &ns.name).await;
     at_zero(&client, &ns.name, "hello").await;
+    stack.activator.wait_known(&ns.name, "hello").await;
 
     let host = format!("hello.{}.siesta.local", ns.name);
     let started = Instant::now();
@@ -125,6 +126,7 @@ async fn a_burst_parked_at_zero_is_answered_in_full() {
     let ns = TestNamespace::create(&client, "burst").await;
     let stack = Stack::start(&client, &ns.name).await;
     at_zero(&client, &ns.name, "burst").await;
+    stack.activator.wait_known(&ns.name, "burst").await;
 
     let host = format!("burst.{}.siesta.local", ns.name);
     let requests: Vec<_> = (0..50)

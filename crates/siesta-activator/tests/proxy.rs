@@ -466,14 +466,29 @@ async fn a_client_that_trickles_its_first_bytes_is_still_served() {
     assert!(resp.ends_with("hi"), "{resp}");
 }
 
+/// Waits (up to 10 s) until the activator holds `n` requests for `key`: a
+/// test that acts on an in-flight request must not guess when it arrived.
+async fn wait_in_flight(h: &Harness, key: &FunctionKey, n: i64) {
+    let entry = h.control.index().get(key).expect("the function's entry");
+    let start = Instant::now();
+    while entry.metrics.in_flight.get() != n {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{} in flight, waited for {n}",
+            entry.metrics.in_flight.get()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn shutdown_drains_in_flight_requests_and_refuses_new_connections() {
     let mut h = Harness::default().await;
     let be = echo().await;
-    h.function("f", cfg(), &[be]).await;
+    let key = h.function("f", cfg(), &[be]).await;
     assert_eq!(h.readyz().await, StatusCode::OK);
     let slow = tokio::spawn(send(get(&h, HOST, "/sleep/1500")));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_in_flight(&h, &key, 1).await;
     h.shutdown();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(h.readyz().await, StatusCode::SERVICE_UNAVAILABLE);
@@ -524,9 +539,9 @@ async fn the_drain_is_bounded_by_the_drain_timeout() {
     config.drain_timeout = Duration::from_millis(300);
     let mut h = Harness::start(config).await;
     let be = echo().await;
-    h.function("f", cfg(), &[be]).await;
+    let key = h.function("f", cfg(), &[be]).await;
     let slow = tokio::spawn(try_send(get(&h, HOST, "/sleep/10000")));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_in_flight(&h, &key, 1).await;
     let asked = Instant::now();
     h.shutdown();
     tokio::time::timeout(Duration::from_secs(3), &mut h.task)
@@ -551,7 +566,7 @@ async fn the_drain_is_bounded_by_the_drain_timeout() {
 async fn metrics_count_a_known_sequence_exactly() {
     let h = Harness::default().await;
     let be = echo().await;
-    let key = h.function("f", cfg(), &[be]).await;
+    h.function("f", cfg(), &[be]).await;
     for _ in 0..3 {
         assert_eq!(send(get(&h, HOST, "/")).await.0, StatusCode::OK);
     }
@@ -620,6 +635,4 @@ async fn metrics_count_a_known_sequence_exactly() {
         added >= 2.0 && added <= 2.0 * wall + 0.01,
         "added {added}, wall {wall}"
     );
-    drop(key);
-    let _ = FunctionKey::new("a", "b");
 }

@@ -8,6 +8,7 @@
 pub mod crd;
 pub mod duration;
 mod function;
+pub mod names;
 mod validate;
 
 pub use function::*;

@@ -14,6 +14,7 @@
 
 use kube::Api;
 use siesta_api::Function;
+use siesta_api::names::{is_dns_label, is_dns_subdomain};
 
 use crate::context::Context;
 use crate::error::api_call;
@@ -65,19 +66,6 @@ pub fn parse_path(path: &str) -> Option<Result<FunctionKey, BadPath>> {
         namespace: namespace.to_string(),
         name: name.to_string(),
     }))
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 /// The HTTP answer to an activation.

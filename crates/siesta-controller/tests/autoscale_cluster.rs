@@ -27,7 +27,7 @@ use serde_json::json;
 use siesta_api::Function;
 use siesta_controller::autoscaler::Settings;
 use siesta_testkit::stack::Stack;
-use siesta_testkit::{TestNamespace, client, ensure_function_crd, wait_for};
+use siesta_testkit::{TestNamespace, client, ensure_function_crd, wait_for, wait_for_state};
 
 type Http = HttpClient<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
 
@@ -137,6 +137,7 @@ async fn load_scales_out_to_load_over_target_and_idle_returns_to_zero() {
         (replicas(&deployments, "hello").await == Some(0)).then_some(())
     })
     .await;
+    stack.activator.wait_known(&ns.name, "hello").await;
     let host = format!("hello.{}.siesta.local", ns.name);
 
     // 4 concurrent 1 s requests from zero: the activation wakes it, and the
@@ -151,17 +152,33 @@ async fn load_scales_out_to_load_over_target_and_idle_returns_to_zero() {
     )
     .await;
     let cold_to_4 = t0.elapsed();
-    // Settled: it stays at ceil(4 / 1) = 4 (give or take one while panicking).
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let settled = replicas(&deployments, "hello").await.unwrap_or(-1);
-    assert!(
-        (4..=5).contains(&settled),
-        "settled at {settled}, expected 4"
-    );
-    let f = functions.get("hello").await.expect("read Function");
-    let status = f.status.clone().expect("a status");
-    let autoscaler = status.autoscaler.expect("status.autoscaler");
-    assert_eq!(status.desired_replicas, settled);
+    // Settled: it stays at ceil(4 / 1) = 4 (give or take one), out of panic,
+    // and the status reports that count and about 4 in flight. The status
+    // is rewritten on a change (or every 10 s), so wait for it rather than
+    // read it once at a guessed moment.
+    let (settled, f) = wait_for_state(
+        "settled at 4 replicas, stable, status observing ~4 in flight",
+        Duration::from_secs(60),
+        || async {
+            let r = replicas(&deployments, "hello").await.ok_or("no replicas")?;
+            let f = functions.get("hello").await.map_err(|e| e.to_string())?;
+            let status = f.status.clone().ok_or("no status")?;
+            let a = status.autoscaler.clone().ok_or("no status.autoscaler")?;
+            if (4..=5).contains(&r)
+                && status.desired_replicas == r
+                && a.mode == "stable"
+                && (a.observed_concurrency - 4.0).abs() < 1.0
+            {
+                Ok((r, f))
+            } else {
+                Err(format!(
+                    "replicas {r}, desired {}, mode {}, concurrency {:.2}",
+                    status.desired_replicas, a.mode, a.observed_concurrency
+                ))
+            }
+        },
+    )
+    .await;
     // One writer per field: desiredReplicas and autoscaler belong to the
     // autoscaler's field manager only.
     let owners: Vec<&str> = f
@@ -178,11 +195,6 @@ async fn load_scales_out_to_load_over_target_and_idle_returns_to_zero() {
         .filter_map(|m| m.manager.as_deref())
         .collect();
     assert_eq!(owners, vec![siesta_controller::scale::AUTOSCALER_MANAGER]);
-    assert!(
-        (autoscaler.observed_concurrency - 4.0).abs() < 1.0,
-        "observed concurrency {}",
-        autoscaler.observed_concurrency
-    );
 
     // A step from 4 to 8 in flight.
     let t1 = Instant::now();
@@ -194,12 +206,21 @@ async fn load_scales_out_to_load_over_target_and_idle_returns_to_zero() {
     )
     .await;
     let step_4_to_8 = t1.elapsed();
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let at8 = replicas(&deployments, "hello").await.unwrap_or(-1);
-    assert!((8..=9).contains(&at8), "at {at8} for 8 in flight");
-    let f = functions.get("hello").await.expect("read Function");
-    let status = f.status.expect("a status");
-    assert_eq!(status.desired_replicas, at8);
+    let at8 = wait_for_state(
+        "8 replicas for 8 in flight, reported as desired",
+        Duration::from_secs(30),
+        || async {
+            let r = replicas(&deployments, "hello").await.ok_or("no replicas")?;
+            let f = functions.get("hello").await.map_err(|e| e.to_string())?;
+            let desired = f.status.map(|s| s.desired_replicas).unwrap_or(-1);
+            if (8..=9).contains(&r) && desired == r {
+                Ok(r)
+            } else {
+                Err(format!("replicas {r}, desired {desired}"))
+            }
+        },
+    )
+    .await;
 
     let failed = load.failed.load(Ordering::Relaxed);
     let ok = load.ok.load(Ordering::Relaxed);
@@ -257,7 +278,7 @@ async fn load_scales_out_to_load_over_target_and_idle_returns_to_zero() {
     );
 
     println!(
-        "MEASURED cold start with 4 in flight -> 4 replicas: {:.1}s; step 4 -> 8 in flight -> 8 replicas: {:.1}s; \
+        "MEASURED cold start with 4 in flight -> 4 replicas: {:.1}s (settled at {settled}); step 4 -> 8 in flight -> 8 replicas: {:.1}s; \
          last request -> replicas 0: {:.1}s; -> no pods: {:.1}s (load ended {:.1}s before the last request; \
          scaleToZeroAfterSeconds 6, stableWindowSeconds 6, autoscale interval 2s)",
         cold_to_4.as_secs_f64(),

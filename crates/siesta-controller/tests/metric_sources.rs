@@ -141,8 +141,13 @@ fn expected() -> (f64, f64) {
     (CLIENTS as f64, CLIENTS as f64 / SERVICE_TIME.as_secs_f64())
 }
 
+/// The two tests measure rates from real traffic: run them one at a time,
+/// so neither starves the other's clients of CPU.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scrape_source_reads_rate_and_concurrency_from_a_real_activator() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let a = activator().await;
     let mut scraper = Scraper::new(
         Targets::Static(vec![format!("http://{}/metrics", a.admin)]),
@@ -163,16 +168,24 @@ async fn scrape_source_reads_rate_and_concurrency_from_a_real_activator() {
     stop.store(true, Ordering::Relaxed);
     let answered = traffic.await.expect("load task");
     // Skip the first interval (the load was starting); the rest are steady.
-    for r in &readings[1..] {
+    // The mean is held tight; one second alone may see the clients starved
+    // of CPU on a busy machine, so each sample gets a wider band.
+    let steady = &readings[1..];
+    let n = steady.len() as f64;
+    let mean_c = steady.iter().map(|r| r.concurrency).sum::<f64>() / n;
+    let mean_rps = steady.iter().map(|r| r.rps).sum::<f64>() / n;
+    assert!(
+        (mean_c - want_c).abs() < 0.5,
+        "mean concurrency {mean_c:.2}, expected about {want_c}: {readings:?}"
+    );
+    assert!(
+        (mean_rps - want_rps).abs() < want_rps * 0.2,
+        "mean rps {mean_rps:.2}, expected about {want_rps}: {readings:?}"
+    );
+    for r in steady {
         assert!(
-            (r.concurrency - want_c).abs() < 0.8,
-            "concurrency {:.2}, expected about {want_c}: {readings:?}",
-            r.concurrency
-        );
-        assert!(
-            (r.rps - want_rps).abs() < want_rps * 0.3,
-            "rps {:.2}, expected about {want_rps}: {readings:?}",
-            r.rps
+            (r.concurrency - want_c).abs() < 1.5 && (r.rps - want_rps).abs() < want_rps * 0.4,
+            "a sample far off {want_c} in flight, {want_rps} rps: {readings:?}"
         );
     }
     let counted: f64 = readings.iter().map(|r| r.requests).sum();
@@ -284,6 +297,7 @@ async fn start_prometheus(target: SocketAddr) -> Prometheus {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs /usr/bin/prometheus (Debian package prometheus): make test"]
 async fn prometheus_source_queries_a_real_prometheus_scraping_a_real_activator() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let a = activator().await;
     let prom = start_prometheus(a.admin).await;
     let mut source = PromQuery::new(

@@ -375,17 +375,20 @@ mod tests {
                 &[
                     "/bin/sh",
                     "-c",
-                    "trap '' TERM; while :; do sleep 0.05; done",
+                    "trap '' TERM; : > trapped; while :; do sleep 0.05; done",
                 ],
                 "Always",
             ),
             st.clone(),
             rx,
         ));
-        while !matches!(st.snapshot()[0].state, RunState::Running { .. }) {
+        // Signal only once the shell has set its trap (it says so with a
+        // file), not after a guessed delay: on a busy machine it may not have.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !dir.join("trapped").exists() {
+            assert!(Instant::now() < deadline, "the shell never set its trap");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
         let t0 = Instant::now();
         tx.send(Some(Duration::from_millis(500))).unwrap();
         task.await.unwrap();

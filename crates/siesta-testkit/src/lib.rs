@@ -156,6 +156,27 @@ where
     }
 }
 
+/// Polls `check` until it returns `Ok`, or panics after `timeout` with
+/// `what` and the last `Err` it gave, which describes the state seen, so a
+/// failure in CI says what was there instead of only what was not.
+pub async fn wait_for_state<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    loop {
+        let last = match check().await {
+            Ok(value) => return value,
+            Err(seen) => seen,
+        };
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A minimal HTTP/1.1 GET over loopback: (status, body). Plain sockets, so
 /// the test does not share code with what it tests.
 pub async fn http_get(addr: &str, path: &str, host: &str) -> std::io::Result<(u16, String)> {

@@ -84,6 +84,20 @@ impl ActivatorRun {
         }
     }
 
+    /// Waits (up to 30 s) until the activator's watch has delivered the
+    /// Function `ns/name`: before that, a request for it is a 404, as for
+    /// any unknown function.
+    pub async fn wait_known(&self, ns: &str, name: &str) {
+        let key = siesta_activator::route::FunctionKey::new(ns, name);
+        let index = self.control.index().clone();
+        crate::wait_for(
+            &format!("the activator to know the Function {ns}/{name}"),
+            Duration::from_secs(30),
+            || async { index.get(&key).map(|_| ()) },
+        )
+        .await;
+    }
+
     /// The activator's `/metrics` text (empty if it cannot be read).
     pub async fn metrics(&self) -> String {
         http_get(&self.admin.to_string(), "/metrics", "admin")
@@ -93,8 +107,13 @@ impl ActivatorRun {
     }
 }
 
-/// Controller config for one test namespace with a fast lease.
+/// Controller config for one test namespace with a fast lease. Its
+/// autoscaler has no metrics unless the test gives it some: it scrapes no
+/// activator pods (the default selector would find those of a Siesta
+/// installed in the same cluster, e.g. by `make demo`, and their empty
+/// metrics would let it scale the test's functions down).
 pub fn controller_config(ns: &str, identity: &str) -> siesta_controller::Config {
+    let defaults = siesta_controller::Config::defaults();
     siesta_controller::Config {
         admin_addr: "127.0.0.1:0".parse().expect("address literal"),
         namespace: ns.to_string(),
@@ -102,7 +121,11 @@ pub fn controller_config(ns: &str, identity: &str) -> siesta_controller::Config 
         identity: Some(identity.to_string()),
         lease_duration: Duration::from_secs(3),
         renew_period: Duration::from_millis(300),
-        ..siesta_controller::Config::defaults()
+        autoscaler: siesta_controller::autoscaler::Settings {
+            activator_selector: "siesta.dev/test-scrapes-no-pod=true".into(),
+            ..defaults.autoscaler
+        },
+        ..defaults
     }
 }
 

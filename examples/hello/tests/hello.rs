@@ -316,7 +316,7 @@ async fn count_streamed_upload() {
 async fn sigterm_drains_in_flight_request() {
     let mut h = Hello::start(&[]);
     let addr = h.addr;
-    let url = h.url("/delay?ms=500");
+    let url = h.url("/delay?ms=2000");
     let in_flight = tokio::spawn(async move {
         let req = Request::get(url)
             .header("host", addr.to_string())
@@ -325,13 +325,14 @@ async fn sigterm_drains_in_flight_request() {
         let res = send(addr, req).await;
         (res.status(), body_string(res).await)
     });
-    // Let the request reach the server before signalling.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Let the request reach the server before signalling (a quarter of its
+    // time, so a slow machine still signals while it is in flight).
+    tokio::time::sleep(Duration::from_millis(500)).await;
     h.sigterm();
 
     let (status, body) = in_flight.await.expect("request task");
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, "slept 500 ms\n");
+    assert_eq!(body, "slept 2000 ms\n");
 
     let exit = h.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(exit.code(), Some(0), "{exit:?}");

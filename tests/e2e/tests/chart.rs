@@ -265,20 +265,23 @@ fn helm_template_renders_the_defaults() {
     assert!(args(controller).contains(&"--metrics-source=scrape".to_string()));
     assert!(args(controller).contains(&"--activator-metrics-port=9091".to_string()));
 
-    // The grace period outlasts the drain.
-    let drain = args(activator)
-        .iter()
-        .find_map(|a| {
-            a.strip_prefix("--drain-timeout=")?
-                .strip_suffix('s')?
-                .parse::<i64>()
-                .ok()
-        })
-        .expect("the activator gets --drain-timeout=Ns");
+    // The grace period outlasts the shutdown delay plus the drain.
+    let seconds_arg = |flag: &str| {
+        args(activator)
+            .iter()
+            .find_map(|a| a.strip_prefix(flag)?.strip_suffix('s')?.parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("the activator gets {flag}Ns"))
+    };
+    let drain = seconds_arg("--drain-timeout=");
+    let delay = seconds_arg("--shutdown-delay=");
+    assert_eq!(delay, 5, "the default shutdown delay");
     let grace = activator["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
         .as_i64()
         .expect("terminationGracePeriodSeconds");
-    assert!(grace > drain, "grace {grace}s must exceed drain {drain}s");
+    assert!(
+        grace > delay + drain,
+        "grace {grace}s must exceed delay {delay}s + drain {drain}s"
+    );
 
     let traffic = find(&objects, "Service", "-activator").expect("activator Service");
     assert_eq!(traffic["spec"]["ports"][0]["port"].as_i64(), Some(80));
@@ -468,7 +471,12 @@ fn bad_values_are_rejected() {
         ),
         (
             &["--set", "activator.drainTimeoutSeconds=60"],
-            "must be greater than activator.drainTimeoutSeconds",
+            "must be greater than activator.shutdownDelaySeconds + activator.drainTimeoutSeconds",
+        ),
+        (
+            // 15 + 30 = 45: a grace period equal to the sum is refused too.
+            &["--set", "activator.shutdownDelaySeconds=15"],
+            "must be greater than activator.shutdownDelaySeconds + activator.drainTimeoutSeconds",
         ),
         (
             &[
@@ -538,6 +546,17 @@ async fn rbac_is_least_privilege() {
     let here: &[&str] = &["-n", &ns.name];
     let status: &[&str] = &["--subresource=status"];
     let scale: &[&str] = &["--subresource=scale"];
+
+    // The apiserver authorizes from its own cache of RBAC objects: wait
+    // until it has the new bindings before asking what they allow.
+    let start = std::time::Instant::now();
+    while !can_i(&activator, "watch", "pods", all) || !can_i(&controller, "get", &lease, here) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the chart's RBAC never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let mut wrong = Vec::new();
     let mut check = |who: &str, allowed: bool, verb: &str, resource: &str, extra: &[&str]| {

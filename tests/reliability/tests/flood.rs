@@ -92,7 +92,13 @@ async fn parked_requests_across_many_functions_stay_bounded() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let be = listener.local_addr().expect("addr");
         tokio::spawn(async move {
-            while let Ok((s, _)) = listener.accept().await {
+            loop {
+                // An accept error (out of file descriptors at the peak) is
+                // transient: keep the listener, as a real server would.
+                let Ok((s, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
                 tokio::spawn(async move {
                     let svc = service_fn(|_req| async {
                         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))

@@ -261,6 +261,7 @@ async fn bad_manifests_are_refused_or_reported_and_good_functions_keep_working()
     };
 
     // The controller still serves the good Function: a cold request wakes it.
+    stack.activator.wait_known(&ns.name, "good").await;
     let host = format!("good.{}.siesta.local", ns.name);
     let (code, body) = http_get(&stack.activator.traffic.to_string(), "/pod", &host)
         .await

@@ -85,6 +85,7 @@ async fn soak_apiserver_outage_keeps_warm_traffic_and_recovers() {
         (code == 200).then_some(())
     })
     .await;
+    stack.activator.wait_known(&ns.name, "cold").await;
 
     let load = Load::start(
         traffic,

@@ -27,12 +27,7 @@ use kube::{Api, ResourceExt};
 use crate::activation::FunctionKey;
 
 /// Metric names published by the activator (DESIGN.md, "Metrics").
-pub mod names {
-    pub const REQUESTS: &str = "siesta_activator_requests_total";
-    pub const CONCURRENCY_SECONDS: &str = "siesta_activator_concurrency_seconds_total";
-    pub const IN_FLIGHT: &str = "siesta_activator_in_flight_requests";
-    pub const QUEUED: &str = "siesta_activator_queued_requests";
-}
+pub use siesta_api::names::metrics as names;
 
 /// One function's traffic over one poll, summed over activators.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
