@@ -289,3 +289,119 @@ async fn load_scales_out_to_load_over_target_and_idle_returns_to_zero() {
     );
     stack.stop().await;
 }
+
+/// An activation taken by a controller replica that is not the leader: the
+/// standby scales 0 -> 1 itself, and the leader's autoscaler, which has seen
+/// no request for that function, must count the wake as demand instead of
+/// putting it straight back to zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the local cluster: make test"]
+async fn a_wake_by_the_standby_is_not_undone_by_the_leader() {
+    let client = client().await;
+    ensure_function_crd(&client).await;
+    let ns = TestNamespace::create(&client, "standby-wake").await;
+    // The leader scrapes the (idle) activator: complete metrics, no demand.
+    let stack = Stack::start_with(&client, &ns.name, |config, activator_admin| {
+        config.autoscaler = Settings {
+            activator_url: vec![format!("http://{activator_admin}/metrics")],
+            ..Settings::defaults()
+        };
+    })
+    .await;
+    let leader = stack.controller.as_ref().expect("controller");
+    wait_for("the leader", Duration::from_secs(20), || async {
+        leader.is_leader().then_some(())
+    })
+    .await;
+    let standby = siesta_controller::start(
+        client.clone(),
+        siesta_testkit::stack::controller_config(&ns.name, "standby"),
+    )
+    .await
+    .expect("start the standby");
+    let functions: Api<Function> = Api::namespaced(client.clone(), &ns.name);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    const IDLE: u64 = 12;
+    for name in ["control", "woken"] {
+        let f: Function = serde_json::from_value(json!({
+            "apiVersion": "siesta.dev/v1alpha1", "kind": "Function",
+            "metadata": {"name": name},
+            "spec": {
+                "image": "siesta.dev/examples/hello:latest",
+                "scale": {"minReplicas": 0, "stableWindowSeconds": 6, "scaleToZeroAfterSeconds": IDLE},
+            },
+        }))
+        .expect("function literal");
+        functions
+            .create(&PostParams::default(), &f)
+            .await
+            .expect("create the Function");
+    }
+    for name in ["control", "woken"] {
+        wait_for(
+            &format!("{name} at zero"),
+            Duration::from_secs(30),
+            || async { (replicas(&deployments, name).await == Some(0)).then_some(()) },
+        )
+        .await;
+    }
+    // Precondition: the leader does scale an idle function to zero. The
+    // control function, raised by hand, goes back once idle for IDLE s.
+    deployments
+        .patch_scale(
+            "control",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"replicas": 1}})),
+        )
+        .await
+        .expect("scale control to 1");
+    wait_for(
+        "the leader to scale the idle control function to zero",
+        Duration::from_secs(60),
+        || async { (replicas(&deployments, "control").await == Some(0)).then_some(()) },
+    )
+    .await;
+
+    // The activation goes to the standby, which wakes the function itself.
+    let req = Request::post(format!(
+        "http://{}/v1/activate/{}/woken",
+        standby.admin_addr(),
+        ns.name
+    ))
+    .body(Empty::new())
+    .expect("request");
+    let resp = http().request(req).await.expect("activation");
+    assert_eq!(
+        resp.status().as_u16(),
+        202,
+        "the standby took the activation"
+    );
+    let woke = Instant::now();
+    assert!(!standby.is_leader());
+    assert_eq!(replicas(&deployments, "woken").await, Some(1));
+    // The leader decides every 2 s: over several decisions it keeps it up.
+    while woke.elapsed() < Duration::from_secs(IDLE / 2) {
+        assert_eq!(
+            replicas(&deployments, "woken").await,
+            Some(1),
+            "the leader undid the standby's wake after {:?}",
+            woke.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // ... and scales it to zero only once it has been idle long enough.
+    let zero = wait_for(
+        "woken back at zero after its idle time",
+        Duration::from_secs(60),
+        || async { (replicas(&deployments, "woken").await == Some(0)).then(Instant::now) },
+    )
+    .await;
+    let up_for = zero.duration_since(woke);
+    assert!(
+        up_for >= Duration::from_secs(IDLE),
+        "at zero {up_for:?} after the wake, before scaleToZeroAfterSeconds {IDLE}"
+    );
+    println!("MEASURED standby wake kept up for {up_for:?} (scaleToZeroAfterSeconds {IDLE})");
+    let _ = standby.shutdown().await;
+    stack.stop().await;
+}

@@ -79,6 +79,8 @@ pub struct History {
     data_since: Option<Instant>,
     /// The last time a request was counted or an activation arrived.
     last_demand: Option<Instant>,
+    /// The replica count the previous decision saw.
+    seen_replicas: Option<i32>,
     in_flight: f64,
     queued: f64,
     /// While in panic: the last time the trigger held.
@@ -107,6 +109,7 @@ impl History {
             samples: VecDeque::new(),
             data_since: None,
             last_demand: None,
+            seen_replicas: None,
             in_flight: 0.0,
             queued: 0.0,
             panic_since: None,
@@ -214,6 +217,14 @@ pub fn decide(h: &mut History, spec: &ScaleSpec, replicas: Replicas, now: Instan
     let min = spec.min_replicas.max(0);
     let max = spec.max_replicas.max(min).max(1);
     let current = replicas.current.max(0);
+    // Raised from zero by another writer (a controller replica that is not
+    // the leader took the activation, or a user's `kubectl scale`): that is
+    // demand this history has not seen yet, so the idle timer restarts
+    // instead of the function going straight back to zero.
+    if h.seen_replicas == Some(0) && current > 0 {
+        h.activation(now);
+    }
+    h.seen_replicas = Some(current);
     let metric_name = match spec.metric {
         ScaleMetric::Concurrency => "concurrency",
         ScaleMetric::Rps => "rps",
@@ -712,6 +723,26 @@ mod tests {
         s.now += Duration::from_secs(1);
         let d = s.decide();
         assert_eq!(d.desired, 3, "{}", d.reason);
+    }
+
+    #[test]
+    fn a_wake_by_another_writer_restarts_the_idle_timer() {
+        // Idle at zero; then another controller replica (or a user) scales
+        // it to 1 before this one has seen any request for it.
+        let mut s = warmed(spec(10.0), 0, 0.0);
+        let d = s.run(10, 0.0, 0.0, 0.0);
+        assert_eq!(d.desired, 0);
+        s.current = 1;
+        let d = s.decide();
+        assert_eq!(d.desired, 1, "woken by someone else: {}", d.reason);
+        let d = s.run(28, 0.0, 0.0, 0.0);
+        assert_eq!(d.desired, 1, "{}", d.reason);
+        let d = s.run(4, 0.0, 0.0, 0.0);
+        assert_eq!(
+            d.desired, 0,
+            "idle for scaleToZeroAfterSeconds: {}",
+            d.reason
+        );
     }
 
     #[test]
