@@ -858,6 +858,51 @@ async fn install_and_serve(client: &Client, ns: &str, release: &str) {
         .expect("GET by path");
     assert_eq!(code, 200, "warm request by path: {body}");
 
+    // The installed controller finds the activator pods by their labels
+    // (the chart's default metrics source) and reads the traffic from them:
+    // the leader reports a request rate for hello. Requests keep coming
+    // while it waits: the first scrape of a new activator is a baseline
+    // (its counts so far happened at unknown times), so the two requests
+    // above may be in it.
+    let series = format!("siesta_controller_observed_rps{{function=\"hello\",namespace=\"{ns}\"}}");
+    let rps = wait_for(
+        "the leader to observe hello's traffic by scraping the activator pods",
+        Duration::from_secs(60),
+        || {
+            let (pods, series) = (pods.clone(), series.clone());
+            let selector = format!("{selector},app.kubernetes.io/component=controller");
+            let (activator, host) = (activator.clone(), host.clone());
+            async move {
+                let (code, _) = http_get(&activator, "/", &host).await.ok()?;
+                assert_eq!(code, 200, "a warm request while waiting");
+                let list = pods
+                    .list(&ListParams::default().labels(&selector))
+                    .await
+                    .ok()?;
+                let ips: Vec<String> = list
+                    .items
+                    .iter()
+                    .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+                    .collect();
+                for ip in &ips {
+                    let Ok((200, text)) = http_get(&format!("{ip}:9090"), "/metrics", ip).await
+                    else {
+                        continue;
+                    };
+                    let rps = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix(series.as_str())?.trim().parse::<f64>().ok());
+                    if let Some(rps) = rps.filter(|r| *r > 0.0) {
+                        return Some(rps);
+                    }
+                }
+                None
+            }
+        },
+    )
+    .await;
+    eprintln!("E2E leader observed {rps:.3} rps for hello through pod-label scraping");
+
     // Uninstall: nothing of the release is left; the CRD stays.
     run(
         "helm",
