@@ -37,14 +37,14 @@ pub async fn run(client: Client, control: Control, controller_port: Option<u16>)
         Api::<Function>::all(client.clone()),
         watcher::Config::default(),
     )
-    .default_backoff()
+    .backoff(siesta_api::watch_backoff::WatchBackoff::default())
     .map(Ev::Function)
     .boxed();
     let pods = watcher::watcher(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default().labels(FUNCTION_LABEL),
     )
-    .default_backoff()
+    .backoff(siesta_api::watch_backoff::WatchBackoff::default())
     .map(Ev::Pod)
     .boxed();
     let ctl: BoxStream<'static, Ev> = match controller_port {
@@ -52,7 +52,7 @@ pub async fn run(client: Client, control: Control, controller_port: Option<u16>)
             Api::<Pod>::all(client),
             watcher::Config::default().labels(CONTROLLER_SELECTOR),
         )
-        .default_backoff()
+        .backoff(siesta_api::watch_backoff::WatchBackoff::default())
         .map(Ev::Controller)
         .boxed(),
         None => futures::stream::pending().boxed(),

@@ -10,6 +10,7 @@ pub mod duration;
 mod function;
 pub mod names;
 mod validate;
+pub mod watch_backoff;
 
 pub use function::*;
 pub use validate::{SpecError, validate};

@@ -360,6 +360,7 @@ async fn run_controller(ctx: Arc<Context>, config: &Config) {
     let controller = Controller::new(functions, watcher::Config::default())
         .owns(deployments, children.clone())
         .owns(services, children)
+        .trigger_backoff(siesta_api::watch_backoff::WatchBackoff::default())
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency));
     let store = controller.store();
     let synced = {

@@ -298,7 +298,7 @@ where
 {
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, config))
-        .default_backoff()
+        .backoff(siesta_api::watch_backoff::WatchBackoff::default())
         .touched_objects();
     let task = tokio::spawn(async move {
         futures::pin_mut!(stream);

@@ -287,7 +287,7 @@ impl Targets {
             writer,
             watcher(api, watcher::Config::default().labels(selector)),
         )
-        .default_backoff()
+        .backoff(siesta_api::watch_backoff::WatchBackoff::default())
         .touched_objects();
         let selector = selector.to_string();
         let task = tokio::spawn(async move {
