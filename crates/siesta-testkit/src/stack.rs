@@ -148,9 +148,15 @@ impl Stack {
         ns: &str,
         configure: impl FnOnce(&mut siesta_controller::Config, SocketAddr),
     ) -> Stack {
-        // RUST_LOG=siesta_activator=debug shows the request path's decisions.
+        // Warnings of the activator and controller by default: the test
+        // harness shows them only for a failing test, where they say why
+        // (e.g. what an upstream error was). RUST_LOG=siesta_activator=debug
+        // shows the request path's decisions.
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("siesta_activator=warn,siesta_controller=warn")
+        });
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_env_filter(filter)
             .with_test_writer()
             .try_init();
         let activator = ActivatorRun::start(Some(client), ActivatorConfig::loopback())
