@@ -242,9 +242,17 @@ async fn requests_go_to_the_pod_with_fewer_in_flight_not_round_robin() {
     let first: Vec<_> = (0..2)
         .map(|_| tokio::spawn(send(get(&h, HOST, "/"))))
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let arrived = |c: &Counting| c.order.lock().unwrap().len();
-    assert_eq!((arrived(&slow), fast.total.load(SeqCst)), (1, 1));
+    let start = Instant::now();
+    while (arrived(&slow), fast.total.load(SeqCst)) != (1, 1) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "one request on each pod: slow {}, fast {}",
+            arrived(&slow),
+            fast.total.load(SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // One after another, each finding the slow pod busy: all to the fast one
     // (round-robin would send half of them to the slow pod).
     for _ in 0..6 {

@@ -25,8 +25,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use siesta_api::Function;
-use siesta_controller::autoscaler::Settings;
-use siesta_testkit::stack::Stack;
+use siesta_testkit::stack::{Stack, scrape_activator};
 use siesta_testkit::{TestNamespace, client, ensure_function_crd, wait_for, wait_for_state};
 
 type Http = HttpClient<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
@@ -103,13 +102,7 @@ async fn load_scales_out_to_load_over_target_and_idle_returns_to_zero() {
     let client = client().await;
     ensure_function_crd(&client).await;
     let ns = TestNamespace::create(&client, "autoscale").await;
-    let stack = Stack::start_with(&client, &ns.name, |config, activator_admin| {
-        config.autoscaler = Settings {
-            activator_url: vec![format!("http://{activator_admin}/metrics")],
-            ..Settings::defaults()
-        };
-    })
-    .await;
+    let stack = Stack::start_with(&client, &ns.name, scrape_activator).await;
     let functions: Api<Function> = Api::namespaced(client.clone(), &ns.name);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
@@ -301,13 +294,7 @@ async fn a_wake_by_the_standby_is_not_undone_by_the_leader() {
     ensure_function_crd(&client).await;
     let ns = TestNamespace::create(&client, "standby-wake").await;
     // The leader scrapes the (idle) activator: complete metrics, no demand.
-    let stack = Stack::start_with(&client, &ns.name, |config, activator_admin| {
-        config.autoscaler = Settings {
-            activator_url: vec![format!("http://{activator_admin}/metrics")],
-            ..Settings::defaults()
-        };
-    })
-    .await;
+    let stack = Stack::start_with(&client, &ns.name, scrape_activator).await;
     let leader = stack.controller.as_ref().expect("controller");
     wait_for("the leader", Duration::from_secs(20), || async {
         leader.is_leader().then_some(())

@@ -6,14 +6,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kube::Client;
+use siesta_activator::route::FunctionKey;
 use siesta_activator::{Activator, Config as ActivatorConfig, Control, discovery};
 use tokio::sync::oneshot;
 
 use crate::{http_get, wait_for};
 
-/// An activator bound to `listen` (port 0 for any), discovering from the
-/// cluster (or, without a client, from what the test feeds its `control`),
-/// sending activations to `controller_url`.
+/// An activator on loopback ports of its own, discovering from the cluster
+/// (or, without a client, from what the test feeds its `control`).
 pub struct ActivatorRun {
     pub traffic: SocketAddr,
     pub admin: SocketAddr,
@@ -88,12 +88,25 @@ impl ActivatorRun {
     /// Function `ns/name`: before that, a request for it is a 404, as for
     /// any unknown function.
     pub async fn wait_known(&self, ns: &str, name: &str) {
-        let key = siesta_activator::route::FunctionKey::new(ns, name);
+        let key = FunctionKey::new(ns, name);
         let index = self.control.index().clone();
-        crate::wait_for(
+        wait_for(
             &format!("the activator to know the Function {ns}/{name}"),
             Duration::from_secs(30),
             || async { index.get(&key).map(|_| ()) },
+        )
+        .await;
+    }
+
+    /// Waits (up to `timeout`) until exactly `n` of the Function's pods are
+    /// ready and probed in the activator, i.e. take requests.
+    pub async fn wait_endpoints(&self, ns: &str, name: &str, n: usize, timeout: Duration) {
+        let key = FunctionKey::new(ns, name);
+        let index = self.control.index().clone();
+        wait_for(
+            &format!("the activator to have {n} endpoints for {ns}/{name}"),
+            timeout,
+            || async { (index.get(&key)?.endpoints() == n).then_some(()) },
         )
         .await;
     }
@@ -127,6 +140,12 @@ pub fn controller_config(ns: &str, identity: &str) -> siesta_controller::Config 
         },
         ..defaults
     }
+}
+
+/// For [`Stack::start_with`]: the controller's autoscaler reads the stack's
+/// own activator's metrics (and no other activator's).
+pub fn scrape_activator(config: &mut siesta_controller::Config, activator_admin: SocketAddr) {
+    config.autoscaler.activator_url = vec![format!("http://{activator_admin}/metrics")];
 }
 
 /// A controller for one namespace and an activator that signals it.

@@ -17,16 +17,16 @@ use hyper_util::client::legacy::{Client as HttpClient, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 use siesta_api::Function;
-use siesta_testkit::wait_for;
+use siesta_testkit::{wait_for, wait_for_state};
 
 /// The image the node agent maps to `examples/hello`.
 pub const HELLO_IMAGE: &str = "siesta.dev/examples/hello:latest";
 
-pub use siesta_testkit::stack::{ActivatorRun, Stack, controller_config};
+pub use siesta_testkit::stack::{ActivatorRun, Stack, controller_config, scrape_activator};
 
 /// A hello Function; `extra` is merged into `spec`.
 pub fn hello(name: &str, extra: serde_json::Value) -> Function {
@@ -106,37 +106,27 @@ pub fn is_ready(p: &Pod) -> bool {
 pub async fn wait_ready(client: &Client, ns: &str, name: &str, n: usize, timeout: Duration) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let prefix = format!("{name}-");
-    let start = Instant::now();
-    let mut last = String::from("(no pod list read)");
-    loop {
-        if let Ok(list) = pods.list(&ListParams::default()).await {
-            let mine: Vec<_> = list
+    wait_for_state(
+        &format!("{ns}/{name} to have exactly {n} ready pods"),
+        timeout,
+        || async {
+            let list = pods
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| format!("(pods not listed: {e})"))?;
+            let mine: Vec<&Pod> = list
                 .items
                 .iter()
-                .filter(|p| {
-                    p.metadata
-                        .name
-                        .as_deref()
-                        .is_some_and(|x| x.starts_with(&prefix))
-                })
+                .filter(|p| p.name_any().starts_with(&prefix))
                 .collect();
             if mine.len() == n && mine.iter().all(|p| is_ready(p)) {
-                return;
+                return Ok(());
             }
-            last = mine
-                .iter()
-                .map(|p| describe_pod(p))
-                .collect::<Vec<_>>()
-                .join("; ");
-        }
-        if start.elapsed() > timeout {
-            panic!(
-                "timed out after {timeout:?} waiting for {ns}/{name} to have exactly {n} \
-                 ready pods; last seen: [{last}]"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            let seen: Vec<String> = mine.iter().map(|p| describe_pod(p)).collect();
+            Err(format!("[{}]", seen.join("; ")))
+        },
+    )
+    .await;
 }
 
 /// `name phase ready=… restarts=… ip=… deleting` for a failure message.

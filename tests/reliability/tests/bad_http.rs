@@ -74,14 +74,8 @@ async fn setup(config: Config) -> (ActivatorRun, Seen) {
         },
     );
     run.control.set_endpoints(&key, &[be]);
-    let entry = run.control.index().get(&key).expect("entry");
-    for _ in 0..400 {
-        if entry.endpoints() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(entry.endpoints(), 1, "the backend was admitted");
+    run.wait_endpoints("ns", "f", 1, Duration::from_secs(2))
+        .await;
     // The probe connects without a request, so nothing is recorded yet.
     (run, seen)
 }

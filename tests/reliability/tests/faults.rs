@@ -36,14 +36,7 @@ async fn prepared(client: &Client, prefix: &str, replicas: i32) -> (TestNamespac
 }
 
 async fn wait_endpoints(stack: &Stack, ns: &str, n: usize) {
-    let key = siesta_activator::route::FunctionKey::new(ns, "f");
-    let index = stack.activator.control.index().clone();
-    wait_for(
-        &format!("the activator to have {n} endpoints"),
-        POD_START,
-        || async { (index.get(&key)?.endpoints() == n).then_some(()) },
-    )
-    .await;
+    stack.activator.wait_endpoints(ns, "f", n, POD_START).await;
 }
 
 fn host(ns: &str) -> String {
@@ -363,10 +356,7 @@ async fn a_killed_controller_fails_over_without_scaling_down() {
     // Both controllers scrape the activator, so each has the demand it would
     // scale down on (the load wants fewer than 2 pods): only the guard
     // against deciding on a fresh history keeps the replicas at 2.
-    let scrape = |config: &mut siesta_controller::Config, admin: std::net::SocketAddr| {
-        config.autoscaler.activator_url = vec![format!("http://{admin}/metrics")];
-    };
-    let stack = Stack::start_with(&client, &ns.name, scrape).await;
+    let stack = Stack::start_with(&client, &ns.name, scrape_activator).await;
     // A long stable window: however slowly the pods start, the first
     // controller never has a whole window of history before it is killed.
     let spec = json!({"scale": {
@@ -394,7 +384,7 @@ async fn a_killed_controller_fails_over_without_scaling_down() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     first.abort();
     let mut second_config = controller_config(&ns.name, &format!("rel-{}-second", ns.name));
-    scrape(&mut second_config, stack.activator.admin);
+    scrape_activator(&mut second_config, stack.activator.admin);
     let second = siesta_controller::start(client.clone(), second_config)
         .await
         .expect("second controller");
