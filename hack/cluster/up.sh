@@ -24,7 +24,9 @@ make_pki() {
     -keyout "$PKI/ca.key" -out "$PKI/ca.crt" 2>/dev/null
   openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
     -keyout "$PKI/apiserver.key" -out "$PKI/apiserver.csr" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$PKI/san.ext"
+  # A real node's pods reach the apiserver through the `kubernetes` Service
+  # and the bridge address it advertises (hack/node/up.sh adds those SANs).
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost%s\n' "${SIESTA_APISERVER_SANS:+,$SIESTA_APISERVER_SANS}" >"$PKI/san.ext"
   openssl x509 -req -in "$PKI/apiserver.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
     -CAcreateserial -days 3650 -extfile "$PKI/san.ext" -out "$PKI/apiserver.crt" 2>/dev/null
   openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
@@ -66,7 +68,7 @@ wait_for etcd 30 curl -sf "http://127.0.0.1:$ETCD_CLIENT_PORT/health"
 
 start kube-apiserver "$K8S_BIN/kube-apiserver" \
   --etcd-servers "http://127.0.0.1:$ETCD_CLIENT_PORT" \
-  --secure-port "$APISERVER_PORT" --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
+  --secure-port "$APISERVER_PORT" --bind-address 127.0.0.1 --advertise-address "${SIESTA_ADVERTISE_ADDRESS:-127.0.0.1}" \
   --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
   --client-ca-file "$PKI/ca.crt" --token-auth-file "$PKI/tokens.csv" \
   --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
@@ -98,7 +100,7 @@ chmod 600 "$KUBECONFIG_PATH"
 start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
   --kubeconfig "$KUBECONFIG_PATH" \
   --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
-  --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service' \
+  --controllers "${SIESTA_KCM_CONTROLLERS:-*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service}" \
   --leader-elect=false --use-service-account-credentials=false \
   --port 0 --secure-port "$KCM_PORT" --bind-address 127.0.0.1 --v 1
 # Service-account tokens are the last thing the controller manager sets up for
