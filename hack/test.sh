@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: style gates, then every test, cluster tests included, against
-# the local control plane and node agent. Installs and starts what it needs;
+# the local control plane and node agent; then the real-node tier (the
+# image built from the Dockerfile, under the chart, on kubelet + containerd). Installs and starts what it needs;
 # stops only what it started (a cluster you had up stays up).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,4 +45,8 @@ step "cargo test (unit, loopback and cluster tests)"
 # cluster; here they run too.
 # Soak tests (`soak_*`: long, or disruptive to the cluster) run only under
 # `make soak`, which gives them a cluster of their own.
-cargo test --workspace --no-fail-fast -- --include-ignored --skip soak_
+# The real-node tests (`real_node_*`) run below, against their own cluster.
+cargo test --workspace --no-fail-fast -- --include-ignored --skip soak_ --skip real_node_
+
+step "real-node tier: the image under the chart on kubelet + containerd"
+bash hack/node/test.sh

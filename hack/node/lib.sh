@@ -23,6 +23,8 @@ KUBERNETES_SERVICE_IP=10.96.0.1
 # here, so an image pull or any other outbound call fails at once, locally.
 DEAD_PROXY=http://127.0.0.1:9
 PAUSE_IMAGE=siesta.local/pause:3.2
+# Tag of the images `make images` builds (never `latest`: that means a pull).
+IMAGE_TAG="${SIESTA_IMAGE_TAG:-dev}"
 # Registries the images here could name; each gets a hosts.toml that sends
 # containerd to the dead proxy instead of the network.
 REGISTRIES=(siesta.dev siesta.local docker.io registry-1.docker.io registry.k8s.io k8s.gcr.io gcr.io ghcr.io quay.io)

@@ -15,9 +15,32 @@
 # Host state it changes is saved first (hack/node/lib.sh lists it).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+ctr_() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
+# The images `make images` built (and the sandbox image), imported into the
+# node's containerd, plus the names users' manifests give them: the chart's
+# default image (its appVersion) and the examples' tag. Run on every `up`,
+# so a rebuilt image reaches a node that is already up.
+import_images() {
+  nlog "importing images into containerd (k8s.io namespace)"
+  local tar app_version
+  for tar in "$SIESTA_CACHE/node/pause.tar" "$SIESTA_CACHE"/images/*.tar; do
+    [[ -f "$tar" ]] || continue
+    ctr_ images import "$tar" >/dev/null
+  done
+  app_version=$(awk -F'"' '/^appVersion:/ {print $2}' "$SIESTA_ROOT/charts/siesta/Chart.yaml")
+  if ctr_ images ls -q | grep -qx "siesta.dev/siesta:$IMAGE_TAG"; then
+    ctr_ images tag --force "siesta.dev/siesta:$IMAGE_TAG" "ghcr.io/siesta-dev/siesta:$app_version" >/dev/null
+  fi
+  if ctr_ images ls -q | grep -qx "siesta.dev/examples/hello:$IMAGE_TAG"; then
+    ctr_ images tag --force "siesta.dev/examples/hello:$IMAGE_TAG" "siesta.dev/examples/hello:$app_version" >/dev/null
+  fi
+  ctr_ images ls -q | grep -v '^sha256:' | sed 's/^/[node]   /' >&2
+}
+
 if pid_alive "$STATE_DIR/kube-apiserver.pid" && pid_alive "$NODE_DIR/kubelet.pid" \
   && pid_alive "$NODE_DIR/containerd.pid" && pid_alive "$NODE_DIR/kube-proxy.pid"; then
   nlog "already up"
+  import_images
   echo "export KUBECONFIG=$KUBECONFIG_PATH"
   exit 0
 fi
@@ -163,17 +186,10 @@ nwait() { # nwait WHAT SECONDS CMD...
     sleep 0.3
   done
 }
-ctr_() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
-
 nstart containerd containerd --config "$NODE_DIR/containerd.toml"
 nwait containerd 30 ctr --address "$CONTAINERD_SOCK" version
 
-nlog "importing images into containerd (k8s.io namespace)"
-for tar in "$SIESTA_CACHE/node/pause.tar" "$SIESTA_CACHE"/images/*.tar; do
-  [[ -f "$tar" ]] || continue
-  ctr_ images import "$tar" >/dev/null
-done
-ctr_ images ls -q | grep -v '^sha256:' | sed 's/^/[node]   /' >&2
+import_images
 
 # The apiserver stays on loopback; pods reach it at the address it
 # advertises (the `kubernetes` Service's endpoint) through this relay.
