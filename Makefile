@@ -3,7 +3,10 @@
 # a Kubernetes 1.20.2 control plane built once and cached in ~/.cache/siesta,
 # kubectl and helm) and start the local cluster on 127.0.0.1.
 
-.PHONY: soak fuzz demo test cluster-up node-up cluster-down crd fmt lint bench kind-e2e
+.PHONY: soak fuzz demo test cluster-up node-up cluster-down real-up real-down crd fmt lint bench kind-e2e images help test-real
+
+# NODE=real makes cluster-up/cluster-down act on the real-node cluster.
+NODE ?= process
 
 ## demo: local control plane + node agent + Siesta + an example Function
 demo:
@@ -13,22 +16,44 @@ demo:
 test:
 	bash hack/test.sh
 
+## test-real: only the real-node tier of make test (images, real node, chart e2e, host check)
+test-real:
+	bash hack/node/test.sh
+
 ## bench: proxy cost, cold start, buffering, streaming, footprint -> docs/benchmarks.md
 ##        (BENCH_QUICK=1 for a smoke run, BENCH_1K=1 for the 1,000-Function footprint)
 bench:
 	bash hack/bench/run.sh
 
 ## cluster-up: install (first time) and start etcd, kube-apiserver, kube-controller-manager
+##             (NODE=real: the real-node cluster, as real-up)
 cluster-up:
+ifeq ($(NODE),real)
+	bash hack/node/up.sh
+else
 	bash hack/cluster/up.sh
+endif
 
 ## node-up: build and start siesta-devnode, the node agent that runs pods as processes
 node-up:
 	bash hack/cluster/node-up.sh
 
 ## cluster-down: stop everything cluster-up and node-up started, remove the state
+##               (NODE=real: as real-down)
 cluster-down:
+ifeq ($(NODE),real)
+	bash hack/node/down.sh
+else
 	bash hack/cluster/down.sh
+endif
+
+## real-up: a real node (kubelet + containerd + kube-proxy + scheduler) with its own control plane, images imported
+real-up:
+	bash hack/node/up.sh
+
+## real-down: stop the real node and restore every piece of host state it changed
+real-down:
+	bash hack/node/down.sh
 
 ## crd: regenerate crds/function.yaml from the Rust types
 crd:
@@ -41,7 +66,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-## kind-e2e: build the images, install the chart on a kind cluster, call a Function cold and warm, see it go back to zero (needs docker, kind, kubectl, helm)
+## kind-e2e: the real-node e2e (tests/e2e/tests/real_node.rs) on a kind cluster (needs docker, kind, kubectl, helm, cargo)
 kind-e2e:
 	bash hack/kind-e2e.sh
 
@@ -53,3 +78,7 @@ soak:
 fuzz:
 	cargo install --locked cargo-fuzz
 	cd fuzz && for t in route duration; do RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none $$t corpus/$$t -- -max_total_time=$${FUZZ_SECONDS:-60} || exit 1; done
+
+## help: list the targets
+help:
+	@awk '/^## /{sub(/^## /, ""); print}' $(MAKEFILE_LIST)

@@ -298,6 +298,59 @@ if zs:
           f"{statistics.median(vals):.1f} s at the median (min {min(vals):.1f}, max {max(vals):.1f}).")
 w("")
 
+# ---------------------------------------------------------------- real node
+rc = [r for r in of("realcold") if r.get("status") == "200"]
+w("## 7. The real node: kubelet + containerd, the image from the Dockerfile, the chart's defaults")
+w("")
+if rc:
+    w(f"{len(rc)} cold requests to the activator's ClusterIP, each for a new Function at zero "
+      "(one pod, TCP readiness probe every 1 s, as the controller writes it). Phase ends as each party saw them: "
+      "the controller's and activator's log lines (containerd timestamps), a pod watch, the client's own socket.")
+    w("")
+    w("| phase | whose | median ms | min ms | max ms |")
+    w("|---|---|---:|---:|---:|")
+    for key, whose, label in [
+        ("arrival_to_scale_ms", "Siesta", "request arrival → scale write returned"),
+        ("scale_to_scheduled_ms", "Kubernetes", "scale write → pod scheduled (ReplicaSet, scheduler)"),
+        ("scheduled_to_started_ms", "kubelet", "scheduled → container started (sandbox, CNI, runc)"),
+        ("started_to_ready_ms", "kubelet + app", "started → Ready (hello binds; kubelet probe period 1 s)"),
+        ("ready_to_release_ms", "Siesta", "Ready → queue released (pod watch, activator probe)"),
+        ("release_to_first_byte_ms", "Siesta", "released → first byte (proxying)"),
+        ("total_ms", "", "total: request sent → first byte"),
+        ("siesta_ms", "Siesta", "**Siesta's own share**: arrival → scale write + Ready → first byte"),
+    ]:
+        vals = [num(r.get(key)) for r in rc if num(r.get(key)) is not None]
+        if vals:
+            w(f"| {label} | {whose} | {statistics.median(vals):.1f} | {min(vals):.1f} | {max(vals):.1f} |")
+        else:
+            w(f"| {label} | {whose} | n/a | | |")
+    w("")
+rw = {r["via"]: r for r in of("realwarm")}
+if rw:
+    w("Warm requests, curl's own `time_total`, a new connection each (20 each):")
+    w("")
+    w("| via | median ms | min ms | max ms |")
+    w("|---|---:|---:|---:|")
+    for via, label in [("clusterip", "activator ClusterIP (kube-proxy DNAT → activator → pod)"), ("podip", "straight to the pod IP")]:
+        if via in rw:
+            r = rw[via]
+            w(f"| {label} | {r['median_ms']} | {r['min_ms']} | {r['max_ms']} |")
+    w("")
+rt = of("realtput")
+if rt:
+    w("Warm throughput (wrk, 2 threads, 5 s, keep-alive):")
+    w("")
+    w("| connections | ClusterIP req/s | pod IP req/s | ratio |")
+    w("|---:|---:|---:|---:|")
+    for c in sorted({int(r["c"]) for r in rt}):
+        ci = med([r["rps"] for r in rt if r["via"] == "clusterip" and int(r["c"]) == c])
+        pi = med([r["rps"] for r in rt if r["via"] == "podip" and int(r["c"]) == c])
+        w(f"| {c} | {f(ci, '{:.0f}')} | {f(pi, '{:.0f}')} | {f(ci / pi if ci and pi else None)} |")
+    w("")
+if not (rc or rw or rt):
+    w("Not measured (BENCH_REAL=0).")
+    w("")
+
 # ---------------------------------------------------------------- targets
 w("## Targets")
 w("")

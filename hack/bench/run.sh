@@ -6,6 +6,7 @@
 #   BENCH_1K=1      the footprint run with 1,000 Functions (default 100)
 #   BENCH_OUT=path  where the markdown goes (default docs/benchmarks.md)
 #   BENCH_SKIP_BUILD=1  use the release binaries already in $CARGO_TARGET_DIR
+#   BENCH_REAL=0    skip section 7, the real node (images, kubelet + containerd)
 #
 # Every process it starts is its own (temp dir, own ports, own pid) and is
 # stopped by PID at exit. The shared local cluster is used, never stopped.
@@ -341,6 +342,14 @@ for rep in $(seq 1 "$REPS"); do
 done
 stop "$CACT_PID"; stop "$CTL_PID"
 "$K" delete ns "$BENCH_NS" --wait=false >/dev/null 2>&1 || true; BENCH_NS=""
+
+# ---------------------------------------------------------------- 7. real node
+if [[ "${BENCH_REAL:-1}" == 1 ]]; then
+  REAL_RUNS=5; [[ "$QUICK" == 1 ]] && REAL_RUNS=2
+  log "7. real node: $REAL_RUNS cold starts, warm latency and throughput via ClusterIP and pod IP"
+  printf '%s\n' "bash hack/bench/realnode.sh $REAL_RUNS  # images, make real-up, helm install (defaults), hack/bench/realnode.py" >>"$CMDS"
+  bash hack/bench/realnode.sh "$REAL_RUNS" >>"$RESULTS"
+fi
 
 # ---------------------------------------------------------------- report
 result "load when=end loadavg=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' ,)"

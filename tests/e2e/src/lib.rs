@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
+pub mod load;
+
 use std::process::{Command, Output, Stdio};
 
 use serde::Deserialize;
