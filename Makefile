@@ -9,8 +9,9 @@
 NODE ?= process
 
 ## demo: local control plane + node agent + Siesta + an example Function
+##       (NODE=real: on the real node, with the images from the Dockerfiles)
 demo:
-	bash hack/demo.sh
+	NODE=$(NODE) bash hack/demo.sh
 
 ## test: fmt and clippy gates, unit tests, loopback tests and cluster tests
 test:

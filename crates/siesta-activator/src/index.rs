@@ -72,8 +72,10 @@ impl Default for FunctionConfig {
     }
 }
 
-/// What a parked request is woken with: the pod whose slot it got.
-pub type WaiterTx = oneshot::Sender<SocketAddr>;
+/// What a parked request is woken with: the pod whose slot it got, or why
+/// it will get none (the controller refused to wake the function).
+pub type Woken = Result<SocketAddr, Arc<str>>;
+pub type WaiterTx = oneshot::Sender<Woken>;
 
 /// One function: its identity, cached metric handles, and its mutable state.
 pub struct FunctionEntry {
@@ -95,6 +97,10 @@ struct FunctionState {
     /// An activation loop is running.
     waking: bool,
     deleted: bool,
+    /// The controller refused to wake the function (409: its Deployment is
+    /// not Siesta's, or its spec is invalid) and until when that answer is
+    /// given to new requests without asking again.
+    refused: Option<(Arc<str>, Instant)>,
 }
 
 /// The outcome of [`FunctionEntry::admit`].
@@ -107,13 +113,16 @@ pub enum Admission {
     },
     Parked {
         id: u64,
-        rx: oneshot::Receiver<SocketAddr>,
+        rx: oneshot::Receiver<Woken>,
         config: FunctionConfig,
         /// This request found the function at zero with no wake-up running:
         /// the caller starts one.
         wake: bool,
     },
     Full,
+    /// No pod, and the controller refused to wake the function a moment
+    /// ago; the controller's reason.
+    Refused(Arc<str>),
 }
 
 impl FunctionEntry {
@@ -130,6 +139,7 @@ impl FunctionEntry {
                 cold_since: None,
                 waking: false,
                 deleted: false,
+                refused: None,
             }),
         }
     }
@@ -148,6 +158,12 @@ impl FunctionEntry {
     /// request that is not refused is held until [`FunctionEntry::finish`].
     pub fn admit(&self, now: Instant) -> Admission {
         let mut st = self.lock();
+        if st.dispatcher.endpoints() == 0
+            && let Some((why, until)) = &st.refused
+            && now < *until
+        {
+            return Admission::Refused(why.clone());
+        }
         let mut rx = None;
         let admit = st.dispatcher.admit(|| {
             let (tx, r) = oneshot::channel();
@@ -187,12 +203,12 @@ impl FunctionEntry {
 
     /// A parked request gives up (timeout, client gone). If it was handed a
     /// pod meanwhile, that slot is given back.
-    pub fn cancel(&self, id: u64, rx: &mut oneshot::Receiver<SocketAddr>) {
+    pub fn cancel(&self, id: u64, rx: &mut oneshot::Receiver<Woken>) {
         let mut st = self.lock();
         if !st.dispatcher.cancel(id) {
             // Handed a pod under this lock earlier: the slot is in the channel.
             rx.close();
-            if let Ok(addr) = rx.try_recv() {
+            if let Ok(Ok(addr)) = rx.try_recv() {
                 st.dispatcher.release(addr);
                 st.dispatch();
             }
@@ -254,6 +270,7 @@ impl FunctionEntry {
             return;
         }
         st.dispatcher.add_endpoint(addr);
+        st.refused = None;
         if let Some(since) = st.cold_since.take() {
             self.metrics
                 .cold_start
@@ -278,6 +295,26 @@ impl FunctionEntry {
             st.waking = false;
         }
         keep
+    }
+
+    /// The controller refused to wake the function (`why`, its words). If
+    /// there still is no pod, every parked request is answered with it at
+    /// once instead of waiting out its queue timeout, and so is every new
+    /// request until `until`; the first one after that asks the controller
+    /// again (the conflict may have been resolved). Ends the wake-up loop.
+    pub fn refuse(&self, why: Arc<str>, until: Instant) {
+        let mut st = self.lock();
+        st.waking = false;
+        if st.deleted || st.dispatcher.endpoints() > 0 {
+            return;
+        }
+        for (_, tx) in st.dispatcher.drain_queue() {
+            // A request that left meanwhile took nothing: nothing to give back.
+            let _ = tx.send(Err(why.clone()));
+        }
+        st.cold_since = None;
+        st.refused = Some((why, until));
+        self.metrics.queued.set(0);
     }
 
     /// Adds the in-flight integral up to `now`, so a scrape sees it exact.
@@ -315,7 +352,7 @@ impl FunctionState {
     /// left meanwhile are given back.
     fn dispatch(&mut self) {
         while let Some((tx, addr)) = self.dispatcher.next_ready() {
-            if tx.send(addr).is_err() {
+            if tx.send(Ok(addr)).is_err() {
                 self.dispatcher.release(addr);
             }
         }
@@ -480,8 +517,8 @@ mod tests {
         assert!(e.keep_waking(), "ready but not probed: still cold");
         tokio::time::advance(Duration::from_secs(3)).await;
         e.probed(a(1), Instant::now());
-        assert_eq!(rx1.await.unwrap(), a(1));
-        assert_eq!(rx2.await.unwrap(), a(1));
+        assert_eq!(rx1.await.unwrap(), Ok(a(1)));
+        assert_eq!(rx2.await.unwrap(), Ok(a(1)));
         assert_eq!(e.metrics.queued.get(), 0);
         assert_eq!(e.metrics.cold_start.get_sample_count(), 1);
         assert!((e.metrics.cold_start.get_sample_sum() - 3.0).abs() < 1e-9);
@@ -556,6 +593,62 @@ mod tests {
         idx.delete(&key());
         assert!(rx.await.is_err());
         assert!(idx.get(&key()).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_wake_up_answers_the_parked_at_once_and_new_requests_for_a_while() {
+        let idx = index();
+        let e = idx.apply(key(), FunctionConfig::default());
+        let t0 = Instant::now();
+        let Admission::Parked { rx: rx1, wake, .. } = e.admit(t0) else {
+            panic!("expected a park")
+        };
+        assert!(wake);
+        let Admission::Parked { rx: rx2, .. } = e.admit(t0) else {
+            panic!("expected a park")
+        };
+        let why: Arc<str> = Arc::from("Deployment ns/f is not controlled by Function ns/f");
+        e.refuse(why.clone(), t0 + Duration::from_secs(2));
+        assert_eq!(rx1.await.unwrap(), Err(why.clone()));
+        assert_eq!(rx2.await.unwrap(), Err(why.clone()));
+        assert_eq!(e.metrics.queued.get(), 0);
+        assert!(!e.keep_waking(), "the wake-up loop ended");
+
+        // Within the hold: refused without parking or asking again.
+        match e.admit(t0 + Duration::from_secs(1)) {
+            Admission::Refused(w) => assert_eq!(w, why),
+            _ => panic!("expected a refusal"),
+        }
+        // After it: parked, and a new wake-up asks the controller again.
+        let Admission::Parked { wake, .. } = e.admit(t0 + Duration::from_secs(2)) else {
+            panic!("expected a park after the hold")
+        };
+        assert!(wake, "the controller is asked again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pod_makes_a_refusal_moot() {
+        let idx = index();
+        let e = idx.apply(key(), FunctionConfig::default());
+        let t0 = Instant::now();
+        let Admission::Parked { rx, .. } = e.admit(t0) else {
+            panic!("expected a park")
+        };
+        // A pod turned ready before the refusal came back: it serves the queue.
+        e.set_ready(&[a(1)]);
+        e.probed(a(1), t0);
+        e.refuse(Arc::from("refused"), t0 + Duration::from_secs(2));
+        assert_eq!(rx.await.unwrap(), Ok(a(1)));
+        e.finish(Some(a(1)), t0);
+        assert!(matches!(e.admit(t0), Admission::Go { .. }));
+
+        // Refused at zero, then a pod: requests go to it at once.
+        let e = idx.apply(FunctionKey::new("ns", "g"), FunctionConfig::default());
+        e.refuse(Arc::from("refused"), t0 + Duration::from_secs(60));
+        assert!(matches!(e.admit(t0), Admission::Refused(_)));
+        e.set_ready(&[a(2)]);
+        e.probed(a(2), t0);
+        assert!(matches!(e.admit(t0), Admission::Go { .. }));
     }
 
     #[test]

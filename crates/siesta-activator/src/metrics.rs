@@ -29,16 +29,20 @@ pub enum Reject {
     UpstreamUnavailable,
     /// The activator is shutting down and the function is gone: 503.
     FunctionDeleted,
+    /// The controller refused to wake the function (409: its Deployment is
+    /// not Siesta's, or its spec is invalid): 503 at once.
+    ActivationRefused,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 6] = [
+    pub const ALL: [Reject; 7] = [
         Reject::UnknownFunction,
         Reject::QueueFull,
         Reject::QueueTimeout,
         Reject::RequestTimeout,
         Reject::UpstreamUnavailable,
         Reject::FunctionDeleted,
+        Reject::ActivationRefused,
     ];
 
     /// The bounded `reason` label value.
@@ -50,6 +54,7 @@ impl Reject {
             Reject::RequestTimeout => "request_timeout",
             Reject::UpstreamUnavailable => "upstream_unavailable",
             Reject::FunctionDeleted => "function_deleted",
+            Reject::ActivationRefused => "activation_refused",
         }
     }
 

@@ -154,6 +154,10 @@ impl Proxy {
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 return r;
             }
+            Admission::Refused(why) => {
+                entry.metrics.request(503);
+                return refused(&entry, &why);
+            }
             Admission::Parked {
                 id,
                 rx,
@@ -173,9 +177,14 @@ impl Proxy {
                     armed: true,
                 };
                 match timeout_at(queue_deadline.min(request_deadline), &mut park.rx).await {
-                    Ok(Ok(addr)) => {
+                    Ok(Ok(Ok(addr))) => {
                         park.armed = false;
                         ticket.addr = Some(addr);
+                    }
+                    Ok(Ok(Err(why))) => {
+                        park.armed = false;
+                        ticket.code = 503;
+                        return refused(&ticket.entry, &why);
                     }
                     Ok(Err(_)) => {
                         park.armed = false;
@@ -323,11 +332,27 @@ fn head_bytes<B>(req: &Request<B>) -> usize {
     })
 }
 
+/// 503 for a function the controller refused to wake (its Deployment is
+/// not Siesta's, or its spec is invalid): nothing the client can fix, and
+/// nothing waiting would fix, so it is answered at once with the
+/// controller's reason and no `Retry-After`.
+fn refused(entry: &FunctionEntry, why: &str) -> Response<ProxyBody> {
+    entry.metrics.reject(Reject::ActivationRefused);
+    local(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "function {} cannot be started: the controller refused to wake it: {}\n",
+            entry.key,
+            why.trim_end()
+        ),
+    )
+}
+
 /// A parked request; dropping it while armed leaves the queue.
 struct Parked {
     entry: Arc<FunctionEntry>,
     id: u64,
-    rx: tokio::sync::oneshot::Receiver<SocketAddr>,
+    rx: tokio::sync::oneshot::Receiver<crate::index::Woken>,
     armed: bool,
 }
 

@@ -2,6 +2,12 @@
 //! ready pod, tell a controller to scale it from zero, and repeat while
 //! requests stay parked in case a signal was lost.
 //!
+//! A controller that answers 409 refuses for a reason only a person can
+//! fix (the function's Deployment is not Siesta's, or its spec is invalid):
+//! then the parked requests are answered 503 with its reason at once, not
+//! after their queue timeout, and so are new ones for one `--wake-interval`
+//! before the controller is asked again.
+//!
 //! Controllers are found from `--controller-url`, or by watching the
 //! controller's pods (no cluster DNS or kube-proxy is assumed).
 
@@ -9,13 +15,28 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
+use tokio::time::Instant;
 
 use crate::index::FunctionEntry;
 use crate::route::FunctionKey;
+
+/// The most of a controller's refusal passed on to clients.
+const MAX_REASON_BYTES: usize = 1024;
+
+/// What one activation signal came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// A controller took it (2xx).
+    Accepted,
+    /// A controller refused it for good (409), with its reason.
+    Refused(Arc<str>),
+    /// No controller took it (unreachable, not ready, 5xx): try again later.
+    Failed,
+}
 
 /// Sends activation signals to whichever controller answers.
 pub struct Waker {
@@ -56,7 +77,10 @@ impl Waker {
     /// with requests parked.
     pub async fn wake_loop(self: Arc<Self>, entry: Arc<FunctionEntry>) {
         loop {
-            self.signal(&entry.key).await;
+            if let Signal::Refused(why) = self.signal(&entry.key).await {
+                entry.refuse(why, Instant::now() + self.interval);
+                return;
+            }
             tokio::time::sleep(self.interval).await;
             if !entry.keep_waking() {
                 return;
@@ -64,12 +88,13 @@ impl Waker {
         }
     }
 
-    /// One signal: the first controller that answers 2xx takes it.
-    pub async fn signal(&self, key: &FunctionKey) -> bool {
+    /// One signal: the first controller that answers 2xx takes it; the
+    /// first that answers 409 refuses it for all (they share one apiserver).
+    pub async fn signal(&self, key: &FunctionKey) -> Signal {
         let targets = self.targets();
         if targets.is_empty() {
             tracing::warn!(function = %key, "no controller known to wake the function; will retry");
-            return false;
+            return Signal::Failed;
         }
         for base in &targets {
             let uri = format!("{base}/v1/activate/{}/{}", key.namespace, key.name);
@@ -87,7 +112,12 @@ impl Waker {
             match tokio::time::timeout(Duration::from_secs(2), self.client.request(req)).await {
                 Ok(Ok(resp)) if resp.status().is_success() => {
                     tracing::info!(function = %key, controller = %base, "activation signal sent");
-                    return true;
+                    return Signal::Accepted;
+                }
+                Ok(Ok(resp)) if resp.status() == StatusCode::CONFLICT => {
+                    let why = refusal(key, resp.into_body()).await;
+                    tracing::warn!(function = %key, controller = %base, reason = %why, "activation refused; answering the parked requests 503");
+                    return Signal::Refused(why);
                 }
                 Ok(Ok(resp)) if resp.status() == StatusCode::NOT_FOUND => {
                     tracing::warn!(function = %key, controller = %base, "controller does not know the function yet");
@@ -103,8 +133,45 @@ impl Waker {
                 }
             }
         }
-        false
+        Signal::Failed
     }
+}
+
+/// The controller's reason for a 409, as a client may read it: at most
+/// [`MAX_REASON_BYTES`] of its body, read within a second, as one line of
+/// text. A body that cannot be read still gives a reason that says where
+/// to look.
+async fn refusal(key: &FunctionKey, body: hyper::body::Incoming) -> Arc<str> {
+    let read = Limited::new(body, MAX_REASON_BYTES).collect();
+    let text = match tokio::time::timeout(Duration::from_secs(1), read).await {
+        Ok(Ok(collected)) => reason_text(&collected.to_bytes()),
+        _ => String::new(),
+    };
+    if text.is_empty() {
+        return Arc::from(format!(
+            "409 Conflict; see `kubectl describe fn {} -n {}`",
+            key.name, key.namespace
+        ));
+    }
+    Arc::from(text)
+}
+
+/// Untrusted bytes made into one short line: valid UTF-8, control
+/// characters (line breaks included) turned into spaces, trimmed.
+fn reason_text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if out.len() > MAX_REASON_BYTES {
+        let mut cut = MAX_REASON_BYTES;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out.trim().to_string()
 }
 
 fn normalize(targets: Vec<String>) -> Vec<String> {
@@ -128,7 +195,18 @@ fn normalize(targets: Vec<String>) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize;
+    use super::{normalize, reason_text};
+
+    #[test]
+    fn a_refusal_reason_is_one_short_line_of_text() {
+        assert_eq!(
+            reason_text(b"function ns/f cannot be woken: not ours\n"),
+            "function ns/f cannot be woken: not ours"
+        );
+        assert_eq!(reason_text(b"a\r\nb\x1b[31m\xff"), "a  b [31m\u{fffd}");
+        assert_eq!(reason_text("é".repeat(600).as_bytes()).len(), 1024);
+        assert_eq!(reason_text(b"  \n"), "");
+    }
 
     #[test]
     fn controller_urls_accept_lists_and_bare_addresses() {

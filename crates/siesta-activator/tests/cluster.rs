@@ -11,7 +11,9 @@ use kube::api::{Api, PostParams};
 use serde_json::json;
 use siesta_api::Function;
 use siesta_testkit::stack::Stack;
-use siesta_testkit::{TestNamespace, client, ensure_function_crd, http_get, wait_for};
+use siesta_testkit::{
+    TestNamespace, client, ensure_function_crd, http_get, wait_for, wait_for_state,
+};
 
 fn function(name: &str) -> Function {
     serde_json::from_value(json!({
@@ -156,5 +158,223 @@ async fn a_burst_parked_at_zero_is_answered_in_full() {
         metric(&metrics, "siesta_activator_queued_requests", &labels),
         0.0
     );
+    stack.stop().await;
+}
+
+/// A Deployment Siesta does not own, at zero replicas, as
+/// `kubectl create deployment NAME --image=x --replicas=0` makes it, with
+/// `labels` on it and its pods.
+fn foreign_deployment(name: &str, labels: serde_json::Value) -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "x", "image": "x"}]},
+            },
+        },
+    }))
+    .expect("deployment literal")
+}
+
+/// What the test asserts about a foreign Deployment: still at zero, and no
+/// field of it written by Siesta's field managers.
+fn untouched(d: &Deployment) -> Result<(), String> {
+    let replicas = d.spec.as_ref().and_then(|s| s.replicas);
+    let siesta_writers: Vec<&str> = d
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.as_deref())
+        .filter(|m| m.starts_with("siesta-"))
+        .collect();
+    if replicas == Some(0) && siesta_writers.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "spec.replicas={replicas:?}, written by {siesta_writers:?}"
+        ))
+    }
+}
+
+/// Ok when condition `type_` of `f` is False with reason DeploymentConflict
+/// and a message containing `says`; else what the conditions are.
+fn conflict_reported(f: &Function, type_: &str, says: &str) -> Result<(), String> {
+    let conditions = f
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    conditions
+        .iter()
+        .any(|c| {
+            c.type_ == type_
+                && c.status == "False"
+                && c.reason == "DeploymentConflict"
+                && c.message.contains(says)
+        })
+        .then_some(())
+        .ok_or_else(|| format!("{conditions:?}"))
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn a_deployment_siesta_does_not_own_is_never_woken_or_scaled() {
+    use k8s_openapi::api::events::v1::Event;
+    use siesta_testkit::stack::scrape_activator;
+
+    let client = client().await;
+    ensure_function_crd(&client).await;
+    let ns = TestNamespace::create(&client, "conflict").await;
+    // The autoscaler reads this activator's metrics: the refused requests
+    // are demand it sees, and would act on if it scaled what is not Siesta's.
+    let stack = Stack::start_with(&client, &ns.name, scrape_activator).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let functions: Api<Function> = Api::namespaced(client.clone(), &ns.name);
+
+    // `conflict`: made by hand (`kubectl create deployment`). `lookalike`:
+    // carries Siesta's labels, as `kubectl delete fn --cascade=orphan`
+    // leaves one behind, so the autoscaler's watch of Siesta's Deployments
+    // sees it too.
+    let cases = [
+        ("conflict", json!({"app": "conflict"})),
+        (
+            "lookalike",
+            json!({
+                siesta_api::FUNCTION_LABEL: "lookalike",
+                "app.kubernetes.io/managed-by": "siesta",
+            }),
+        ),
+    ];
+    for (name, labels) in &cases {
+        deployments
+            .create(
+                &PostParams::default(),
+                &foreign_deployment(name, labels.clone()),
+            )
+            .await
+            .expect("create the foreign Deployment");
+        functions
+            .create(&PostParams::default(), &function(name))
+            .await
+            .expect("create the Function");
+    }
+    for (name, _) in &cases {
+        wait_for_state(
+            &format!("{name}: Ready=False with reason DeploymentConflict"),
+            Duration::from_secs(30),
+            || async {
+                let f = functions.get(name).await.map_err(|e| e.to_string())?;
+                conflict_reported(&f, "Ready", "not controlled by this Function")
+            },
+        )
+        .await;
+        stack.activator.wait_known(&ns.name, name).await;
+    }
+
+    // A request through the activator: answered 503 with the reason at
+    // once, not after its 60 s queue timeout, and nothing is scaled.
+    let traffic = stack.activator.traffic.to_string();
+    for (name, _) in &cases {
+        let host = format!("{name}.{}.siesta.local", ns.name);
+        let started = Instant::now();
+        let answer =
+            tokio::time::timeout(Duration::from_secs(10), http_get(&traffic, "/", &host)).await;
+        let took = started.elapsed();
+        let d = deployments.get(name).await.expect("read the Deployment");
+        if let Err(seen) = untouched(&d) {
+            panic!(
+                "one request through the activator made Siesta change the foreign Deployment {name}: {seen}"
+            );
+        }
+        let (code, body) = answer
+            .unwrap_or_else(|_| panic!("{name}: no answer within 10 s (its queue timeout is 60 s)"))
+            .expect("request");
+        assert_eq!(code, 503, "{name}: {body}");
+        for says in [
+            format!("function {}/{name} cannot be started", ns.name),
+            format!(
+                "Deployment {0}/{name} is not controlled by Function {0}/{name}",
+                ns.name
+            ),
+            "Delete or rename that Deployment".to_string(),
+        ] {
+            assert!(body.contains(&says), "{name}: {body:?} should say {says:?}");
+        }
+        assert!(
+            took < Duration::from_secs(10),
+            "{name}: answered in {took:?}, not at once"
+        );
+    }
+
+    // For 7 s (three autoscaler decisions of 2 s, each with those requests
+    // in its metrics), keep asking: the foreign Deployments stay at zero and
+    // no Siesta field manager ever writes them.
+    let until = Instant::now() + Duration::from_secs(7);
+    while Instant::now() < until {
+        for (name, _) in &cases {
+            let host = format!("{name}.{}.siesta.local", ns.name);
+            let (code, body) = http_get(&traffic, "/", &host).await.expect("request");
+            assert_eq!(code, 503, "{name}: {body}");
+            let d = deployments.get(name).await.expect("read the Deployment");
+            if let Err(seen) = untouched(&d) {
+                panic!("Siesta changed the foreign Deployment {name}: {seen}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for (name, _) in &cases {
+        let d = deployments.get(name).await.expect("read the Deployment");
+        assert_eq!(untouched(&d), Ok(()), "{name} after the autoscaler ticks");
+    }
+
+    // Active says the same: no pods of its own, and no "the next request
+    // wakes it".
+    for (name, _) in &cases {
+        let f = functions.get(name).await.expect("read the Function");
+        if let Err(seen) = conflict_reported(&f, "Active", "not this Function's") {
+            panic!("{name}: Active should say DeploymentConflict: {seen}");
+        }
+    }
+
+    // `kubectl describe fn` shows why, as a Warning event.
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
+    wait_for(
+        "a DeploymentConflict event on each Function",
+        Duration::from_secs(10),
+        || async {
+            let list = events.list(&Default::default()).await.ok()?;
+            cases
+                .iter()
+                .all(|(name, _)| {
+                    list.iter().any(|e| {
+                        e.reason.as_deref() == Some("DeploymentConflict")
+                            && e.type_.as_deref() == Some("Warning")
+                            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(*name)
+                    })
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    let metrics = stack.activator.metrics().await;
+    for (name, _) in &cases {
+        let labels = format!(
+            "function=\"{name}\",namespace=\"{}\",reason=\"activation_refused\"",
+            ns.name
+        );
+        assert!(
+            metric(
+                &metrics,
+                "siesta_activator_rejected_requests_total",
+                &labels
+            ) >= 1.0,
+            "{metrics}"
+        );
+    }
     stack.stop().await;
 }

@@ -100,6 +100,91 @@ async fn the_wake_up_is_repeated_while_requests_stay_parked() {
 }
 
 #[tokio::test]
+async fn a_refused_wake_up_answers_parked_requests_503_at_once_with_the_reason() {
+    const REASON: &str = "function ns/f cannot be woken: Deployment ns/f is not controlled by Function ns/f: it has no controller owner reference; Siesta never scales, patches or wakes a workload it does not own\n";
+    let (controller, mut activations) = refusing_controller(REASON).await;
+    let mut config = siesta_activator::Config::loopback();
+    config.controller_url = vec![controller];
+    config.wake_interval = Duration::from_secs(2);
+    let h = Harness::start(config).await;
+    let mut c = cfg();
+    c.queue_timeout = Duration::from_secs(30);
+    let key = h.function("f", c, &[]).await;
+
+    // A burst at zero: every request is answered long before its 30 s
+    // queue timeout, with the controller's reason.
+    let t0 = Instant::now();
+    let burst: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(send(get(&h, HOST, "/"))))
+        .collect();
+    for r in burst {
+        let (s, headers, body) = r.await.unwrap();
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(
+            body.starts_with("function ns/f cannot be started: the controller refused to wake it: function ns/f cannot be woken: Deployment ns/f is not controlled by Function ns/f"),
+            "{body}"
+        );
+        assert!(
+            !headers.contains_key("retry-after"),
+            "retrying does not help"
+        );
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "answered at once, not at the queue timeout: {:?}",
+        t0.elapsed()
+    );
+    let signal = activations.recv().await.unwrap();
+    assert_eq!(signal, "POST /v1/activate/ns/f");
+
+    // Within one wake interval the refusal stands without asking again.
+    let (s, _, body) = send(get(&h, HOST, "/")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body.contains("is not controlled by Function ns/f"),
+        "{body}"
+    );
+    assert!(
+        activations.try_recv().is_err(),
+        "one signal for the burst and the request after it"
+    );
+
+    // After it, the controller is asked again (the conflict may be gone).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (s, _, _) = send(get(&h, HOST, "/")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    let signal = tokio::time::timeout(Duration::from_secs(5), activations.recv())
+        .await
+        .expect("asked again after the wake interval")
+        .unwrap();
+    assert_eq!(signal, "POST /v1/activate/ns/f");
+
+    let m = h.metrics().await;
+    let labels = r#"function="f",namespace="ns""#;
+    assert_eq!(
+        sample(
+            &m,
+            &format!(
+                r#"siesta_activator_rejected_requests_total{{{labels},reason="activation_refused"}}"#
+            )
+        ),
+        Some(7.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!(r#"siesta_activator_requests_total{{code="503",{labels}}}"#)
+        ),
+        Some(7.0),
+        "{m}"
+    );
+    let entry = h.control.index().get(&key).unwrap();
+    assert_eq!(entry.metrics.queued.get(), 0);
+    assert_eq!(entry.metrics.in_flight.get(), 0);
+}
+
+#[tokio::test]
 async fn a_burst_of_parked_requests_is_answered_in_arrival_order() {
     let h = Harness::default().await;
     let mut c = cfg();

@@ -7,7 +7,11 @@
 //!   or already has replicas; repeated calls are harmless;
 //! - 404 when there is no such Function (or this controller does not serve
 //!   its namespace);
-//! - 409 when the Function's spec is invalid (see its Ready condition);
+//! - 409 when the Function's spec is invalid, or when the Deployment of its
+//!   name is not controlled by it (reason `DeploymentConflict`: Siesta
+//!   never scales a workload it does not own); the body says which and what
+//!   to do, and the activator answers the parked requests with it at once
+//!   (see its Ready condition);
 //! - 503 when its Deployment does not exist yet (retry shortly);
 //! - 500 when the apiserver failed (retry);
 //! - 400 for a malformed path, 405 for a method other than POST.
@@ -120,8 +124,15 @@ async fn activate_inner(ctx: &Context, key: &FunctionKey) -> (&'static str, Answ
             answer(409, format!("function {key} has an invalid spec: {e}\n")),
         );
     }
-    let target = function.spec.scale.min_replicas.max(1);
-    match scale::wake(&ctx.client, &key.namespace, &key.name, target).await {
+    let target = match scale::Target::of(&function) {
+        Ok(target) => target,
+        Err(e) => {
+            tracing::warn!(error = %e, function = %key, "activation failed");
+            return ("error", answer(500, format!("could not wake {key}: {e}\n")));
+        }
+    };
+    let replicas = function.spec.scale.min_replicas.max(1);
+    match scale::wake(&ctx.client, &target, replicas).await {
         Ok(Wake::Woke { to }) => {
             tracing::info!(function = %key, replicas = to, "woke up on an activation");
             let _ = ctx.activations.send(key.clone());
@@ -145,6 +156,15 @@ async fn activate_inner(ctx: &Context, key: &FunctionKey) -> (&'static str, Answ
             (
                 "awake",
                 answer(202, format!("{key} already has {replicas} replicas\n")),
+            )
+        }
+        Err(e) if e.is_not_owned() => {
+            // Not a warning of the controller's own: the Function's Ready
+            // condition (DeploymentConflict) already tells its owner.
+            tracing::info!(function = %key, error = %e, "refused to wake a Deployment Siesta does not own");
+            (
+                "conflict",
+                answer(409, format!("function {key} cannot be woken: {e}\n")),
             )
         }
         Err(e) if e.is_not_found() => (

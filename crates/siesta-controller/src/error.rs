@@ -22,6 +22,17 @@ pub enum Error {
         "the Function has no {0}; the apiserver always sets it, so this object did not come from it"
     )]
     MissingObjectKey(&'static str),
+    /// The Deployment of a Function's name is not controlled by that
+    /// Function (someone else's workload, an orphan, or the child of an
+    /// earlier Function of that name), so Siesta refuses to scale it.
+    #[error(
+        "Deployment {namespace}/{name} is not controlled by Function {namespace}/{name}: {why}; Siesta never scales, patches or wakes a workload it does not own. Delete or rename that Deployment, or give the Function another name"
+    )]
+    NotOwned {
+        namespace: String,
+        name: String,
+        why: String,
+    },
     /// An object could not be turned into JSON (a bug, not a user error).
     #[error("could not serialize {what}: {source}")]
     Serialize {
@@ -47,6 +58,7 @@ impl Error {
             },
             Error::Timeout { .. } => "timeout",
             Error::MissingObjectKey(_) => "missing_object_key",
+            Error::NotOwned { .. } => "not_owned",
             Error::Serialize { .. } => "serialize",
         }
     }
@@ -54,6 +66,11 @@ impl Error {
     /// True when the apiserver said 409 Conflict (a resourceVersion precondition failed).
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Kube { source: kube::Error::Api(s), .. } if s.is_conflict())
+    }
+
+    /// True when the Deployment to scale is not the Function's (see [`Error::NotOwned`]).
+    pub fn is_not_owned(&self) -> bool {
+        matches!(self, Error::NotOwned { .. })
     }
 
     /// True when the apiserver said 404 Not Found.

@@ -14,6 +14,7 @@ pub mod reason {
     pub const UPDATED: &str = "Updated";
     pub const DRIFT_CORRECTED: &str = "DriftCorrected";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const DEPLOYMENT_CONFLICT: &str = "DeploymentConflict";
     pub const SCALED: &str = "Scaled";
     pub const SCALED_TO_ZERO: &str = "ScaledToZero";
     pub const WOKE_UP: &str = "WokeUp";
@@ -100,7 +101,8 @@ impl Events {
     }
 }
 
-/// Events implied by a status change: an invalid spec (once per distinct
+/// Events implied by a status change: an invalid spec, or a Deployment of
+/// the Function's name that is not its own (each once per distinct
 /// message). Pure, so it is tested. Scaling events come from whoever
 /// scales: the autoscaler (Scaled, ScaledToZero, WokeUp), the activation
 /// endpoint (WokeUp) and the reconciler's min/max clamp (Scaled); the
@@ -109,18 +111,26 @@ pub fn for_status_change(old: Option<&FunctionStatus>, new: &FunctionStatus) -> 
     let mut notes = Vec::new();
     let old_ready = status::find(old, status::READY);
     let new_ready = status::find(Some(new), status::READY);
-    if let Some(ready) = new_ready.filter(|c| c.reason == status::reason::INVALID_SPEC) {
-        let same =
-            old_ready.is_some_and(|o| o.reason == ready.reason && o.message == ready.message);
-        if !same {
-            notes.push(Note::warning(
-                reason::INVALID_SPEC,
-                format!(
-                    "{}; the Deployment is not changed until the spec is fixed",
-                    ready.message
-                ),
-            ));
-        }
+    let Some(ready) = new_ready else {
+        return notes;
+    };
+    let same = old_ready.is_some_and(|o| o.reason == ready.reason && o.message == ready.message);
+    if same {
+        return notes;
+    }
+    if ready.reason == status::reason::INVALID_SPEC {
+        notes.push(Note::warning(
+            reason::INVALID_SPEC,
+            format!(
+                "{}; the Deployment is not changed until the spec is fixed",
+                ready.message
+            ),
+        ));
+    } else if ready.reason == status::reason::DEPLOYMENT_CONFLICT {
+        notes.push(Note::warning(
+            reason::DEPLOYMENT_CONFLICT,
+            ready.message.clone(),
+        ));
     }
     notes
 }
@@ -183,5 +193,20 @@ mod tests {
         assert_eq!(for_status_change(Some(&bad), &bad), vec![]);
         let other = st(0, status::reason::INVALID_SPEC, "empty image");
         assert_eq!(for_status_change(Some(&bad), &other).len(), 1);
+    }
+
+    #[test]
+    fn a_deployment_conflict_is_a_warning_once_per_message() {
+        let conflict = st(
+            0,
+            status::reason::DEPLOYMENT_CONFLICT,
+            "Deployment demo/hello exists and is not controlled by this Function",
+        );
+        let notes = for_status_change(Some(&st(0, "Deploying", "")), &conflict);
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].warning);
+        assert_eq!(notes[0].reason, reason::DEPLOYMENT_CONFLICT);
+        assert!(notes[0].note.contains("not controlled by this Function"));
+        assert_eq!(for_status_change(Some(&conflict), &conflict), vec![]);
     }
 }

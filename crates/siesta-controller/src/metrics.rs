@@ -64,7 +64,7 @@ impl Metrics {
         let activations = IntCounterVec::new(
             Opts::new(
                 "siesta_controller_activations_total",
-                "Wake-up requests from activators, by result (woke, awake, not_found, not_ready, error).",
+                "Wake-up requests from activators, by result (woke, awake, not_found, invalid, conflict, not_ready, error).",
             ),
             &["result"],
         )?;
@@ -147,6 +147,7 @@ impl Metrics {
             "awake",
             "not_found",
             "invalid",
+            "conflict",
             "not_ready",
             "error",
         ] {

@@ -24,6 +24,11 @@ use crate::{Error, Result};
 
 /// How often a settled Function is looked at again even without events.
 const RESYNC: Duration = Duration::from_secs(300);
+/// How often a Function whose name is taken by a Deployment not its own is
+/// looked at again: removing that Deployment is an event the controller
+/// does not see (it watches its own children only), and the Function should
+/// not wait a whole resync to take the name.
+const CONFLICT_RECHECK: Duration = Duration::from_secs(15);
 
 /// Entry point for `Controller::run`: times and counts the reconcile.
 pub async fn reconcile(function: Arc<Function>, ctx: Arc<Context>) -> Result<Action> {
@@ -93,6 +98,11 @@ impl Reconciler<'_> {
                 Err(e) => failure = Some(e),
             }
         }
+        let recheck = if matches!(problem, Some(Problem::Conflict(_))) {
+            CONFLICT_RECHECK
+        } else {
+            RESYNC
+        };
         let problem = problem.or_else(|| {
             failure
                 .as_ref()
@@ -111,7 +121,7 @@ impl Reconciler<'_> {
                     .await;
                 Err(e)
             }
-            None => Ok(Action::requeue(RESYNC)),
+            None => Ok(Action::requeue(recheck)),
         }
     }
 
@@ -123,13 +133,17 @@ impl Reconciler<'_> {
         if let Some(why) = resources::name_problem(&owner.name) {
             return Some(Problem::InvalidSpec(why));
         }
-        let existing = existing?;
-        (!resources::controlled_by(&existing.metadata, &owner.reference.uid)).then(|| {
-            Problem::Conflict(format!(
-                "Deployment {}/{} exists and is not controlled by this Function; delete or rename it (if this Function was just recreated, the old one is being garbage-collected)",
-                owner.namespace, owner.name
-            ))
-        })
+        // The same rule every scale write checks (`scale::update_scale`):
+        // a Deployment that is not this Function's is never applied to.
+        let why = resources::not_controlled_because(
+            &existing?.metadata,
+            &owner.name,
+            &owner.reference.uid,
+        )?;
+        Some(Problem::Conflict(format!(
+            "Deployment {}/{} exists and is not controlled by this Function: {why}. Siesta leaves it alone (it does not patch, scale or wake it) and answers requests for this Function with 503; delete or rename that Deployment, or give the Function another name",
+            owner.namespace, owner.name
+        )))
     }
 
     /// Applies Deployment and Service; returns the Deployment as written.
@@ -188,7 +202,7 @@ impl Reconciler<'_> {
         // write, as the autoscaler would; zero stays the autoscaler's call.
         let current = applied.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         if let Some(target) = scale::clamp_to_bounds(current, min, spec.scale.max_replicas)
-            && scale::set_replicas(client, ns, name, target)
+            && scale::set_replicas(client, &scale::Target::from(owner), target)
                 .await?
                 .is_some()
         {

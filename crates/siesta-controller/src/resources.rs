@@ -219,13 +219,44 @@ pub fn name_problem(name: &str) -> Option<String> {
     })
 }
 
-/// True when `owner_references` name `uid` as the controller.
-pub fn controlled_by(metadata: &ObjectMeta, uid: &str) -> bool {
-    metadata
+/// Why the object with `metadata` is not the child of the Function named
+/// `function` with uid `uid`, or `None` when it is. A child has a
+/// controller owner reference to kind `Function` of the `siesta.dev` group
+/// (any version), with that name and that uid: the reference Siesta itself
+/// writes, and the one the garbage collector deletes the child by. Nothing
+/// else is Siesta's to patch or scale, even when its name and labels look
+/// like a Function's.
+pub fn not_controlled_because(metadata: &ObjectMeta, function: &str, uid: &str) -> Option<String> {
+    let Some(controller) = metadata
         .owner_references
         .iter()
         .flatten()
-        .any(|r| r.controller == Some(true) && r.uid == uid)
+        .find(|r| r.controller == Some(true))
+    else {
+        return Some(
+            "it has no controller owner reference (it was made by someone else, e.g. `kubectl create deployment`, or orphaned by `kubectl delete fn --cascade=orphan`)"
+                .to_string(),
+        );
+    };
+    let group = controller
+        .api_version
+        .split_once('/')
+        .map_or("", |(group, _)| group);
+    if group != Function::group(&()) || controller.kind != Function::kind(&()) {
+        return Some(format!(
+            "it is controlled by {} {} ({})",
+            controller.kind, controller.name, controller.api_version
+        ));
+    }
+    if controller.name != function {
+        return Some(format!("it is controlled by Function {}", controller.name));
+    }
+    (controller.uid != uid).then(|| {
+        format!(
+            "it is controlled by an earlier Function of this name (uid {}); the garbage collector deletes it shortly, then this Function creates its own",
+            controller.uid
+        )
+    })
 }
 
 #[cfg(test)]
@@ -270,8 +301,8 @@ pub(crate) mod tests {
             assert_eq!(refs[0].api_version, "siesta.dev/v1alpha1");
             assert_eq!(refs[0].uid, "uid-1");
             assert_eq!(refs[0].controller, Some(true));
-            assert!(controlled_by(meta, "uid-1"));
-            assert!(!controlled_by(meta, "uid-2"));
+            assert_eq!(not_controlled_because(meta, "hello", "uid-1"), None);
+            assert!(not_controlled_because(meta, "hello", "uid-2").is_some());
             let labels = meta.labels.as_ref().unwrap();
             assert_eq!(labels[FUNCTION_LABEL], "hello");
             assert_eq!(labels["app.kubernetes.io/managed-by"], "siesta");
@@ -394,6 +425,71 @@ pub(crate) mod tests {
         assert!(name_problem("abc-").is_some());
         assert!(name_problem(&"a".repeat(64)).is_some());
         assert_eq!(name_problem(&"a".repeat(63)), None);
+    }
+
+    fn controlled(reference: serde_json::Value) -> ObjectMeta {
+        ObjectMeta {
+            owner_references: Some(vec![serde_json::from_value(reference).unwrap()]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn only_a_controller_reference_to_this_very_function_makes_a_child() {
+        let ours = serde_json::json!({
+            "apiVersion": "siesta.dev/v1alpha1", "kind": "Function",
+            "name": "hello", "uid": "uid-1", "controller": true,
+        });
+        assert_eq!(
+            not_controlled_because(&controlled(ours.clone()), "hello", "uid-1"),
+            None
+        );
+        // A later API version of the same group is still a Function.
+        let mut v2 = ours.clone();
+        v2["apiVersion"] = "siesta.dev/v1".into();
+        assert_eq!(
+            not_controlled_because(&controlled(v2), "hello", "uid-1"),
+            None
+        );
+
+        // `kubectl create deployment hello`: no owner at all.
+        let why = not_controlled_because(&ObjectMeta::default(), "hello", "uid-1").unwrap();
+        assert!(why.contains("no controller owner reference"), "{why}");
+        // An owner that is not the controller does not make it ours.
+        let mut not_controller = ours.clone();
+        not_controller["controller"] = false.into();
+        let why = not_controlled_because(&controlled(not_controller), "hello", "uid-1").unwrap();
+        assert!(why.contains("no controller owner reference"), "{why}");
+
+        // Another controller of the same name and uid, but not a Function.
+        for (api_version, kind) in [
+            ("apps/v1", "Function"),
+            ("other.dev/v1alpha1", "Function"),
+            ("siesta.dev.evil.io/v1alpha1", "Function"),
+            ("v1", "Function"),
+            ("siesta.dev/v1alpha1", "Rollout"),
+        ] {
+            let mut other = ours.clone();
+            other["apiVersion"] = api_version.into();
+            other["kind"] = kind.into();
+            let why = not_controlled_because(&controlled(other), "hello", "uid-1")
+                .unwrap_or_else(|| panic!("{api_version} {kind} is not a Function"));
+            assert!(
+                why.contains(&format!("{kind} hello ({api_version})")),
+                "{why}"
+            );
+        }
+
+        // A Function of another name, or an earlier Function of this name.
+        let mut other_name = ours.clone();
+        other_name["name"] = "other".into();
+        let why = not_controlled_because(&controlled(other_name), "hello", "uid-1").unwrap();
+        assert_eq!(why, "it is controlled by Function other");
+        let why = not_controlled_because(&controlled(ours), "hello", "uid-2").unwrap();
+        assert!(
+            why.contains("earlier Function of this name (uid uid-1)"),
+            "{why}"
+        );
     }
 
     #[test]

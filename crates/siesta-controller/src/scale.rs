@@ -4,14 +4,25 @@
 //! owned the field, leaving it out would make the apiserver delete it (and
 //! default it back to 1). Keeping replicas under another manager is what
 //! lets the controller repair drift without fighting the autoscaler.
+//!
+//! Every write here is for a Function's own Deployment only: the scale
+//! subresource carries no owner references, so each write first reads the
+//! Deployment itself, refuses ([`Error::NotOwned`]) unless it is controlled
+//! by the Function (see [`resources::not_controlled_because`]), and writes
+//! the scale with that Deployment's resourceVersion as the precondition. A
+//! Deployment that changed in between (a new owner included) fails the
+//! write with 409, and the check runs again on what is there now.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v1::Scale;
+use k8s_openapi::api::autoscaling::v1::{Scale, ScaleSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use siesta_api::Function;
 
-use crate::Result;
 use crate::error::api_call;
+use crate::resources::{self, Owner};
+use crate::{Error, Result};
 
 /// The field manager that owns `spec.replicas` of every Function Deployment.
 pub const AUTOSCALER_MANAGER: &str = "siesta-autoscaler";
@@ -20,36 +31,61 @@ pub const AUTOSCALER_MANAGER: &str = "siesta-autoscaler";
 /// another writer got in between.
 const CONFLICT_RETRIES: usize = 5;
 
-/// Sets `deployments/scale` of `namespace/name` to `replicas`, only if it
+/// The Deployment a replica write is for: the one of the Function
+/// `namespace/name` with uid `uid` (a Function's Deployment has its name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl Target {
+    pub fn of(function: &Function) -> Result<Self> {
+        Ok(Self::from(&Owner::of(function)?))
+    }
+}
+
+impl From<&Owner> for Target {
+    fn from(owner: &Owner) -> Self {
+        Self {
+            namespace: owner.namespace.clone(),
+            name: owner.name.clone(),
+            uid: owner.reference.uid.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Sets the replicas of the Function's Deployment to `replicas`, only if it
 /// differs. Returns the previous count when it wrote, `None` when the
 /// count already was `replicas`. The write carries the resourceVersion it
 /// read, so it never overwrites a concurrent decision blindly.
-pub async fn set_replicas(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    replicas: i32,
-) -> Result<Option<i32>> {
-    update_scale(client, namespace, name, |current| {
+pub async fn set_replicas(client: &Client, target: &Target, replicas: i32) -> Result<Option<i32>> {
+    update_scale(client, target, |current| {
         (current != replicas).then_some(replicas)
     })
     .await
     .map(|update| update.to.map(|_| update.from))
 }
 
-/// Sets `deployments/scale` of `namespace/name` from `expected` to
+/// Sets the replicas of the Function's Deployment from `expected` to
 /// `replicas`, only if the count still is `expected` when read. The
 /// autoscaler decides on a count it read from its cache; if an activation
 /// (0 → 1) or a user changed it meanwhile, writing the decision would undo
 /// theirs, so it returns `None` and the autoscaler decides again.
 pub async fn set_replicas_from(
     client: &Client,
-    namespace: &str,
-    name: &str,
+    target: &Target,
     expected: i32,
     replicas: i32,
 ) -> Result<Option<i32>> {
-    update_scale(client, namespace, name, |current| {
+    update_scale(client, target, |current| {
         (current == expected && current != replicas).then_some(replicas)
     })
     .await
@@ -65,12 +101,13 @@ pub enum Wake {
     Awake { replicas: i32 },
 }
 
-/// Raises `namespace/name` from zero to `target`; leaves any non-zero count
-/// alone. Two concurrent wakes do not fight: the loser's precondition fails,
-/// it re-reads, sees the count above zero and reports `Awake`.
-pub async fn wake(client: &Client, namespace: &str, name: &str, target: i32) -> Result<Wake> {
-    let update = update_scale(client, namespace, name, |current| {
-        (current == 0).then_some(target.max(1))
+/// Raises the Function's Deployment from zero to `replicas`; leaves any
+/// non-zero count alone. Two concurrent wakes do not fight: the loser's
+/// precondition fails, it re-reads, sees the count above zero and reports
+/// `Awake`.
+pub async fn wake(client: &Client, target: &Target, replicas: i32) -> Result<Wake> {
+    let update = update_scale(client, target, |current| {
+        (current == 0).then_some(replicas.max(1))
     })
     .await?;
     Ok(match update.to {
@@ -154,34 +191,66 @@ pub async fn adopt_replicas(client: &Client, seen: &Deployment) -> Result<Deploy
     }
 }
 
-fn spec_replicas(scale: &Scale) -> i32 {
-    scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
-}
-
-async fn read_scale(client: &Client, namespace: &str, name: &str) -> Result<Scale> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    api_call(
-        || format!("read deployments/scale of {namespace}/{name}"),
-        api.get_scale(name),
-    )
-    .await
-}
-
 /// What [`update_scale`] read and, if it wrote, the count it wrote.
 struct Update {
     from: i32,
     to: Option<i32>,
 }
 
-/// Read the scale, ask `decide` for a new count, write it with the read
-/// resourceVersion; on conflict, read again.
+/// The Deployment's replica count, or why it is not the target's to scale.
+/// Pure: the whole ownership rule a scale write obeys.
+fn scalable(d: &Deployment, target: &Target) -> Result<i32> {
+    let refuse = |why: String| Error::NotOwned {
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
+        why,
+    };
+    if let Some(why) = resources::not_controlled_because(&d.metadata, &target.name, &target.uid) {
+        return Err(refuse(why));
+    }
+    if d.metadata
+        .resource_version
+        .as_deref()
+        .is_none_or(str::is_empty)
+    {
+        // Without it the write below would be unconditional, and could land
+        // on a Deployment whose owner changed after this read.
+        return Err(refuse(
+            "it came without a resourceVersion, so a write could not be made conditional on its owner".to_string(),
+        ));
+    }
+    // The apiserver defaults an absent spec.replicas to 1.
+    Ok(d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1))
+}
+
+/// The scale to write: `replicas`, on the condition that the Deployment is
+/// still at the resourceVersion `d` was read at (the scale subresource of a
+/// Deployment shares its resourceVersion), so any change since (an owner
+/// reference removed, another writer's count) makes the write fail with 409.
+fn scale_of(d: &Deployment, replicas: i32) -> Scale {
+    Scale {
+        metadata: ObjectMeta {
+            name: d.metadata.name.clone(),
+            namespace: d.metadata.namespace.clone(),
+            resource_version: d.metadata.resource_version.clone(),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ScaleSpec {
+            replicas: Some(replicas),
+        }),
+        status: None,
+    }
+}
+
+/// Read the Deployment, refuse unless it is the target's, ask `decide` for
+/// a new count, write it with the read resourceVersion; on conflict, read
+/// (and check) again.
 async fn update_scale(
     client: &Client,
-    namespace: &str,
-    name: &str,
+    target: &Target,
     decide: impl Fn(i32) -> Option<i32>,
 ) -> Result<Update> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &target.namespace);
     let params = PostParams {
         field_manager: Some(AUTOSCALER_MANAGER.to_string()),
         ..PostParams::default()
@@ -189,20 +258,21 @@ async fn update_scale(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut scale = read_scale(client, namespace, name).await?;
-        let current = spec_replicas(&scale);
+        let d = api_call(
+            || format!("read Deployment {target}"),
+            api.get(&target.name),
+        )
+        .await?;
+        let current = scalable(&d, target)?;
         let Some(to) = decide(current) else {
             return Ok(Update {
                 from: current,
                 to: None,
             });
         };
-        // `scale.metadata.resourceVersion` is kept: the write is conditional on it.
-        scale.spec.get_or_insert_with(Default::default).replicas = Some(to);
-        scale.status = None;
         let result = api_call(
-            || format!("set deployments/scale of {namespace}/{name} to {to}"),
-            api.replace_scale(name, &params, &scale),
+            || format!("set deployments/scale of {target} to {to}"),
+            api.replace_scale(&target.name, &params, &scale_of(&d, to)),
         )
         .await;
         match result {
@@ -213,7 +283,7 @@ async fn update_scale(
                 });
             }
             Err(e) if e.is_conflict() && attempt < CONFLICT_RETRIES => {
-                tracing::debug!(%namespace, %name, "scale changed while writing it; reading it again");
+                tracing::debug!(deployment = %target, "Deployment changed while scaling it; reading it again");
             }
             Err(e) => return Err(e),
         }
@@ -250,6 +320,95 @@ mod tests {
                 .collect(),
         );
         d
+    }
+
+    fn target() -> Target {
+        Target {
+            namespace: "demo".into(),
+            name: "hello".into(),
+            uid: "uid-1".into(),
+        }
+    }
+
+    /// A Deployment as the apiserver returns it, at resourceVersion 42.
+    fn deployment(replicas: Option<i32>, owner: Option<serde_json::Value>) -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "hello", "namespace": "demo", "resourceVersion": "42",
+                "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
+            },
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "hello"}},
+                "template": {},
+            },
+        }))
+        .unwrap()
+    }
+
+    fn the_function() -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "siesta.dev/v1alpha1", "kind": "Function",
+            "name": "hello", "uid": "uid-1", "controller": true,
+        })
+    }
+
+    #[test]
+    fn only_the_functions_own_deployment_may_be_scaled() {
+        assert_eq!(
+            scalable(&deployment(Some(0), Some(the_function())), &target()).unwrap(),
+            0
+        );
+        assert_eq!(
+            scalable(&deployment(None, Some(the_function())), &target()).unwrap(),
+            1,
+            "an absent count is the apiserver's default, 1"
+        );
+
+        // `kubectl create deployment hello --replicas=0`: refused, and the
+        // error says whose it is and what to do.
+        let e = scalable(&deployment(Some(0), None), &target()).unwrap_err();
+        assert!(e.is_not_owned(), "{e}");
+        assert_eq!(e.metric_label(), "not_owned");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("Deployment demo/hello is not controlled by Function demo/hello"),
+            "{msg}"
+        );
+        assert!(msg.contains("no controller owner reference"), "{msg}");
+        assert!(msg.contains("Delete or rename that Deployment"), "{msg}");
+
+        // The child of an earlier Function of the same name.
+        let mut earlier = the_function();
+        earlier["uid"] = "uid-0".into();
+        let e = scalable(&deployment(Some(0), Some(earlier)), &target()).unwrap_err();
+        assert!(e.is_not_owned(), "{e}");
+
+        // Without a resourceVersion the write could not be conditional.
+        let mut d = deployment(Some(0), Some(the_function()));
+        d.metadata.resource_version = None;
+        assert!(scalable(&d, &target()).unwrap_err().is_not_owned());
+        d.metadata.resource_version = Some(String::new());
+        assert!(scalable(&d, &target()).unwrap_err().is_not_owned());
+    }
+
+    #[test]
+    fn a_scale_write_is_conditional_on_the_deployment_it_checked() {
+        let d = deployment(Some(0), Some(the_function()));
+        let scale = scale_of(&d, 3);
+        assert_eq!(scale.metadata.resource_version.as_deref(), Some("42"));
+        assert_eq!(scale.metadata.name.as_deref(), Some("hello"));
+        assert_eq!(scale.spec.and_then(|s| s.replicas), Some(3));
+        assert!(scale.status.is_none());
+    }
+
+    #[test]
+    fn a_target_is_the_functions_name_and_uid() {
+        let f = crate::resources::tests::function(serde_json::json!({"image": "x"}));
+        assert_eq!(Target::of(&f).unwrap(), target());
+        let mut f = f;
+        f.metadata.uid = None;
+        assert!(Target::of(&f).is_err());
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub mod reason {
     pub const SCALED_TO_ZERO: &str = "ScaledToZero";
     /// Ready=False: the spec passed the schema but cannot run (see `siesta_api::validate`).
     pub const INVALID_SPEC: &str = "InvalidSpec";
-    /// Ready=False: a Deployment of that name exists and belongs to something else.
+    /// Ready=False / Active=False: a Deployment of that name exists and
+    /// belongs to something else; Siesta neither changes nor scales it.
     pub const DEPLOYMENT_CONFLICT: &str = "DeploymentConflict";
     /// Ready=False: pods are wanted but none exists yet.
     pub const DEPLOYING: &str = "Deploying";
@@ -73,7 +74,10 @@ pub fn compute(o: &Observed<'_>) -> FunctionStatus {
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
 
-    let d = o.deployment;
+    // A Deployment that is not this Function's says nothing about it: its
+    // pods are not the Function's, and it is not scaled on its behalf.
+    let conflict = matches!(o.problem, Some(Problem::Conflict(_)));
+    let d = o.deployment.filter(|_| !conflict);
     let d_status = d.and_then(|d| d.status.as_ref());
     let replicas = d_status.and_then(|s| s.replicas).unwrap_or(0);
     let ready_replicas = d_status.and_then(|s| s.ready_replicas).unwrap_or(0);
@@ -99,6 +103,11 @@ pub fn compute(o: &Observed<'_>) -> FunctionStatus {
     };
 
     let (active_status, active_reason, active_message) = match d {
+        None if conflict => (
+            false,
+            reason::DEPLOYMENT_CONFLICT,
+            "no pods of its own: the Deployment of its name is not this Function's, and requests are answered 503 until that is resolved (see Ready)".to_string(),
+        ),
         None => (
             false,
             reason::NOT_DEPLOYED,
@@ -428,6 +437,36 @@ mod tests {
         assert!(cond(&s, READY).message.contains("forbidden"));
         assert_eq!(s.ready_replicas, 2);
         assert_eq!(cond(&s, ACTIVE).status, "True");
+    }
+
+    #[test]
+    fn a_conflicting_deployment_is_reported_and_none_of_its_numbers_are_claimed() {
+        let f = function(serde_json::json!({"image": "x"}));
+        let p = Problem::Conflict("Deployment demo/hello exists and is not controlled by this Function: it has no controller owner reference".into());
+        // Someone else's Deployment, at zero or running: neither is this Function's.
+        for foreign in [deployment(0, 0, 0), deployment(3, 3, 3)] {
+            let s = status_of(&f, Some(&foreign), Some(&p));
+            let ready = cond(&s, READY);
+            assert_eq!(
+                (ready.status.as_str(), ready.reason.as_str()),
+                ("False", reason::DEPLOYMENT_CONFLICT)
+            );
+            assert!(ready.message.contains("not controlled by this Function"));
+            let active = cond(&s, ACTIVE);
+            assert_eq!(
+                (active.status.as_str(), active.reason.as_str()),
+                ("False", reason::DEPLOYMENT_CONFLICT)
+            );
+            assert!(
+                !active.message.contains("wakes"),
+                "the next request does not wake it: {}",
+                active.message
+            );
+            assert_eq!(
+                (s.replicas, s.ready_replicas, s.desired_replicas),
+                (0, 0, 0)
+            );
+        }
     }
 
     #[test]

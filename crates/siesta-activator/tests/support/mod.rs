@@ -360,6 +360,26 @@ pub async fn fake_controller() -> (String, mpsc::UnboundedReceiver<String>) {
     (format!("http://{addr}"), rx)
 }
 
+/// A fake controller that refuses every activation with 409 and `reason`
+/// as the body, as the real one does for a Function whose Deployment is not
+/// Siesta's; records each activation path.
+pub async fn refusing_controller(
+    reason: &'static str,
+) -> (String, mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let addr = backend(false, move |req: Request<Incoming>| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send(format!("{} {}", req.method(), req.uri().path()));
+            let mut r = Response::new(full(reason));
+            *r.status_mut() = StatusCode::CONFLICT;
+            r
+        }
+    })
+    .await;
+    (format!("http://{addr}"), rx)
+}
+
 /// Reads VmRSS or VmHWM of this process, in KiB.
 pub fn vm_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();

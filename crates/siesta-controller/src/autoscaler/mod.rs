@@ -9,7 +9,9 @@
 //! - this module keeps one history per Function, decides every
 //!   `--autoscale-interval` and at once on an activation, writes the scale
 //!   subresource only on a change (and only if nobody changed the count
-//!   since it was read), writes `status.desiredReplicas` and
+//!   since it was read) and only for a Deployment the Function controls (a
+//!   Deployment of its name that is not its own is skipped, logged once),
+//!   writes `status.desiredReplicas` and
 //!   `status.autoscaler` under its own field manager, sets the per-function
 //!   metrics and publishes events (WokeUp, Scaled, ScaledToZero, PanicEntered).
 
@@ -34,7 +36,8 @@ use crate::activation::FunctionKey;
 use crate::context::Context;
 use crate::error::api_call;
 use crate::events::{Note, reason};
-use crate::scale::{self, AUTOSCALER_MANAGER};
+use crate::resources;
+use crate::scale::{self, AUTOSCALER_MANAGER, Target};
 use siesta_api::duration;
 
 use decision::{Decision, History, Mode, Replicas, Sample};
@@ -142,12 +145,16 @@ impl Settings {
 struct FunctionState {
     history: History,
     last_status_write: Option<Instant>,
+    /// The Deployment of its name is not the Function's: it is skipped
+    /// every decision, and this keeps the log to one line about it.
+    not_owned: bool,
 }
 
 /// A decision to carry out.
 struct Plan {
     function: Arc<Function>,
     key: FunctionKey,
+    target: Target,
     current: i32,
     decision: Decision,
     write_status: bool,
@@ -410,13 +417,26 @@ fn plan_for(
         return None;
     }
     let d = dep_store.get(&ObjectRef::new(&key.name).within(&key.namespace))?;
+    let target = Target::of(&function).ok()?;
+    let state = states.entry(key.clone()).or_default();
+    // The watch sees Deployments by Siesta's label, which anyone can copy
+    // (or leave behind: `kubectl delete fn --cascade=orphan`). Such a
+    // Deployment is not the Function's to scale; the reconciler reports it
+    // as DeploymentConflict, and the scale write would refuse it anyway.
+    if let Some(why) = resources::not_controlled_because(&d.metadata, &target.name, &target.uid) {
+        if !state.not_owned {
+            state.not_owned = true;
+            tracing::warn!(function = %key, reason = %why, "not autoscaling: the Deployment of this name is not the Function's (see its Ready condition, DeploymentConflict)");
+        }
+        return None;
+    }
+    state.not_owned = false;
     let current = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let ready = d
         .status
         .as_ref()
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0);
-    let state = states.entry(key.clone()).or_default();
     let decision = decision::decide(
         &mut state.history,
         &function.spec.scale,
@@ -427,6 +447,7 @@ fn plan_for(
     Some(Plan {
         function,
         key,
+        target,
         current,
         decision,
         write_status,
@@ -473,6 +494,7 @@ async fn execute(ctx: &Context, plan: Plan) -> bool {
     let Plan {
         function,
         key,
+        target,
         current,
         decision: d,
         write_status,
@@ -496,9 +518,7 @@ async fn execute(ctx: &Context, plan: Plan) -> bool {
         .set(i64::from(d.mode == Mode::Panic));
 
     if d.desired != current {
-        match scale::set_replicas_from(&ctx.client, &key.namespace, &key.name, current, d.desired)
-            .await
-        {
+        match scale::set_replicas_from(&ctx.client, &target, current, d.desired).await {
             Ok(Some(from)) => {
                 ctx.metrics
                     .scale_writes
