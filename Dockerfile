@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1.7
-#
 # One image for every Siesta component: `siesta controller`, `siesta
 # activator`, `siesta crd`. The Helm chart selects the component by args.
 #
@@ -7,8 +5,17 @@
 #
 # Build context: the repository root (the whole Cargo workspace is needed to
 # resolve it; .dockerignore keeps target dirs, .git and cluster state out).
+# Needs BuildKit (for the cache mounts); there is no `# syntax=` line, so the
+# builder's built-in frontend is used and nothing is pulled for it.
+#
+# The base images are build arguments whose defaults are the public images.
+# `make images` (hack/images/build.sh) builds offline with local stand-ins:
+#   --build-arg BUILDER_IMAGE=siesta.local/rust-builder:1.95-bookworm
+#   --build-arg RUNTIME_IMAGE=siesta.local/distroless-cc:bookworm
+ARG BUILDER_IMAGE=rust:1.95-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
-FROM rust:1.95-bookworm AS builder
+FROM ${BUILDER_IMAGE} AS builder
 WORKDIR /src
 COPY . .
 # Cache mounts keep the registry and incremental build between runs; the
@@ -20,7 +27,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -D -m 0755 target/release/siesta /out/siesta
 
 # distroless/cc: glibc and libgcc only, no shell, runs as uid 65532.
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 LABEL org.opencontainers.image.title="siesta" \
       org.opencontainers.image.description="Scale-to-zero HTTP functions for Kubernetes: controller and activator" \
       org.opencontainers.image.source="https://github.com/siesta-dev/siesta" \

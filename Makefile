@@ -56,6 +56,10 @@ real-up:
 real-down:
 	bash hack/node/down.sh
 
+## images: build the Siesta and example images from their Dockerfiles with no pull (own dockerd, local base images) -> ~/.cache/siesta/images/*.tar
+images:
+	bash hack/images/build.sh
+
 ## crd: regenerate crds/function.yaml from the Rust types
 crd:
 	cargo run -q -p siesta -- crd > crds/function.yaml

@@ -74,6 +74,7 @@ start kube-apiserver "$K8S_BIN/kube-apiserver" \
   --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
   --service-account-issuer "https://kubernetes.default.svc" \
   --authorization-mode RBAC --service-cluster-ip-range 10.96.0.0/16 \
+  --kubelet-preferred-address-types InternalIP \
   --insecure-port 0 --profiling=false --v 1
 wait_for kube-apiserver 90 curl -sf --cacert "$PKI/ca.crt" -H "Authorization: Bearer $ADMIN_TOKEN" \
   "https://127.0.0.1:$APISERVER_PORT/readyz"

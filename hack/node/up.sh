@@ -28,10 +28,12 @@ import_images() {
     ctr_ images import "$tar" >/dev/null
   done
   app_version=$(awk -F'"' '/^appVersion:/ {print $2}' "$SIESTA_ROOT/charts/siesta/Chart.yaml")
-  if ctr_ images ls -q | grep -qx "siesta.dev/siesta:$IMAGE_TAG"; then
+  local have
+  have=$(ctr_ images ls -q)
+  if grep -qx "siesta.dev/siesta:$IMAGE_TAG" <<<"$have"; then
     ctr_ images tag --force "siesta.dev/siesta:$IMAGE_TAG" "ghcr.io/siesta-dev/siesta:$app_version" >/dev/null
   fi
-  if ctr_ images ls -q | grep -qx "siesta.dev/examples/hello:$IMAGE_TAG"; then
+  if grep -qx "siesta.dev/examples/hello:$IMAGE_TAG" <<<"$have"; then
     ctr_ images tag --force "siesta.dev/examples/hello:$IMAGE_TAG" "siesta.dev/examples/hello:$app_version" >/dev/null
   fi
   ctr_ images ls -q | grep -v '^sha256:' | sed 's/^/[node]   /' >&2
