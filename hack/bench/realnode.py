@@ -10,7 +10,8 @@ saw, on one clock:
   - scale write returned: the controller's "woke up on an activation" line,
     timestamped by containerd as it was written;
   - pod scheduled, container started, pod Ready: a `kubectl get -w` of the
-    function's pods, timed as each change arrived;
+    function's pods, timed as each change arrived (Ready: or the queue
+    release, when the activator's own watch saw it first);
   - queue released: the activator's "pod probed, releasing queue" line;
   - first byte: here.
 Siesta's share is arrival -> scale write plus Ready -> first byte; the rest
@@ -122,6 +123,10 @@ def cold_runs():
         woke = log_time_matching("controller", "woke up on an activation", fn)
         released = log_time_matching("activator", "pod probed, releasing queue", fn)
         s = watch.seen
+        # The activator's own watch may see Ready a few ms before kubectl's
+        # does: Ready is the earlier of the two.
+        if released is not None and s.get("ready") is not None:
+            s["ready"] = min(s["ready"], released)
         out = {
             "run": run, "status": status,
             "total_ms": ms(sent, first_byte),

@@ -12,6 +12,7 @@ cd "$SIESTA_ROOT"
 RUNS="${1:-5}"
 NS=bench-real
 
+command -v wrk >/dev/null || as_root apt-get install -y -qq wrk >/dev/null
 bash hack/images/build.sh >&2
 started=0
 pid_alive "$NODE_DIR/kubelet.pid" || started=1

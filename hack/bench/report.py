@@ -305,7 +305,8 @@ w("")
 if rc:
     w(f"{len(rc)} cold requests to the activator's ClusterIP, each for a new Function at zero "
       "(one pod, TCP readiness probe every 1 s, as the controller writes it). Phase ends as each party saw them: "
-      "the controller's and activator's log lines (containerd timestamps), a pod watch, the client's own socket.")
+      "the controller's and activator's log lines (containerd timestamps), a pod watch (Ready: or the activator's release, when its "
+      "own watch saw Ready first), the client's own socket.")
     w("")
     w("| phase | whose | median ms | min ms | max ms |")
     w("|---|---|---:|---:|---:|")

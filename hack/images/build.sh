@@ -173,8 +173,15 @@ finish_runtime_rootfs() {
 }
 
 case "${1:-}" in
-  __hook-builder) hook_builder "$2"; exit ;;
-  __hook-runtime) hook_runtime "$2"; exit ;;
+  # A hook writes /etc/passwd, /etc/group and more under its root: never let
+  # an empty or / root make that the host's own (it once replaced /etc/group).
+  __hook-builder|__hook-runtime)
+    root_dir="$(realpath -m -- "${2:-}")"
+    if [[ -z "${2:-}" || "$root_dir" == / || ! -d "$root_dir/usr" ]]; then
+      echo "images: refusing to run ${1#__} on root ${2:-<empty>}" >&2; exit 1
+    fi ;;&
+  __hook-builder) hook_builder "$root_dir"; exit ;;
+  __hook-runtime) hook_runtime "$root_dir"; exit ;;
   "") ;;
   *) die "usage: $0 (no arguments)" ;;
 esac
