@@ -164,7 +164,11 @@ async fn upgrade_with_defaults(client: &Client) {
     );
     assert_eq!(ready("activator"), 2, "2 activators Ready (chart default)");
     // Pods of an earlier release may still be terminating (the kubelet is slow to report them gone).
-    for pod in list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+    for pod in list
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
         assert_runs_hardened(pod);
     }
     let holder = leader(client).await;
