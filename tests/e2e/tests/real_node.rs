@@ -305,19 +305,7 @@ async fn serve_from_zero(client: &Client, ns: &str, addr: &str) {
     step("scale out under load, then back to zero");
     let load = Load::start(addr, &host, "/delay?ms=300", 12);
     let began = Instant::now();
-    let replicas = wait_for_state(
-        "hello to scale out to at least 3 Ready pods",
-        Duration::from_secs(90),
-        || async {
-            let ready = ready_replicas(client, ns, "hello").await;
-            if ready >= 3 {
-                Ok(ready)
-            } else {
-                Err(format!("{ready} Ready"))
-            }
-        },
-    )
-    .await;
+    let replicas = wait_ready_replicas(client, ns, "hello", 3).await;
     println!(
         "    {replicas} pods Ready {:.1} s after the load began",
         began.elapsed().as_secs_f64()
@@ -330,18 +318,7 @@ async fn serve_from_zero(client: &Client, ns: &str, addr: &str) {
         counts.failures
     );
     let stopped = Instant::now();
-    wait_for_state("hello back at zero", Duration::from_secs(120), || async {
-        let (spec, ready) = (
-            spec_replicas(client, ns, "hello").await,
-            ready_replicas(client, ns, "hello").await,
-        );
-        if spec == 0 && ready == 0 {
-            Ok(())
-        } else {
-            Err(format!("spec {spec}, ready {ready}"))
-        }
-    })
-    .await;
+    wait_settled(client, ns, "hello", 0, Duration::from_secs(120)).await;
     println!(
         "    at zero {:.1} s after the load stopped",
         stopped.elapsed().as_secs_f64()
@@ -414,22 +391,8 @@ async fn leader_failover_under_load(client: &Client, ns: &str, addr: &str) {
     // 6 clients of 300 ms requests, target 2.5 in flight per pod: 3 pods
     // (any measured concurrency in (5, 7.5] gives 3).
     let load = Load::start(addr, &host, "/delay?ms=300", 6);
-    let before = wait_for_state(
-        "steady to settle at 3 Ready pods under load",
-        Duration::from_secs(120),
-        || async {
-            let (spec, ready) = (
-                spec_replicas(client, ns, "steady").await,
-                ready_replicas(client, ns, "steady").await,
-            );
-            if spec == 3 && ready == 3 {
-                Ok(spec)
-            } else {
-                Err(format!("spec {spec}, ready {ready}"))
-            }
-        },
-    )
-    .await;
+    let before = 3;
+    wait_settled(client, ns, "steady", before, Duration::from_secs(120)).await;
     let old = leader(client).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM_NS);
     // The identity is the pod's name (HOSTNAME), or that and "-PID".
@@ -503,23 +466,7 @@ async fn foreign_deployment_is_left_alone(client: &Client, ns: &str, addr: &str)
     )
     .ok();
     apply_function(ns, "conflict", "minReplicas: 0, maxReplicas: 2", 0);
-    let functions: Api<Function> = Api::namespaced(client.clone(), ns);
-    wait_for_state(
-        "the conflict to be on the Function's status",
-        Duration::from_secs(60),
-        || async {
-            let f = functions.get("conflict").await.map_err(|e| e.to_string())?;
-            let ready = f
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").cloned());
-            match ready {
-                Some(c) if c.reason == "DeploymentConflict" && c.status == "False" => Ok(()),
-                other => Err(format!("Ready condition {other:?}")),
-            }
-        },
-    )
-    .await;
+    wait_ready_condition(client, ns, "conflict", "False", Some("DeploymentConflict")).await;
     let (status, body) = http_get(addr, "/", &format!("conflict.{ns}.siesta.local"))
         .await
         .expect("request for conflict");
@@ -646,35 +593,65 @@ fn apply_function(ns: &str, name: &str, scale: &str, container_concurrency: i64)
 }
 
 async fn wait_function_ready(client: &Client, ns: &str, name: &str) {
+    wait_ready_condition(client, ns, name, "True", None).await;
+}
+
+/// Waits until the Function's Ready condition has `status` (and `reason`).
+async fn wait_ready_condition(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    status: &str,
+    reason: Option<&str>,
+) {
     let functions: Api<Function> = Api::namespaced(client.clone(), ns);
-    wait_for_state(
-        &format!("Function {ns}/{name} Ready"),
-        Duration::from_secs(60),
-        || async {
-            let f = functions.get(name).await.map_err(|e| e.to_string())?;
-            let ready = f
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").cloned());
-            match ready {
-                Some(c) if c.status == "True" => Ok(()),
-                other => Err(format!("Ready condition {other:?}")),
-            }
-        },
-    )
+    let what = format!(
+        "Function {ns}/{name} Ready={status} {}",
+        reason.unwrap_or("")
+    );
+    wait_for_state(&what, Duration::from_secs(60), || async {
+        let f = functions.get(name).await.map_err(|e| e.to_string())?;
+        let ready = f
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").cloned());
+        match ready {
+            Some(c) if c.status == status && reason.is_none_or(|r| c.reason == r) => Ok(()),
+            other => Err(format!("Ready condition {other:?}")),
+        }
+    })
     .await;
 }
 
-async fn wait_ready_replicas(client: &Client, ns: &str, name: &str, n: i32) {
+/// Waits for at least `n` Ready pods; returns how many there are.
+async fn wait_ready_replicas(client: &Client, ns: &str, name: &str, n: i32) -> i32 {
     wait_for_state(
         &format!("{ns}/{name} to have {n} Ready pods"),
         Duration::from_secs(90),
         || async {
             let ready = ready_replicas(client, ns, name).await;
             if ready >= n {
-                Ok(())
+                Ok(ready)
             } else {
                 Err(format!("{ready} Ready"))
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until the Deployment asks for exactly `n` replicas and has `n` Ready.
+async fn wait_settled(client: &Client, ns: &str, name: &str, n: i32, timeout: Duration) {
+    wait_for_state(
+        &format!("{ns}/{name} to settle at {n} Ready pods"),
+        timeout,
+        || async {
+            let spec = spec_replicas(client, ns, name).await;
+            let ready = ready_replicas(client, ns, name).await;
+            if spec == n && ready == n {
+                Ok(())
+            } else {
+                Err(format!("spec {spec}, ready {ready}"))
             }
         },
     )
