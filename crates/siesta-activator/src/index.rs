@@ -97,8 +97,8 @@ struct FunctionState {
     /// An activation loop is running.
     waking: bool,
     deleted: bool,
-    /// The controller refused to wake the function (409: its Deployment is
-    /// not Siesta's, or its spec is invalid) and until when that answer is
+    /// The controller refused to wake the function (409: its Deployment or
+    /// Service is not Siesta's, or its spec is invalid) and until when that answer is
     /// given to new requests without asking again.
     refused: Option<(Arc<str>, Instant)>,
 }

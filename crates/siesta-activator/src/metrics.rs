@@ -29,8 +29,8 @@ pub enum Reject {
     UpstreamUnavailable,
     /// The activator is shutting down and the function is gone: 503.
     FunctionDeleted,
-    /// The controller refused to wake the function (409: its Deployment is
-    /// not Siesta's, or its spec is invalid): 503 at once.
+    /// The controller refused to wake the function (409: its Deployment or
+    /// Service is not Siesta's, or its spec is invalid): 503 at once.
     ActivationRefused,
 }
 

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
 use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::json;
@@ -376,5 +377,198 @@ async fn a_deployment_siesta_does_not_own_is_never_woken_or_scaled() {
             "{metrics}"
         );
     }
+    stack.stop().await;
+}
+
+/// A Service Siesta does not own, as `kubectl create service clusterip
+/// NAME --tcp=80:8080` makes it (and with that field manager).
+async fn create_foreign_service(services: &Api<Service>, name: &str) -> Service {
+    let service: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app": name},
+            "ports": [{"name": "80-8080", "port": 80, "protocol": "TCP", "targetPort": 8080}],
+        },
+    }))
+    .expect("service literal");
+    let params = PostParams {
+        field_manager: Some("kubectl-create".to_string()),
+        ..PostParams::default()
+    };
+    services
+        .create(&params, &service)
+        .await
+        .expect("create the foreign Service")
+}
+
+/// Ok when `now` is the Service `before` was, as far as an owner could
+/// have changed it: same object, same selector, no owner references, and
+/// the same field managers with the same fields (a write by anyone, Siesta
+/// included, would add an entry or move a timestamp).
+fn service_untouched(before: &Service, now: &Service) -> Result<(), String> {
+    let selector = |s: &Service| s.spec.as_ref().and_then(|s| s.selector.clone());
+    let seen = format!(
+        "uid {:?}, selector {:?}, ownerReferences {:?}, managedFields {:?}",
+        now.metadata.uid,
+        selector(now),
+        now.metadata.owner_references,
+        now.metadata.managed_fields
+    );
+    let same = now.metadata.uid == before.metadata.uid
+        && selector(now) == selector(before)
+        && now.metadata.owner_references.iter().flatten().count() == 0
+        && now.metadata.managed_fields == before.metadata.managed_fields;
+    same.then_some(()).ok_or(seen)
+}
+
+/// Ok when condition `type_` of `f` is False with reason ServiceConflict
+/// and a message containing `says`; else what the conditions are.
+fn service_conflict_reported(f: &Function, type_: &str, says: &str) -> Result<(), String> {
+    let conditions = f
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    conditions
+        .iter()
+        .any(|c| {
+            c.type_ == type_
+                && c.status == "False"
+                && c.reason == "ServiceConflict"
+                && c.message.contains(says)
+        })
+        .then_some(())
+        .ok_or_else(|| format!("{conditions:?}"))
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn a_service_siesta_does_not_own_is_never_patched_nor_garbage_collected() {
+    use k8s_openapi::api::events::v1::Event;
+    use kube::api::DeleteParams;
+
+    let client = client().await;
+    ensure_function_crd(&client).await;
+    let ns = TestNamespace::create(&client, "svc-conflict").await;
+    let stack = Stack::start(&client, &ns.name).await;
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns.name);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let functions: Api<Function> = Api::namespaced(client.clone(), &ns.name);
+    let name = "svcx";
+
+    // The user's Service first, then a Function of its name (no Deployment
+    // of that name exists, so only the Service is in the way).
+    let before = create_foreign_service(&services, name).await;
+    functions
+        .create(&PostParams::default(), &function(name))
+        .await
+        .expect("create the Function");
+    wait_for_state(
+        "Ready=False with reason ServiceConflict",
+        Duration::from_secs(30),
+        || async {
+            let f = functions.get(name).await.map_err(|e| e.to_string())?;
+            service_conflict_reported(
+                &f,
+                "Ready",
+                &format!(
+                    "Service {}/{name} exists and is not controlled by this Function",
+                    ns.name
+                ),
+            )
+        },
+    )
+    .await;
+    stack.activator.wait_known(&ns.name, name).await;
+
+    // A request through the activator: 503 with the reason at once (not
+    // "no Deployment yet" until its 60 s queue timeout).
+    let traffic = stack.activator.traffic.to_string();
+    let host = format!("{name}.{}.siesta.local", ns.name);
+    let started = Instant::now();
+    let (code, body) =
+        tokio::time::timeout(Duration::from_secs(10), http_get(&traffic, "/", &host))
+            .await
+            .expect("an answer within 10 s (the queue timeout is 60 s)")
+            .expect("request");
+    let took = started.elapsed();
+    assert_eq!(code, 503, "{body}");
+    for says in [
+        format!("function {}/{name} cannot be started", ns.name),
+        format!(
+            "Service {0}/{name} is not controlled by Function {0}/{name}",
+            ns.name
+        ),
+        "Delete or rename that Service".to_string(),
+    ] {
+        assert!(body.contains(&says), "{body:?} should say {says:?}");
+    }
+    assert!(took < Duration::from_secs(10), "answered in {took:?}");
+
+    // For 6 s the controller (and the activator's retries) may act: the
+    // Service stays the user's, and no Deployment is made for the Function.
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        let now = services.get(name).await.expect("read the Service");
+        if let Err(seen) = service_untouched(&before, &now) {
+            panic!("Siesta changed the foreign Service {name}: {seen}");
+        }
+        let d = deployments
+            .get_opt(name)
+            .await
+            .expect("read the Deployment");
+        assert!(
+            d.is_none(),
+            "a Deployment was written for a Function whose Service is not its own"
+        );
+        let (code, body) = http_get(&traffic, "/", &host).await.expect("request");
+        assert_eq!(code, 503, "{body}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let f = functions.get(name).await.expect("read the Function");
+    if let Err(seen) = service_conflict_reported(&f, "Active", "Service of its name") {
+        panic!("Active should say ServiceConflict: {seen}");
+    }
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
+    wait_for(
+        "a ServiceConflict Warning event on the Function",
+        Duration::from_secs(10),
+        || async {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("ServiceConflict")
+                        && e.type_.as_deref() == Some("Warning")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                })
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Deleting the Function leaves the user's Service in place: it was
+    // never given an owner reference for the garbage collector to follow.
+    functions
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("delete the Function");
+    wait_for(
+        "the Function to be gone",
+        Duration::from_secs(30),
+        || async { matches!(functions.get_opt(name).await, Ok(None)).then_some(()) },
+    )
+    .await;
+    // The garbage collector acts within a second or two of the owner's
+    // deletion; give it five.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let now = services
+        .get_opt(name)
+        .await
+        .expect("read the Service")
+        .expect("the foreign Service survives the Function's deletion");
+    assert_eq!(service_untouched(&before, &now), Ok(()));
     stack.stop().await;
 }

@@ -7,22 +7,26 @@
 //!   or already has replicas; repeated calls are harmless;
 //! - 404 when there is no such Function (or this controller does not serve
 //!   its namespace);
-//! - 409 when the Function's spec is invalid, or when the Deployment of its
-//!   name is not controlled by it (reason `DeploymentConflict`: Siesta
-//!   never scales a workload it does not own); the body says which and what
-//!   to do, and the activator answers the parked requests with it at once
-//!   (see its Ready condition);
+//! - 409 when the Function's spec is invalid, or when the Deployment or the
+//!   Service of its name is not controlled by it (reason
+//!   `DeploymentConflict` or `ServiceConflict`: Siesta never scales or wakes
+//!   a workload it does not own, nor a Function it could not apply); the
+//!   body says which and what to do, and the activator answers the parked
+//!   requests with it at once (see its Ready condition);
 //! - 503 when its Deployment does not exist yet (retry shortly);
 //! - 500 when the apiserver failed (retry);
 //! - 400 for a malformed path, 405 for a method other than POST.
 
+use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use siesta_api::Function;
 use siesta_api::names::{is_dns_label, is_dns_subdomain};
 
+use crate::Result;
 use crate::context::Context;
 use crate::error::api_call;
 use crate::events::{Note, reason};
+use crate::resources::ChildKind;
 use crate::scale::{self, Wake};
 
 /// The namespace and name of a Function.
@@ -132,7 +136,12 @@ async fn activate_inner(ctx: &Context, key: &FunctionKey) -> (&'static str, Answ
         }
     };
     let replicas = function.spec.scale.min_replicas.max(1);
-    match scale::wake(&ctx.client, &target, replicas).await {
+    let woken = async {
+        service_is_its_own(ctx, &target).await?;
+        scale::wake(&ctx.client, &target, replicas).await
+    }
+    .await;
+    match woken {
         Ok(Wake::Woke { to }) => {
             tracing::info!(function = %key, replicas = to, "woke up on an activation");
             let _ = ctx.activations.send(key.clone());
@@ -160,8 +169,9 @@ async fn activate_inner(ctx: &Context, key: &FunctionKey) -> (&'static str, Answ
         }
         Err(e) if e.is_not_owned() => {
             // Not a warning of the controller's own: the Function's Ready
-            // condition (DeploymentConflict) already tells its owner.
-            tracing::info!(function = %key, error = %e, "refused to wake a Deployment Siesta does not own");
+            // condition (DeploymentConflict, ServiceConflict) already tells
+            // its owner.
+            tracing::info!(function = %key, error = %e, "refused to wake a Function whose Deployment or Service Siesta does not own");
             (
                 "conflict",
                 answer(409, format!("function {key} cannot be woken: {e}\n")),
@@ -182,6 +192,25 @@ async fn activate_inner(ctx: &Context, key: &FunctionKey) -> (&'static str, Answ
             )
         }
     }
+}
+
+/// Refuses ([`crate::Error::NotOwned`]) when the Service of the Function's name
+/// exists and is not the Function's. The reconciler writes nothing for such
+/// a Function (`ServiceConflict`), so there is no Deployment of its own to
+/// wake, and without this the activator would be told "no Deployment yet;
+/// retry" until its queue timeout. The Deployment is checked, by the same
+/// rule, by the scale write itself.
+async fn service_is_its_own(ctx: &Context, target: &scale::Target) -> Result<()> {
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &target.namespace);
+    let service = api_call(
+        || format!("read Service {target}"),
+        services.get_opt(&target.name),
+    )
+    .await?;
+    scale::ensure_owned(
+        target,
+        [(ChildKind::Service, service.as_ref().map(|s| &s.metadata))],
+    )
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::resources::ChildKind;
+
 /// Everything that can make a reconcile (or a wake-up) fail.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -22,13 +24,14 @@ pub enum Error {
         "the Function has no {0}; the apiserver always sets it, so this object did not come from it"
     )]
     MissingObjectKey(&'static str),
-    /// The Deployment of a Function's name is not controlled by that
-    /// Function (someone else's workload, an orphan, or the child of an
-    /// earlier Function of that name), so Siesta refuses to scale it.
+    /// The Deployment or Service of a Function's name is not controlled by
+    /// that Function (someone else's, an orphan, or the child of an earlier
+    /// Function of that name), so Siesta refuses to scale or wake it.
     #[error(
-        "Deployment {namespace}/{name} is not controlled by Function {namespace}/{name}: {why}; Siesta never scales, patches or wakes a workload it does not own. Delete or rename that Deployment, or give the Function another name"
+        "{kind} {namespace}/{name} is not controlled by Function {namespace}/{name}: {why}; Siesta never scales, patches or wakes a workload or Service it does not own. Delete or rename that {kind}, or give the Function another name"
     )]
     NotOwned {
+        kind: ChildKind,
         namespace: String,
         name: String,
         why: String,
@@ -68,7 +71,8 @@ impl Error {
         matches!(self, Error::Kube { source: kube::Error::Api(s), .. } if s.is_conflict())
     }
 
-    /// True when the Deployment to scale is not the Function's (see [`Error::NotOwned`]).
+    /// True when the Deployment to scale, or the Service of a Function to
+    /// wake, is not the Function's (see [`Error::NotOwned`]).
     pub fn is_not_owned(&self) -> bool {
         matches!(self, Error::NotOwned { .. })
     }

@@ -15,6 +15,7 @@ pub mod reason {
     pub const DRIFT_CORRECTED: &str = "DriftCorrected";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const DEPLOYMENT_CONFLICT: &str = "DeploymentConflict";
+    pub const SERVICE_CONFLICT: &str = "ServiceConflict";
     pub const SCALED: &str = "Scaled";
     pub const SCALED_TO_ZERO: &str = "ScaledToZero";
     pub const WOKE_UP: &str = "WokeUp";
@@ -101,9 +102,9 @@ impl Events {
     }
 }
 
-/// Events implied by a status change: an invalid spec, or a Deployment of
-/// the Function's name that is not its own (each once per distinct
-/// message). Pure, so it is tested. Scaling events come from whoever
+/// Events implied by a status change: an invalid spec, or a Deployment or
+/// Service of the Function's name that is not its own (each once per
+/// distinct message). Pure, so it is tested. Scaling events come from whoever
 /// scales: the autoscaler (Scaled, ScaledToZero, WokeUp), the activation
 /// endpoint (WokeUp) and the reconciler's min/max clamp (Scaled); the
 /// `desiredReplicas` the status carries is the autoscaler's.
@@ -129,6 +130,11 @@ pub fn for_status_change(old: Option<&FunctionStatus>, new: &FunctionStatus) -> 
     } else if ready.reason == status::reason::DEPLOYMENT_CONFLICT {
         notes.push(Note::warning(
             reason::DEPLOYMENT_CONFLICT,
+            ready.message.clone(),
+        ));
+    } else if ready.reason == status::reason::SERVICE_CONFLICT {
+        notes.push(Note::warning(
+            reason::SERVICE_CONFLICT,
             ready.message.clone(),
         ));
     }
@@ -208,5 +214,28 @@ mod tests {
         assert_eq!(notes[0].reason, reason::DEPLOYMENT_CONFLICT);
         assert!(notes[0].note.contains("not controlled by this Function"));
         assert_eq!(for_status_change(Some(&conflict), &conflict), vec![]);
+    }
+
+    #[test]
+    fn a_service_conflict_is_a_warning_once_per_message() {
+        let conflict = st(
+            0,
+            status::reason::SERVICE_CONFLICT,
+            "Service demo/hello exists and is not controlled by this Function",
+        );
+        let notes = for_status_change(Some(&st(0, "Deploying", "")), &conflict);
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].warning);
+        assert_eq!(notes[0].reason, reason::SERVICE_CONFLICT);
+        assert!(notes[0].note.starts_with("Service demo/hello"));
+        assert_eq!(for_status_change(Some(&conflict), &conflict), vec![]);
+        // The Deployment's name freed but the Service's still taken: a new
+        // reason, so a new warning.
+        let was_deployment = st(
+            0,
+            status::reason::DEPLOYMENT_CONFLICT,
+            "Deployment demo/hello exists and is not controlled by this Function",
+        );
+        assert_eq!(for_status_change(Some(&was_deployment), &conflict).len(), 1);
     }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -17,17 +18,17 @@ use siesta_api::{FIELD_MANAGER, Function};
 use crate::context::Context;
 use crate::error::api_call;
 use crate::events::{self, Note, reason};
-use crate::resources::{self, Owner};
+use crate::resources::{self, ChildKind, Owner};
 use crate::scale;
 use crate::status::{self, Problem};
 use crate::{Error, Result};
 
 /// How often a settled Function is looked at again even without events.
 const RESYNC: Duration = Duration::from_secs(300);
-/// How often a Function whose name is taken by a Deployment not its own is
-/// looked at again: removing that Deployment is an event the controller
-/// does not see (it watches its own children only), and the Function should
-/// not wait a whole resync to take the name.
+/// How often a Function whose name is taken by a Deployment or Service not
+/// its own is looked at again: removing that object is an event the
+/// controller does not see (it watches its own children only), and the
+/// Function should not wait a whole resync to take the name.
 const CONFLICT_RECHECK: Duration = Duration::from_secs(15);
 
 /// Entry point for `Controller::run`: times and counts the reconcile.
@@ -78,15 +79,30 @@ impl Reconciler<'_> {
             return Ok(Action::await_change());
         }
         let owner = Owner::of(self.function)?;
-        let deployments: Api<Deployment> =
-            Api::namespaced(self.ctx.client.clone(), &owner.namespace);
-        let existing = api_call(
-            || format!("read Deployment {}/{}", owner.namespace, owner.name),
-            deployments.get_opt(&owner.name),
-        )
-        .await?;
+        let (ns, name) = (owner.namespace.as_str(), owner.name.as_str());
+        let deployments: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), ns);
+        let services: Api<Service> = Api::namespaced(self.ctx.client.clone(), ns);
+        let (existing, service) = tokio::try_join!(
+            api_call(
+                || format!("read Deployment {ns}/{name}"),
+                deployments.get_opt(name),
+            ),
+            api_call(
+                || format!("read Service {ns}/{name}"),
+                services.get_opt(name),
+            ),
+        )?;
 
-        let problem = self.problem(&owner, existing.as_ref());
+        let problem = self.problem(
+            &owner,
+            [
+                (
+                    ChildKind::Deployment,
+                    existing.as_ref().map(|d| &d.metadata),
+                ),
+                (ChildKind::Service, service.as_ref().map(|s| &s.metadata)),
+            ],
+        );
         let mut deployment = existing.clone();
         let mut failure = None;
         if problem.is_none() {
@@ -98,7 +114,7 @@ impl Reconciler<'_> {
                 Err(e) => failure = Some(e),
             }
         }
-        let recheck = if matches!(problem, Some(Problem::Conflict(_))) {
+        let recheck = if matches!(problem, Some(Problem::Conflict { .. })) {
             CONFLICT_RECHECK
         } else {
             RESYNC
@@ -125,25 +141,25 @@ impl Reconciler<'_> {
         }
     }
 
-    /// A reason not to touch the Deployment at all.
-    fn problem(&self, owner: &Owner, existing: Option<&Deployment>) -> Option<Problem> {
+    /// A reason not to write any child at all. `children` are the objects
+    /// of the Function's name, one per kind it makes, as read (if they exist).
+    fn problem(
+        &self,
+        owner: &Owner,
+        children: [(ChildKind, Option<&ObjectMeta>); 2],
+    ) -> Option<Problem> {
         if let Err(e) = siesta_api::validate(&self.function.spec) {
             return Some(Problem::InvalidSpec(e.to_string()));
         }
         if let Some(why) = resources::name_problem(&owner.name) {
             return Some(Problem::InvalidSpec(why));
         }
-        // The same rule every scale write checks (`scale::update_scale`):
-        // a Deployment that is not this Function's is never applied to.
-        let why = resources::not_controlled_because(
-            &existing?.metadata,
-            &owner.name,
-            &owner.reference.uid,
-        )?;
-        Some(Problem::Conflict(format!(
-            "Deployment {}/{} exists and is not controlled by this Function: {why}. Siesta leaves it alone (it does not patch, scale or wake it) and answers requests for this Function with 503; delete or rename that Deployment, or give the Function another name",
-            owner.namespace, owner.name
-        )))
+        // The same rule every scale write and activation checks
+        // (`scale::ensure_owned`): an object that is not this Function's is
+        // never applied to, and neither is the rest, or the Function would
+        // be half made of someone else's objects.
+        let taken = resources::first_taken(children, &owner.name, &owner.reference.uid)?;
+        Some(Problem::conflict(&owner.namespace, &owner.name, taken))
     }
 
     /// Applies Deployment and Service; returns the Deployment as written.

@@ -219,6 +219,53 @@ pub fn name_problem(name: &str) -> Option<String> {
     })
 }
 
+/// The kinds of object a Function is made of; each takes the Function's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildKind {
+    Deployment,
+    Service,
+}
+
+impl ChildKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChildKind::Deployment => "Deployment",
+            ChildKind::Service => "Service",
+        }
+    }
+}
+
+impl std::fmt::Display for ChildKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A child's name taken by an object the Function does not control.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Taken {
+    pub kind: ChildKind,
+    /// What [`not_controlled_because`] said.
+    pub why: String,
+}
+
+/// The first of `children` that exists and is not the child of the
+/// Function named `function` with uid `uid`, or `None` when every one is
+/// either absent or the Function's. Each entry is a kind and the metadata
+/// of the object of that kind and name, if there is one; all are checked by
+/// the same rule. One foreign child is enough not to write any: applying
+/// the others would leave a Function half made of someone else's objects.
+pub fn first_taken<'a>(
+    children: impl IntoIterator<Item = (ChildKind, Option<&'a ObjectMeta>)>,
+    function: &str,
+    uid: &str,
+) -> Option<Taken> {
+    children.into_iter().find_map(|(kind, metadata)| {
+        let why = not_controlled_because(metadata?, function, uid)?;
+        Some(Taken { kind, why })
+    })
+}
+
 /// Why the object with `metadata` is not the child of the Function named
 /// `function` with uid `uid`, or `None` when it is. A child has a
 /// controller owner reference to kind `Function` of the `siesta.dev` group
@@ -234,7 +281,7 @@ pub fn not_controlled_because(metadata: &ObjectMeta, function: &str, uid: &str) 
         .find(|r| r.controller == Some(true))
     else {
         return Some(
-            "it has no controller owner reference (it was made by someone else, e.g. `kubectl create deployment`, or orphaned by `kubectl delete fn --cascade=orphan`)"
+            "it has no controller owner reference (it was made by someone else, e.g. with `kubectl create`, or orphaned by `kubectl delete fn --cascade=orphan`)"
                 .to_string(),
         );
     };
@@ -490,6 +537,57 @@ pub(crate) mod tests {
             why.contains("earlier Function of this name (uid uid-1)"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn every_child_is_checked_by_the_same_rule_and_the_first_taken_is_reported() {
+        let ours = controlled(serde_json::json!({
+            "apiVersion": "siesta.dev/v1alpha1", "kind": "Function",
+            "name": "hello", "uid": "uid-1", "controller": true,
+        }));
+        // `kubectl create service clusterip hello --tcp=80:8080`.
+        let foreign = ObjectMeta::default();
+        let check = |d: Option<&ObjectMeta>, s: Option<&ObjectMeta>| {
+            first_taken(
+                [(ChildKind::Deployment, d), (ChildKind::Service, s)],
+                "hello",
+                "uid-1",
+            )
+        };
+        // A new Function, or one whose children are all its own: free.
+        assert_eq!(check(None, None), None);
+        assert_eq!(check(Some(&ours), Some(&ours)), None);
+        assert_eq!(check(Some(&ours), None), None);
+        assert_eq!(check(None, Some(&ours)), None);
+
+        // A foreign Service alone is enough, with or without a Deployment.
+        for d in [None, Some(&ours)] {
+            let taken = check(d, Some(&foreign)).expect("the Service is not the Function's");
+            assert_eq!(taken.kind, ChildKind::Service);
+            assert!(
+                taken.why.contains("no controller owner reference"),
+                "{}",
+                taken.why
+            );
+        }
+        // The Service of an earlier Function of this name is not this one's.
+        let earlier = controlled(serde_json::json!({
+            "apiVersion": "siesta.dev/v1alpha1", "kind": "Function",
+            "name": "hello", "uid": "uid-0", "controller": true,
+        }));
+        assert_eq!(
+            check(None, Some(&earlier)).map(|t| t.kind),
+            Some(ChildKind::Service)
+        );
+
+        // A foreign Deployment, whatever the Service; the Deployment is
+        // listed first, so it is reported first.
+        for s in [None, Some(&ours), Some(&foreign)] {
+            assert_eq!(
+                check(Some(&foreign), s).map(|t| t.kind),
+                Some(ChildKind::Deployment)
+            );
+        }
     }
 
     #[test]

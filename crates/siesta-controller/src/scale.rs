@@ -21,7 +21,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use siesta_api::Function;
 
 use crate::error::api_call;
-use crate::resources::{self, Owner};
+use crate::resources::{self, ChildKind, Owner, Taken};
 use crate::{Error, Result};
 
 /// The field manager that owns `spec.replicas` of every Function Deployment.
@@ -191,6 +191,25 @@ pub async fn adopt_replicas(client: &Client, seen: &Deployment) -> Result<Deploy
     }
 }
 
+/// Refuses ([`Error::NotOwned`], naming the kind) the first of `children`
+/// that exists and is not the target Function's. Pure: the rule
+/// [`resources::first_taken`] applies for the reconciler, as an error for
+/// the writers that scale or wake.
+pub fn ensure_owned<'a>(
+    target: &Target,
+    children: impl IntoIterator<Item = (ChildKind, Option<&'a ObjectMeta>)>,
+) -> Result<()> {
+    match resources::first_taken(children, &target.name, &target.uid) {
+        Some(Taken { kind, why }) => Err(Error::NotOwned {
+            kind,
+            namespace: target.namespace.clone(),
+            name: target.name.clone(),
+            why,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// What [`update_scale`] read and, if it wrote, the count it wrote.
 struct Update {
     from: i32,
@@ -200,14 +219,13 @@ struct Update {
 /// The Deployment's replica count, or why it is not the target's to scale.
 /// Pure: the whole ownership rule a scale write obeys.
 fn scalable(d: &Deployment, target: &Target) -> Result<i32> {
+    ensure_owned(target, [(ChildKind::Deployment, Some(&d.metadata))])?;
     let refuse = |why: String| Error::NotOwned {
+        kind: ChildKind::Deployment,
         namespace: target.namespace.clone(),
         name: target.name.clone(),
         why,
     };
-    if let Some(why) = resources::not_controlled_because(&d.metadata, &target.name, &target.uid) {
-        return Err(refuse(why));
-    }
     if d.metadata
         .resource_version
         .as_deref()
@@ -390,6 +408,47 @@ mod tests {
         assert!(scalable(&d, &target()).unwrap_err().is_not_owned());
         d.metadata.resource_version = Some(String::new());
         assert!(scalable(&d, &target()).unwrap_err().is_not_owned());
+    }
+
+    #[test]
+    fn a_service_not_the_functions_refuses_a_wake_and_names_the_service() {
+        let meta = |owner: Option<serde_json::Value>| ObjectMeta {
+            owner_references: Some(
+                owner
+                    .into_iter()
+                    .map(|o| serde_json::from_value(o).unwrap())
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        };
+        let ours = meta(Some(the_function()));
+        // No Service yet (the reconciler is about to create it), or its own.
+        assert!(ensure_owned(&target(), [(ChildKind::Service, None)]).is_ok());
+        assert!(ensure_owned(&target(), [(ChildKind::Service, Some(&ours))]).is_ok());
+
+        // `kubectl create service clusterip hello`: refused, as a conflict.
+        let foreign = meta(None);
+        let e = ensure_owned(&target(), [(ChildKind::Service, Some(&foreign))]).unwrap_err();
+        assert!(e.is_not_owned(), "{e}");
+        assert_eq!(e.metric_label(), "not_owned");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("Service demo/hello is not controlled by Function demo/hello"),
+            "{msg}"
+        );
+        assert!(msg.contains("Delete or rename that Service"), "{msg}");
+        assert!(!msg.contains("Deployment"), "{msg}");
+
+        // A Deployment of its own does not make up for a foreign Service.
+        let e = ensure_owned(
+            &target(),
+            [
+                (ChildKind::Deployment, Some(&ours)),
+                (ChildKind::Service, Some(&foreign)),
+            ],
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("Service demo/hello"), "{e}");
     }
 
     #[test]

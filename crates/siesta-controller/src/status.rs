@@ -7,6 +7,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use siesta_api::{Function, FunctionStatus};
 
+use crate::resources::{ChildKind, Taken};
+
 /// Condition types.
 pub const READY: &str = "Ready";
 pub const ACTIVE: &str = "Active";
@@ -22,6 +24,10 @@ pub mod reason {
     /// Ready=False / Active=False: a Deployment of that name exists and
     /// belongs to something else; Siesta neither changes nor scales it.
     pub const DEPLOYMENT_CONFLICT: &str = "DeploymentConflict";
+    /// Ready=False / Active=False: a Service of that name exists and
+    /// belongs to something else; Siesta writes neither it nor the
+    /// Function's Deployment, and does not wake the Function.
+    pub const SERVICE_CONFLICT: &str = "ServiceConflict";
     /// Ready=False: pods are wanted but none exists yet.
     pub const DEPLOYING: &str = "Deploying";
     /// Ready=False: pods exist but none is ready.
@@ -40,10 +46,33 @@ pub enum Problem {
     /// The spec cannot run; the message says what to change. The existing
     /// Deployment (if any) is left alone.
     InvalidSpec(String),
-    /// A Deployment of that name exists and is not controlled by this Function.
-    Conflict(String),
+    /// A child of that name (the Deployment or the Service) exists and is
+    /// not controlled by this Function; nothing was written.
+    Conflict { kind: ChildKind, message: String },
     /// Writing the children failed; the message is the error.
     ReconcileFailed(String),
+}
+
+impl Problem {
+    /// The conflict `taken` reports for the Function `namespace/name`,
+    /// with what Ready says: which object, why it is not the Function's,
+    /// what Siesta does about it, and what to do.
+    pub fn conflict(namespace: &str, name: &str, taken: Taken) -> Self {
+        let kind = taken.kind;
+        let held_back = match kind {
+            ChildKind::Deployment => "it does not patch, scale or wake it",
+            ChildKind::Service => {
+                "it does not patch it, and does not create, scale or wake this Function's Deployment either"
+            }
+        };
+        Problem::Conflict {
+            kind,
+            message: format!(
+                "{kind} {namespace}/{name} exists and is not controlled by this Function: {}. Siesta leaves it alone ({held_back}) and answers requests for this Function with 503; delete or rename that {kind}, or give the Function another name",
+                taken.why
+            ),
+        }
+    }
 }
 
 /// Everything the status is computed from.
@@ -74,10 +103,15 @@ pub fn compute(o: &Observed<'_>) -> FunctionStatus {
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
 
+    let conflict = match o.problem {
+        Some(Problem::Conflict { kind, .. }) => Some(*kind),
+        _ => None,
+    };
     // A Deployment that is not this Function's says nothing about it: its
     // pods are not the Function's, and it is not scaled on its behalf.
-    let conflict = matches!(o.problem, Some(Problem::Conflict(_)));
-    let d = o.deployment.filter(|_| !conflict);
+    let d = o
+        .deployment
+        .filter(|_| conflict != Some(ChildKind::Deployment));
     let d_status = d.and_then(|d| d.status.as_ref());
     let replicas = d_status.and_then(|s| s.replicas).unwrap_or(0);
     let ready_replicas = d_status.and_then(|s| s.ready_replicas).unwrap_or(0);
@@ -88,7 +122,9 @@ pub fn compute(o: &Observed<'_>) -> FunctionStatus {
 
     let (ready_status, ready_reason, ready_message) = match (o.problem, d) {
         (Some(Problem::InvalidSpec(msg)), _) => (false, reason::INVALID_SPEC, msg.clone()),
-        (Some(Problem::Conflict(msg)), _) => (false, reason::DEPLOYMENT_CONFLICT, msg.clone()),
+        (Some(Problem::Conflict { kind, message }), _) => {
+            (false, conflict_reason(*kind), message.clone())
+        }
         (Some(Problem::ReconcileFailed(msg)), _) => (
             false,
             reason::RECONCILE_FAILED,
@@ -103,7 +139,12 @@ pub fn compute(o: &Observed<'_>) -> FunctionStatus {
     };
 
     let (active_status, active_reason, active_message) = match d {
-        None if conflict => (
+        _ if conflict == Some(ChildKind::Service) => (
+            false,
+            reason::SERVICE_CONFLICT,
+            "not woken: the Service of its name is not this Function's, and requests for it at zero are answered 503 until that is resolved (see Ready)".to_string(),
+        ),
+        None if conflict == Some(ChildKind::Deployment) => (
             false,
             reason::DEPLOYMENT_CONFLICT,
             "no pods of its own: the Deployment of its name is not this Function's, and requests are answered 503 until that is resolved (see Ready)".to_string(),
@@ -153,6 +194,14 @@ pub fn compute(o: &Observed<'_>) -> FunctionStatus {
         desired_replicas,
         conditions,
         autoscaler: None,
+    }
+}
+
+/// The condition reason for a child's name taken by someone else.
+pub fn conflict_reason(kind: ChildKind) -> &'static str {
+    match kind {
+        ChildKind::Deployment => reason::DEPLOYMENT_CONFLICT,
+        ChildKind::Service => reason::SERVICE_CONFLICT,
     }
 }
 
@@ -442,7 +491,14 @@ mod tests {
     #[test]
     fn a_conflicting_deployment_is_reported_and_none_of_its_numbers_are_claimed() {
         let f = function(serde_json::json!({"image": "x"}));
-        let p = Problem::Conflict("Deployment demo/hello exists and is not controlled by this Function: it has no controller owner reference".into());
+        let p = Problem::conflict(
+            "demo",
+            "hello",
+            Taken {
+                kind: ChildKind::Deployment,
+                why: "it has no controller owner reference".into(),
+            },
+        );
         // Someone else's Deployment, at zero or running: neither is this Function's.
         for foreign in [deployment(0, 0, 0), deployment(3, 3, 3)] {
             let s = status_of(&f, Some(&foreign), Some(&p));
@@ -467,6 +523,58 @@ mod tests {
                 (0, 0, 0)
             );
         }
+    }
+
+    #[test]
+    fn a_conflicting_service_is_reported_and_never_called_woken() {
+        let f = function(serde_json::json!({"image": "x"}));
+        let p = Problem::conflict(
+            "demo",
+            "hello",
+            Taken {
+                kind: ChildKind::Service,
+                why: "it has no controller owner reference".into(),
+            },
+        );
+        // No Deployment (a new Function: nothing was written), or the
+        // Function's own from before someone replaced its Service.
+        for own in [None, Some(deployment(0, 0, 0))] {
+            let s = status_of(&f, own.as_ref(), Some(&p));
+            let ready = cond(&s, READY);
+            assert_eq!(
+                (ready.status.as_str(), ready.reason.as_str()),
+                ("False", reason::SERVICE_CONFLICT)
+            );
+            for says in [
+                "Service demo/hello exists and is not controlled by this Function: it has no controller owner reference.",
+                "answers requests for this Function with 503",
+                "delete or rename that Service, or give the Function another name",
+            ] {
+                assert!(ready.message.contains(says), "{}", ready.message);
+            }
+            assert!(
+                !ready.message.contains("that Deployment"),
+                "{}",
+                ready.message
+            );
+            let active = cond(&s, ACTIVE);
+            assert_eq!(
+                (active.status.as_str(), active.reason.as_str()),
+                ("False", reason::SERVICE_CONFLICT)
+            );
+            assert!(active.message.contains("Service of its name"));
+            assert!(
+                !active.message.contains("wakes"),
+                "the next request does not wake it: {}",
+                active.message
+            );
+        }
+        // The Function's own Deployment still reports its own numbers.
+        let s = status_of(&f, Some(&deployment(2, 2, 1)), Some(&p));
+        assert_eq!(
+            (s.replicas, s.ready_replicas, s.desired_replicas),
+            (2, 1, 2)
+        );
     }
 
     #[test]
