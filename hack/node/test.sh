@@ -7,7 +7,7 @@
 # skipped: there is no "before" to compare with).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$SIESTA_ROOT"
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*"; }
 
 step "images from the Dockerfiles (make images)"
 bash hack/images/build.sh
