@@ -172,7 +172,8 @@ def curl_times(url, host=None, n=20):
 
 
 def wrk(url, host=None, conns=16, seconds=5):
-    args = ["wrk", "-t", "2", "-c", str(conns), "-d", f"{seconds}s"]
+    # wrk wants at least one connection per thread.
+    args = ["wrk", "-t", str(min(2, conns)), "-c", str(conns), "-d", f"{seconds}s"]
     if host:
         args += ["-H", f"Host: {host}"]
     out = subprocess.run(args + [url], capture_output=True, text=True).stdout

@@ -339,7 +339,7 @@ if rw:
     w("")
 rt = of("realtput")
 if rt:
-    w("Warm throughput (wrk, 2 threads, 5 s, keep-alive):")
+    w("Warm throughput (wrk, 2 threads (1 at c=1), 5 s, keep-alive):")
     w("")
     w("| connections | ClusterIP req/s | pod IP req/s | ratio |")
     w("|---:|---:|---:|---:|")
@@ -387,8 +387,14 @@ w("")
 w("## Commands (as run)")
 w("")
 w("```")
+# Paths of this machine are written relative to the checkout, the work dir
+# and the home dir, so the committed report names none of them.
+repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+work_dir = os.path.dirname(os.path.abspath(cmds_path))
+home = os.path.expanduser("~")
 for line in open(cmds_path):
-    w(line.rstrip())
+    line = line.rstrip().replace(work_dir, "$WORK").replace(repo_root + "/", "./").replace(repo_root, ".")
+    w(line.replace(home, "~"))
 w("```")
 w("")
 text = "\n".join(md) + "\n"
