@@ -202,9 +202,10 @@ fn untouched(d: &Deployment) -> Result<(), String> {
     }
 }
 
-/// Ok when condition `type_` of `f` is False with reason DeploymentConflict
-/// and a message containing `says`; else what the conditions are.
-fn conflict_reported(f: &Function, type_: &str, says: &str) -> Result<(), String> {
+/// Ok when condition `type_` of `f` is False with `reason` (DeploymentConflict
+/// or ServiceConflict) and a message containing `says`; else what the
+/// conditions are.
+fn conflict_reported(f: &Function, type_: &str, reason: &str, says: &str) -> Result<(), String> {
     let conditions = f
         .status
         .as_ref()
@@ -215,7 +216,7 @@ fn conflict_reported(f: &Function, type_: &str, says: &str) -> Result<(), String
         .any(|c| {
             c.type_ == type_
                 && c.status == "False"
-                && c.reason == "DeploymentConflict"
+                && c.reason == reason
                 && c.message.contains(says)
         })
         .then_some(())
@@ -270,7 +271,12 @@ async fn a_deployment_siesta_does_not_own_is_never_woken_or_scaled() {
             Duration::from_secs(30),
             || async {
                 let f = functions.get(name).await.map_err(|e| e.to_string())?;
-                conflict_reported(&f, "Ready", "not controlled by this Function")
+                conflict_reported(
+                    &f,
+                    "Ready",
+                    "DeploymentConflict",
+                    "not controlled by this Function",
+                )
             },
         )
         .await;
@@ -337,7 +343,9 @@ async fn a_deployment_siesta_does_not_own_is_never_woken_or_scaled() {
     // wakes it".
     for (name, _) in &cases {
         let f = functions.get(name).await.expect("read the Function");
-        if let Err(seen) = conflict_reported(&f, "Active", "not this Function's") {
+        if let Err(seen) =
+            conflict_reported(&f, "Active", "DeploymentConflict", "not this Function's")
+        {
             panic!("{name}: Active should say DeploymentConflict: {seen}");
         }
     }
@@ -423,26 +431,6 @@ fn service_untouched(before: &Service, now: &Service) -> Result<(), String> {
     same.then_some(()).ok_or(seen)
 }
 
-/// Ok when condition `type_` of `f` is False with reason ServiceConflict
-/// and a message containing `says`; else what the conditions are.
-fn service_conflict_reported(f: &Function, type_: &str, says: &str) -> Result<(), String> {
-    let conditions = f
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
-    conditions
-        .iter()
-        .any(|c| {
-            c.type_ == type_
-                && c.status == "False"
-                && c.reason == "ServiceConflict"
-                && c.message.contains(says)
-        })
-        .then_some(())
-        .ok_or_else(|| format!("{conditions:?}"))
-}
-
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]
 async fn a_service_siesta_does_not_own_is_never_patched_nor_garbage_collected() {
@@ -470,9 +458,10 @@ async fn a_service_siesta_does_not_own_is_never_patched_nor_garbage_collected() 
         Duration::from_secs(30),
         || async {
             let f = functions.get(name).await.map_err(|e| e.to_string())?;
-            service_conflict_reported(
+            conflict_reported(
                 &f,
                 "Ready",
+                "ServiceConflict",
                 &format!(
                     "Service {}/{name} exists and is not controlled by this Function",
                     ns.name
@@ -529,7 +518,7 @@ async fn a_service_siesta_does_not_own_is_never_patched_nor_garbage_collected() 
     }
 
     let f = functions.get(name).await.expect("read the Function");
-    if let Err(seen) = service_conflict_reported(&f, "Active", "Service of its name") {
+    if let Err(seen) = conflict_reported(&f, "Active", "ServiceConflict", "Service of its name") {
         panic!("Active should say ServiceConflict: {seen}");
     }
     let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
