@@ -119,6 +119,10 @@ pub struct ScaleSpec {
     /// Per-pod target of `metric`.
     #[serde(default = "defaults::target")]
     #[schemars(range(min = 0.01, max = 100000.0))]
+    // The apiserver compares a whole-number value with an integer-truncated
+    // minimum (go-openapi's MinimumNativeType: int64(0.01) == 0), so
+    // `target: 0` passed `minimum: 0.01`; "above 0" holds for integers too.
+    #[schemars(extend("allOf" = [{"minimum": 0, "exclusiveMinimum": true}]))]
     pub target: f64,
     /// Length of the stable window the average is taken over.
     #[serde(default = "defaults::stable_window_seconds")]

@@ -9,6 +9,7 @@ pub mod crd;
 pub mod duration;
 mod function;
 pub mod names;
+pub mod quantity;
 mod validate;
 pub mod watch_backoff;
 

@@ -111,6 +111,14 @@ async fn bad_manifests_are_refused_or_reported_and_good_functions_keep_working()
                 format!("{field} below minimum"),
                 with(path, json!(min - step)),
             ));
+            // The apiserver compares a whole number with an integer-truncated
+            // minimum: `target: 0` once passed `minimum: 0.01`.
+            if min.fract() != 0.0 {
+                cases.push((
+                    format!("{field} as the whole number below a fractional minimum"),
+                    with(path, json!(min.ceil() as i64 - 1)),
+                ));
+            }
         }
         if let Some(max) = max {
             cases.push((
@@ -209,6 +217,16 @@ async fn bad_manifests_are_refused_or_reported_and_good_functions_keep_working()
             "port-in-env",
             json!({"env": [{"name": "PORT", "value": "1"}]}),
             "PORT",
+        ),
+        (
+            "memory-lots",
+            json!({"resources": {"limits": {"memory": "lots"}}}),
+            "spec.resources.limits.memory",
+        ),
+        (
+            "request-above-limit",
+            json!({"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}}),
+            "spec.resources.limits.memory",
         ),
         (
             "queue-over-timeout",
