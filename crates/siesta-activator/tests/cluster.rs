@@ -223,10 +223,34 @@ fn conflict_reported(f: &Function, type_: &str, reason: &str, says: &str) -> Res
         .ok_or_else(|| format!("{conditions:?}"))
 }
 
+/// Waits for a Warning event with `reason` about each of the Functions
+/// `names` (what `kubectl describe fn` shows).
+async fn wait_warning_event(client: &Client, ns: &str, reason: &str, names: &[&str]) {
+    use k8s_openapi::api::events::v1::Event;
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("a {reason} Warning event on each of {names:?}"),
+        Duration::from_secs(10),
+        || async {
+            let list = events.list(&Default::default()).await.ok()?;
+            names
+                .iter()
+                .all(|name| {
+                    list.iter().any(|e| {
+                        e.reason.as_deref() == Some(reason)
+                            && e.type_.as_deref() == Some("Warning")
+                            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(*name)
+                    })
+                })
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]
 async fn a_deployment_siesta_does_not_own_is_never_woken_or_scaled() {
-    use k8s_openapi::api::events::v1::Event;
     use siesta_testkit::stack::scrape_activator;
 
     let client = client().await;
@@ -351,25 +375,8 @@ async fn a_deployment_siesta_does_not_own_is_never_woken_or_scaled() {
     }
 
     // `kubectl describe fn` shows why, as a Warning event.
-    let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
-    wait_for(
-        "a DeploymentConflict event on each Function",
-        Duration::from_secs(10),
-        || async {
-            let list = events.list(&Default::default()).await.ok()?;
-            cases
-                .iter()
-                .all(|(name, _)| {
-                    list.iter().any(|e| {
-                        e.reason.as_deref() == Some("DeploymentConflict")
-                            && e.type_.as_deref() == Some("Warning")
-                            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(*name)
-                    })
-                })
-                .then_some(())
-        },
-    )
-    .await;
+    let names: Vec<&str> = cases.iter().map(|(name, _)| *name).collect();
+    wait_warning_event(&client, &ns.name, "DeploymentConflict", &names).await;
     let metrics = stack.activator.metrics().await;
     for (name, _) in &cases {
         let labels = format!(
@@ -434,7 +441,6 @@ fn service_untouched(before: &Service, now: &Service) -> Result<(), String> {
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]
 async fn a_service_siesta_does_not_own_is_never_patched_nor_garbage_collected() {
-    use k8s_openapi::api::events::v1::Event;
     use kube::api::DeleteParams;
 
     let client = client().await;
@@ -521,22 +527,7 @@ async fn a_service_siesta_does_not_own_is_never_patched_nor_garbage_collected() 
     if let Err(seen) = conflict_reported(&f, "Active", "ServiceConflict", "Service of its name") {
         panic!("Active should say ServiceConflict: {seen}");
     }
-    let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
-    wait_for(
-        "a ServiceConflict Warning event on the Function",
-        Duration::from_secs(10),
-        || async {
-            let list = events.list(&Default::default()).await.ok()?;
-            list.iter()
-                .any(|e| {
-                    e.reason.as_deref() == Some("ServiceConflict")
-                        && e.type_.as_deref() == Some("Warning")
-                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-                })
-                .then_some(())
-        },
-    )
-    .await;
+    wait_warning_event(&client, &ns.name, "ServiceConflict", &[name]).await;
 
     // Deleting the Function leaves the user's Service in place: it was
     // never given an owner reference for the garbage collector to follow.
