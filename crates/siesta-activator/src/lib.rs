@@ -11,8 +11,10 @@ pub mod index;
 pub mod metrics;
 pub mod probe;
 pub mod proxy;
+pub mod request_body;
 pub mod route;
 pub mod server;
+pub mod upstream;
 pub mod wake;
 
 use std::future::Future;

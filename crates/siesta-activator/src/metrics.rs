@@ -13,6 +13,7 @@ use prometheus::{
 use siesta_api::names::metrics as names;
 
 use crate::route::FunctionKey;
+use crate::upstream::Failure;
 
 /// Why the activator answered a request itself instead of a pod.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,10 +33,21 @@ pub enum Reject {
     /// The controller refused to wake the function (409: its Deployment or
     /// Service is not Siesta's, or its spec is invalid): 503 at once.
     ActivationRefused,
+    /// The pod closed the connection before answering and the request could
+    /// not be sent again (not idempotent, or its body already streamed): 502.
+    UpstreamClosed,
+    /// The pod's response was not valid HTTP, or its head too large: 502.
+    UpstreamBadResponse,
+    /// The client's request body was malformed (bad chunked encoding): 400.
+    BadRequestBody,
+    /// The request body is longer than `maxRequestBodyBytes`: 413.
+    BodyTooLarge,
+    /// The client went away before sending its whole body: 499.
+    ClientClosed,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 7] = [
+    pub const ALL: [Reject; 12] = [
         Reject::UnknownFunction,
         Reject::QueueFull,
         Reject::QueueTimeout,
@@ -43,6 +55,11 @@ impl Reject {
         Reject::UpstreamUnavailable,
         Reject::FunctionDeleted,
         Reject::ActivationRefused,
+        Reject::UpstreamClosed,
+        Reject::UpstreamBadResponse,
+        Reject::BadRequestBody,
+        Reject::BodyTooLarge,
+        Reject::ClientClosed,
     ];
 
     /// The bounded `reason` label value.
@@ -55,6 +72,11 @@ impl Reject {
             Reject::UpstreamUnavailable => "upstream_unavailable",
             Reject::FunctionDeleted => "function_deleted",
             Reject::ActivationRefused => "activation_refused",
+            Reject::UpstreamClosed => "upstream_closed",
+            Reject::UpstreamBadResponse => "upstream_bad_response",
+            Reject::BadRequestBody => "bad_request_body",
+            Reject::BodyTooLarge => "body_too_large",
+            Reject::ClientClosed => "client_closed",
         }
     }
 
@@ -74,6 +96,7 @@ pub struct Metrics {
     queued: IntGaugeVec,
     cold_start: HistogramVec,
     rejected: IntCounterVec,
+    replays: IntCounterVec,
     /// `rejected` for requests naming no known function, looked up once.
     unknown_function: IntCounter,
 }
@@ -138,6 +161,14 @@ impl Metrics {
             ),
             &["namespace", "function", "reason"],
         )?;
+        let replays = IntCounterVec::new(
+            Opts::new(
+                names::UPSTREAM_REPLAYS,
+                "Requests sent to a pod again, by why the previous send failed (connect_failed, not_processed, connection_closed).",
+            ),
+            &["namespace", "function", "reason"],
+        )?;
+        registry.register(Box::new(replays.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
@@ -159,6 +190,7 @@ impl Metrics {
                 Reject::UnknownFunction.label(),
             ]),
             rejected,
+            replays,
         })
     }
 
@@ -172,6 +204,7 @@ impl Metrics {
             codes: Default::default(),
             rejected: Default::default(),
             rejected_vec: self.rejected.clone(),
+            replays: self.replays.clone(),
             duration: self.duration.with_label_values(&l),
             in_flight: self.in_flight.with_label_values(&l),
             concurrency_seconds: self.concurrency_seconds.with_label_values(&l),
@@ -196,6 +229,9 @@ impl Metrics {
         for r in Reject::ALL {
             let _ = self.rejected.remove_label_values(&[l[0], l[1], r.label()]);
         }
+        for f in REPLAY_REASONS {
+            let _ = self.replays.remove_label_values(&[l[0], l[1], f.label()]);
+        }
     }
 
     /// A rejection for a request that names no known function. The labels are
@@ -217,9 +253,12 @@ impl Metrics {
 }
 
 /// Status codes whose counters are cached per function; others take the slow path.
-const CACHED_CODES: [u16; 16] = [
-    200, 201, 202, 204, 101, 301, 302, 304, 400, 401, 403, 404, 500, 502, 503, 504,
+const CACHED_CODES: [u16; 18] = [
+    200, 201, 202, 204, 101, 301, 302, 304, 400, 401, 403, 404, 413, 499, 500, 502, 503, 504,
 ];
+
+/// The failures a request is replayed after (the `reason` label values).
+const REPLAY_REASONS: [Failure; 3] = [Failure::Connect, Failure::NotProcessed, Failure::Closed];
 
 fn code_str(code: u16) -> &'static str {
     match code {
@@ -235,6 +274,8 @@ fn code_str(code: u16) -> &'static str {
         401 => "401",
         403 => "403",
         404 => "404",
+        413 => "413",
+        499 => "499",
         500 => "500",
         502 => "502",
         503 => "503",
@@ -251,6 +292,7 @@ pub struct FunctionMetrics {
     codes: [OnceLock<IntCounter>; CACHED_CODES.len()],
     rejected: [OnceLock<IntCounter>; Reject::ALL.len()],
     rejected_vec: IntCounterVec,
+    replays: IntCounterVec,
     pub duration: Histogram,
     pub in_flight: IntGauge,
     pub concurrency_seconds: Counter,
@@ -283,6 +325,14 @@ impl FunctionMetrics {
                 self.rejected_vec
                     .with_label_values(&[&self.namespace, &self.name, reason.label()])
             })
+            .inc();
+    }
+
+    /// Counts one request sent to a pod again after `failure`. Rare, so
+    /// the label lookup is not cached.
+    pub fn replay(&self, failure: Failure) {
+        self.replays
+            .with_label_values(&[&self.namespace, &self.name, failure.label()])
             .inc();
     }
 }

@@ -3,27 +3,26 @@
 //! pod, pass upgrades through.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use siesta_api::Protocol;
 use tokio::time::{Instant, timeout_at};
 
-use crate::body::{self, BodySlot, ProxyBody, Ticket, UpBody};
+use crate::body::{ProxyBody, Ticket};
 use crate::index::{Admission, FunctionEntry, Index, LookupCache};
 use crate::metrics::Reject;
+use crate::request_body::{ClientFault, RequestBody, UpBody};
 use crate::route;
+use crate::upstream::{self, Next};
 use crate::wake::Waker;
-
-/// Most tries of one request on different pods after connect failures.
-const MAX_ATTEMPTS: usize = 3;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -134,12 +133,18 @@ impl Proxy {
             );
         };
 
-        let (mut ticket, config, alternatives) = match entry.admit(start) {
-            Admission::Go {
-                addr,
-                config,
-                alternatives,
-            } => (Ticket::new(entry, Some(addr), start), config, alternatives),
+        // A body its Content-Length says is too long is refused before it
+        // parks or wakes anything.
+        if let Some(n) = declared_length(req.headers())
+            && let Some(limit) = entry.config().max_request_body_bytes
+            && n > limit
+        {
+            entry.metrics.request(413);
+            return client_fault(&entry, ClientFault::TooLarge, limit);
+        }
+
+        let (mut ticket, config) = match entry.admit(start) {
+            Admission::Go { addr, config, .. } => (Ticket::new(entry, Some(addr), start), config),
             Admission::Full => {
                 entry.metrics.reject(Reject::QueueFull);
                 entry.metrics.request(503);
@@ -216,7 +221,7 @@ impl Proxy {
                         );
                     }
                 }
-                (ticket, config, true)
+                (ticket, config)
             }
         };
 
@@ -235,20 +240,16 @@ impl Proxy {
         let pq = PathAndQuery::from_maybe_shared(Bytes::from(routed.path_and_query))
             .unwrap_or_else(|_| PathAndQuery::from_static("/"));
 
-        // Only pay for a retry copy of the head when another pod could take it.
-        let (up_body, retry) = if alternatives && !upgrade {
-            let slot: BodySlot = Arc::new(Mutex::new(Some(body)));
-            let copy = RetryCopy {
-                slot: slot.clone(),
-                method: parts.method.clone(),
-                headers: parts.headers.clone(),
-                version,
-            };
-            (UpBody::shared(slot), Some(copy))
-        } else {
-            (UpBody::Direct(body), None)
+        // What a replay needs (see `upstream`): the head, and the body's log.
+        let body =
+            (!body.is_end_stream()).then(|| RequestBody::new(body, config.max_request_body_bytes));
+        let head = Head {
+            method: parts.method.clone(),
+            headers: parts.headers.clone(),
+            version,
         };
-        let mut up = Request::from_parts(parts, up_body);
+        let idempotent = upstream::idempotent(&parts.method, &parts.headers);
+        let mut up = Request::from_parts(parts, attempt_body(body.as_ref()));
         let mut attempt = 1;
         let mut resp = loop {
             let Some(addr) = ticket.addr else {
@@ -258,7 +259,7 @@ impl Proxy {
             };
             *up.uri_mut() = upstream_uri(addr, &pq);
             let client = if h2 { &self.h2c } else { &self.http1 };
-            match timeout_at(deadline, client.request(up)).await {
+            let e = match timeout_at(deadline, client.request(up)).await {
                 Err(_) => {
                     ticket.entry.metrics.reject(Reject::RequestTimeout);
                     ticket.code = 504;
@@ -271,37 +272,69 @@ impl Proxy {
                     );
                 }
                 Ok(Ok(resp)) => break resp,
-                Ok(Err(e)) => {
-                    let connect = e.is_connect();
-                    if attempt < MAX_ATTEMPTS
-                        && let Some(copy) = &retry
-                        && ((connect && body::lock(&copy.slot).is_some()) || copy.replayable())
-                    {
-                        match ticket.entry.repick(addr) {
-                            Some(next) => {
-                                tracing::debug!(function = %ticket.entry.key, %addr, %next, error = %e, "connect failed; retrying on another pod");
-                                ticket.addr = Some(next);
-                                attempt += 1;
-                                up = copy.request();
-                                continue;
-                            }
-                            None => ticket.addr = None,
-                        }
-                    }
-                    tracing::warn!(function = %ticket.entry.key, %addr, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
-                    if connect {
-                        ticket.entry.metrics.reject(Reject::UpstreamUnavailable);
-                    }
-                    ticket.code = 502;
-                    return local(
-                        StatusCode::BAD_GATEWAY,
-                        format!(
-                            "function {}: the pod could not be reached\n",
-                            ticket.entry.key
-                        ),
-                    );
-                }
+                Ok(Err(e)) => e,
+            };
+            if let Some(fault) = body.as_ref().and_then(RequestBody::fault) {
+                let limit = config.max_request_body_bytes.unwrap_or(0);
+                let r = client_fault(&ticket.entry, fault, limit);
+                ticket.code = r.status().as_u16();
+                return r;
             }
+            let failure = upstream::classify(&e);
+            let replay = upstream::Replay {
+                attempt,
+                idempotent,
+                body_replayable: body.as_ref().is_none_or(RequestBody::replayable),
+            };
+            let again = match upstream::next(failure, replay) {
+                Next::SamePod => true,
+                Next::OtherPod => match ticket.entry.repick(addr) {
+                    Some(next) => {
+                        ticket.addr = Some(next);
+                        true
+                    }
+                    None => {
+                        ticket.addr = None;
+                        false
+                    }
+                },
+                Next::Fail => false,
+            };
+            if again {
+                tracing::debug!(function = %ticket.entry.key, %addr, next = ?ticket.addr, ?failure, error = %e, "sending the request again");
+                ticket.entry.metrics.replay(failure);
+                attempt += 1;
+                up = head.request(attempt_body(body.as_ref()));
+                continue;
+            }
+            tracing::warn!(function = %ticket.entry.key, %addr, ?failure, attempt, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
+            ticket.code = 502;
+            let (reason, why) = match failure {
+                upstream::Failure::Connect => (
+                    Some(Reject::UpstreamUnavailable),
+                    "the pod could not be reached",
+                ),
+                upstream::Failure::NotProcessed | upstream::Failure::Closed => (
+                    Some(Reject::UpstreamClosed),
+                    if replay.body_replayable {
+                        "the pod closed the connection before answering, and the request is not idempotent, so it was not sent again"
+                    } else {
+                        "the pod closed the connection before answering, and the request body was already streamed, so it could not be sent again"
+                    },
+                ),
+                upstream::Failure::BadResponse => (
+                    Some(Reject::UpstreamBadResponse),
+                    "the pod's response was not valid HTTP or its head was too large",
+                ),
+                upstream::Failure::Other => (None, "the pod could not be reached"),
+            };
+            if let Some(reason) = reason {
+                ticket.entry.metrics.reject(reason);
+            }
+            return local(
+                StatusCode::BAD_GATEWAY,
+                format!("function {}: {why}\n", ticket.entry.key),
+            );
         };
 
         ticket.code = resp.status().as_u16();
@@ -364,35 +397,68 @@ impl Drop for Parked {
     }
 }
 
-/// What a retry on another pod needs: the head, and the body while nothing
-/// of it has been sent.
-struct RetryCopy {
-    slot: BodySlot,
+/// The head of a request as first sent, to send it again.
+struct Head {
     method: Method,
     headers: HeaderMap,
     version: Version,
 }
 
-impl RetryCopy {
-    fn request(&self) -> Request<UpBody> {
-        let mut r = Request::new(UpBody::shared(self.slot.clone()));
+impl Head {
+    fn request(&self, body: UpBody) -> Request<UpBody> {
+        let mut r = Request::new(body);
         *r.method_mut() = self.method.clone();
         *r.headers_mut() = self.headers.clone();
         *r.version_mut() = self.version;
         r
     }
+}
 
-    /// Whether a request that failed after connecting (e.g. a pod shutting
-    /// down closed the pooled connection as the request went out) may be
-    /// sent again: an idempotent method (RFC 9110 9.2.2) whose body is empty
-    /// and still in the slot, so nothing of it was consumed.
-    fn replayable(&self) -> bool {
-        use hyper::body::Body as _;
-        self.method.is_idempotent()
-            && body::lock(&self.slot)
-                .as_ref()
-                .is_some_and(|body| body.is_end_stream())
+fn attempt_body(body: Option<&RequestBody>) -> UpBody {
+    body.map_or_else(UpBody::empty, RequestBody::attempt)
+}
+
+/// The body's length as its Content-Length says, if it says one clearly.
+fn declared_length(h: &HeaderMap) -> Option<u64> {
+    let mut values = h.get_all(header::CONTENT_LENGTH).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
     }
+    first.to_str().ok()?.trim().parse().ok()
+}
+
+/// The answer when the client's side of the body failed: never the pod's
+/// fault, so no pod is blamed and nothing is retried.
+fn client_fault(entry: &FunctionEntry, fault: ClientFault, limit: u64) -> Response<ProxyBody> {
+    let key = &entry.key;
+    let (status, reason, msg) = match fault {
+        ClientFault::Malformed => (
+            StatusCode::BAD_REQUEST,
+            Reject::BadRequestBody,
+            "the request body is malformed (bad chunked encoding or framing)".to_owned(),
+        ),
+        ClientFault::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Reject::BodyTooLarge,
+            format!("the request body is larger than maxRequestBodyBytes ({limit} bytes)"),
+        ),
+        // Nobody reads this answer; the code says what happened.
+        ClientFault::Gone => (
+            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            Reject::ClientClosed,
+            "the client went away before sending the whole request body".to_owned(),
+        ),
+    };
+    entry.metrics.reject(reason);
+    let mut r = local(status, format!("function {key}: {msg}\n"));
+    if fault != ClientFault::Gone {
+        // The rest of the body is not read: the connection cannot carry
+        // another request.
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
 }
 
 /// Copies bytes both ways between the client and the pod after a 101; the

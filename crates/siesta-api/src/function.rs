@@ -52,6 +52,12 @@ pub struct FunctionSpec {
     #[serde(default = "defaults::timeout_seconds")]
     #[schemars(range(min = 1, max = 3600))]
     pub timeout_seconds: i32,
+    /// Largest request body the activator forwards, in bytes; a longer one
+    /// gets 413 (at once when its Content-Length says so, else when the
+    /// limit is crossed). None by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_request_body_bytes: Option<i64>,
     /// How requests wait while no pod is ready.
     #[serde(default)]
     pub queue: QueueSpec,

@@ -37,6 +37,9 @@ pub mod metrics {
     pub const COLD_START_DURATION: &str = "siesta_activator_cold_start_duration_seconds";
     /// Counter, also labelled `reason`: requests the activator answered itself.
     pub const REJECTED: &str = "siesta_activator_rejected_requests_total";
+    /// Counter, also labelled `reason`: requests sent to a pod again after a
+    /// send that the pod did not process (or a connect that failed).
+    pub const UPSTREAM_REPLAYS: &str = "siesta_activator_upstream_replays_total";
 }
 
 #[cfg(test)]

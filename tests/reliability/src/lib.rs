@@ -27,6 +27,7 @@ use siesta_testkit::{wait_for, wait_for_state};
 pub const HELLO_IMAGE: &str = "siesta.dev/examples/hello:latest";
 
 pub use siesta_testkit::stack::{ActivatorRun, Stack, controller_config, scrape_activator};
+pub mod nginx;
 
 /// A hello Function; `extra` is merged into `spec`.
 pub fn hello(name: &str, extra: serde_json::Value) -> Function {

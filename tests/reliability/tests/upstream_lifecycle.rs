@@ -1,0 +1,603 @@
+//! Servers that close connections on purpose must not cost a request
+//! (issue 12 §1), and a client's broken body is the client's fault (§3).
+//!
+//! Each function's "pod" is a real server that recycles its connections:
+//! - nginx over h2c with `keepalive_requests 100` (a GOAWAY with NO_ERROR
+//!   after every 100 streams), and over HTTP/1 with `keepalive_requests 10`
+//!   (`Connection: close` on the 10th) and `keepalive_timeout 1s`;
+//! - a hyper h2c server that shuts each connection down gracefully after 50
+//!   requests, echoing what it got so replayed bodies are checked;
+//! - a raw HTTP/1 server that closes the socket silently (no
+//!   `Connection: close`) after every 5 responses, and any connection idle
+//!   for 30 ms: the activator's pool finds such connections closed just as a
+//!   request goes out on them.
+//!
+//! Thousands of requests go through the activator at concurrency 32 (GETs,
+//! and POSTs with bodies); every one must be answered 200 with its own body
+//! echoed where the server echoes. Replays are counted in
+//! `siesta_activator_upstream_replays_total`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http2;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use siesta_activator::index::FunctionConfig;
+use siesta_activator::route::FunctionKey;
+use siesta_api::Protocol;
+use siesta_reliability::nginx::Nginx;
+use siesta_reliability::{ActivatorRun, metric_sum};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const CONCURRENCY: usize = 32;
+
+/// What one request carries and what it must get back.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Get,
+    /// A POST with a body of this many bytes.
+    Post(usize),
+    /// The same, marked with an `Idempotency-Key`.
+    KeyedPost(usize),
+}
+
+fn body_for(i: usize, len: usize) -> Bytes {
+    (0..len)
+        .map(|j| (i * 31 + j * 7) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// What the echoing servers answer: the body's length and byte sum.
+fn echo_line(body: &[u8]) -> String {
+    let sum: u64 = body.iter().map(|b| u64::from(*b)).sum();
+    format!("len={} sum={sum}\n", body.len())
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    sent: usize,
+    ok: usize,
+    failed: Vec<String>,
+}
+
+/// Sends `total` requests for `host` through the activator, `CONCURRENCY`
+/// at a time, cycling through `kinds`; `echoes` says whether the server
+/// answers with [`echo_line`]. `pause` makes the load come in bursts of
+/// `CONCURRENCY` with that idle time between them.
+async fn load(
+    activator: SocketAddr,
+    host: &str,
+    total: usize,
+    kinds: &[Kind],
+    echoes: bool,
+    pause: Option<Duration>,
+) -> Tally {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build_http();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for w in 0..CONCURRENCY {
+        let client = client.clone();
+        let next = next.clone();
+        let kinds = kinds.to_vec();
+        let host = host.to_owned();
+        workers.push(tokio::spawn(async move {
+            let mut t = Tally::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return t;
+                }
+                if let Some(p) = pause
+                    && i.is_multiple_of(CONCURRENCY)
+                    && i > 0
+                {
+                    // Jitter around the servers' idle timeouts.
+                    tokio::time::sleep(
+                        p + Duration::from_micros((w as u64 * 997 + i as u64 * 31) % 12_000),
+                    )
+                    .await;
+                }
+                let kind = kinds[i % kinds.len()];
+                let (method, body) = match kind {
+                    Kind::Get => ("GET", Bytes::new()),
+                    Kind::Post(n) | Kind::KeyedPost(n) => ("POST", body_for(i, n)),
+                };
+                let mut req = Request::builder()
+                    .method(method)
+                    .uri(format!("http://{activator}/r/{i}"))
+                    .header("host", &host);
+                if let Kind::KeyedPost(_) = kind {
+                    req = req.header("idempotency-key", format!("\"req-{i}\""));
+                }
+                let req = req.body(Full::new(body.clone())).expect("request");
+                t.sent += 1;
+                match client.request(req).await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        let got = resp.into_body().collect().await.map(|c| c.to_bytes());
+                        match got {
+                            Ok(b)
+                                if status == 200
+                                    && (!echoes || b == echo_line(&body).as_bytes()) =>
+                            {
+                                t.ok += 1
+                            }
+                            Ok(b) => t.failed.push(format!(
+                                "#{i} {kind:?}: {status} {:?}",
+                                String::from_utf8_lossy(&b)
+                            )),
+                            Err(e) => t.failed.push(format!("#{i} {kind:?}: body: {e}")),
+                        }
+                    }
+                    Err(e) => t.failed.push(format!("#{i} {kind:?}: {e}")),
+                }
+            }
+        }));
+    }
+    let mut all = Tally::default();
+    for w in workers {
+        let t = w.await.expect("worker");
+        all.sent += t.sent;
+        all.ok += t.ok;
+        all.failed.extend(t.failed);
+    }
+    all
+}
+
+async fn activator_for(name: &str, pod: SocketAddr, protocol: Protocol) -> ActivatorRun {
+    // RUST_LOG=siesta_activator=debug shows each replay and failure.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let run = ActivatorRun::start(None, siesta_activator::Config::loopback())
+        .await
+        .expect("activator");
+    let key = FunctionKey::new("ns", name);
+    run.control.apply_function(
+        key.clone(),
+        FunctionConfig {
+            port: pod.port(),
+            protocol,
+            ..FunctionConfig::default()
+        },
+    );
+    run.control.set_endpoints(&key, &[pod]);
+    run.wait_endpoints("ns", name, 1, Duration::from_secs(5))
+        .await;
+    run
+}
+
+fn report(scenario: &str, t: &Tally, metrics: &str) {
+    let replays = metric_sum(metrics, "siesta_activator_upstream_replays_total", "");
+    println!(
+        "{scenario}: sent {} answered 200 {} failed {} (replays {replays}; by reason: {})",
+        t.sent,
+        t.ok,
+        t.failed.len(),
+        ["connect_failed", "not_processed", "connection_closed"]
+            .map(|r| format!(
+                "{r}={}",
+                metric_sum(
+                    metrics,
+                    "siesta_activator_upstream_replays_total",
+                    &format!("reason=\"{r}\"")
+                )
+            ))
+            .join(" ")
+    );
+    for f in t.failed.iter().take(10) {
+        println!("  {f}");
+    }
+}
+
+/// A hyper h2c server that echoes each request body and shuts each
+/// connection down gracefully (GOAWAY, NO_ERROR) after `per_conn` requests.
+async fn recycling_h2c_server(per_conn: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let served = Arc::new(AtomicUsize::new(0));
+                let enough = Arc::new(tokio::sync::Notify::new());
+                let (s, e) = (served.clone(), enough.clone());
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let (s, e) = (s.clone(), e.clone());
+                    async move {
+                        if s.fetch_add(1, Ordering::SeqCst) + 1 == per_conn {
+                            e.notify_one();
+                        }
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes())
+                            .unwrap_or_default();
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(echo_line(&body)))))
+                    }
+                });
+                let conn = http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc);
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    () = enough.notified() => {}
+                }
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            });
+        }
+    });
+    addr
+}
+
+/// Reads one HTTP/1 request (head and Content-Length body) from `s`, with
+/// `buf` holding what was read beyond the previous request. `None` at EOF or
+/// when nothing arrives within `idle`.
+async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>, idle: Duration) -> Option<Vec<u8>> {
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout(idle, s.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let mut chunk = [0u8; 65536];
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = buf[head_end..head_end + len].to_vec();
+    buf.drain(..head_end + len);
+    Some(body)
+}
+
+/// A raw HTTP/1 server that echoes, never says `Connection: close`, closes
+/// each connection silently after `per_conn` responses, and closes any
+/// connection idle for `idle`.
+async fn silently_closing_http1_server(per_conn: usize, idle: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                for _ in 0..per_conn {
+                    let Some(body) = read_request(&mut s, &mut buf, idle).await else {
+                        return;
+                    };
+                    let line = echo_line(&body);
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{line}",
+                        line.len()
+                    );
+                    if s.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                // Dropping the socket closes it with no word to the client.
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_server_that_sends_goaway_every_100_streams_loses_no_request() {
+    let nginx = Nginx::start(
+        "h2c-goaway",
+        "    listen {listen} http2;\n    keepalive_requests 100;\n    location / { return 200 \"ok\\n\"; }",
+    );
+    let run = activator_for("nginx-h2c", nginx.addr, Protocol::H2c).await;
+    let kinds = [
+        Kind::Get,
+        Kind::Post(1024),
+        Kind::Get,
+        Kind::Post(16 * 1024),
+    ];
+    let t = load(
+        run.traffic,
+        "nginx-h2c.ns.siesta.local",
+        12_000,
+        &kinds,
+        false,
+        None,
+    )
+    .await;
+    let m = run.metrics().await;
+    report("nginx h2c, keepalive_requests 100", &t, &m);
+    assert!(
+        t.failed.is_empty(),
+        "{} of {} failed",
+        t.failed.len(),
+        t.sent
+    );
+    assert_eq!(t.ok, 12_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_server_that_shuts_connections_down_gracefully_loses_no_request_or_byte() {
+    let pod = recycling_h2c_server(50).await;
+    let run = activator_for("hyper-h2c", pod, Protocol::H2c).await;
+    // hyper's h2 server, shutting down gracefully, sometimes closes the
+    // connection under streams it already handled (seen: about 0.5% of
+    // streams, half of them processed by the service, none answered): the
+    // activator cannot tell, so only replayable requests are sent here; a
+    // plain POST so cut gets the 502 of the tests below.
+    let kinds = [Kind::KeyedPost(2048), Kind::Get, Kind::KeyedPost(60 * 1024)];
+    let t = load(
+        run.traffic,
+        "hyper-h2c.ns.siesta.local",
+        10_000,
+        &kinds,
+        true,
+        None,
+    )
+    .await;
+    let m = run.metrics().await;
+    report("hyper h2c, graceful shutdown every 50", &t, &m);
+    assert!(
+        t.failed.is_empty(),
+        "{} of {} failed",
+        t.failed.len(),
+        t.sent
+    );
+    assert_eq!(t.ok, 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_server_that_closes_after_n_requests_or_when_idle_loses_no_request() {
+    let nginx = Nginx::start(
+        "h1-close",
+        "    listen {listen};\n    keepalive_requests 10;\n    keepalive_timeout 1s;\n    location / { return 200 \"ok\\n\"; }",
+    );
+    let run = activator_for("nginx-h1", nginx.addr, Protocol::Http1).await;
+    let kinds = [Kind::Get, Kind::Post(1024)];
+    let host = "nginx-h1.ns.siesta.local";
+    let t = load(run.traffic, host, 10_000, &kinds, false, None).await;
+    report(
+        "nginx http1, keepalive_requests 10",
+        &t,
+        &run.metrics().await,
+    );
+    assert!(
+        t.failed.is_empty(),
+        "{} of {} failed",
+        t.failed.len(),
+        t.sent
+    );
+    // Bursts with pauses just past nginx's 1 s idle timeout.
+    let t = load(
+        run.traffic,
+        host,
+        4 * CONCURRENCY,
+        &kinds,
+        false,
+        Some(Duration::from_millis(1000)),
+    )
+    .await;
+    report(
+        "nginx http1, keepalive_timeout 1s",
+        &t,
+        &run.metrics().await,
+    );
+    assert!(
+        t.failed.is_empty(),
+        "{} of {} failed",
+        t.failed.len(),
+        t.sent
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_server_that_closes_silently_loses_no_replayable_request() {
+    let pod = silently_closing_http1_server(5, Duration::from_millis(30)).await;
+    let run = activator_for("silent", pod, Protocol::Http1).await;
+    let host = "silent.ns.siesta.local";
+    // A POST without a key is not replayed after its connection closed
+    // under it (the server may have acted on it): see the next test.
+    let kinds = [
+        Kind::Get,
+        Kind::KeyedPost(1024),
+        Kind::Get,
+        Kind::KeyedPost(8 * 1024),
+    ];
+    let t = load(run.traffic, host, 10_000, &kinds, true, None).await;
+    report("raw http1, silent close every 5", &t, &run.metrics().await);
+    assert!(
+        t.failed.is_empty(),
+        "{} of {} failed",
+        t.failed.len(),
+        t.sent
+    );
+    let t = load(
+        run.traffic,
+        host,
+        60 * CONCURRENCY,
+        &kinds,
+        true,
+        Some(Duration::from_millis(28)),
+    )
+    .await;
+    let m = run.metrics().await;
+    report("raw http1, silent close when idle 30 ms", &t, &m);
+    assert!(
+        t.failed.is_empty(),
+        "{} of {} failed",
+        t.failed.len(),
+        t.sent
+    );
+    assert!(
+        metric_sum(
+            &m,
+            "siesta_activator_upstream_replays_total",
+            "reason=\"connection_closed\""
+        ) > 0.0,
+        "the silent closes were met and replayed"
+    );
+}
+
+/// A server whose every other request (by arrival) is read — its head,
+/// and up to `read` bytes in all — and then dropped with the connection,
+/// unanswered; the others are answered (echo) with `Connection: close`, so
+/// each request meets a new connection. Counts the requests that arrived.
+async fn drops_every_other_request(read: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let seen = arrived.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = vec![0u8; 65536];
+                // The activator's readiness probe connects and sends nothing.
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                }
+                if seen.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
+                    while buf.len() < read {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                    }
+                    return;
+                }
+                if let Some(body) = read_request(&mut s, &mut buf, Duration::from_secs(5)).await {
+                    let line = echo_line(&body);
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{line}",
+                        line.len()
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                }
+            });
+        }
+    });
+    (addr, arrived)
+}
+
+async fn send(
+    activator: SocketAddr,
+    host: &str,
+    method: &str,
+    body: Bytes,
+    key: bool,
+) -> (u16, String) {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build_http();
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("http://{activator}/x"))
+        .header("host", host);
+    if key {
+        req = req.header("idempotency-key", "\"k1\"");
+    }
+    let resp = client
+        .request(req.body(Full::new(body)).expect("request"))
+        .await
+        .expect("an answer");
+    let status = resp.status().as_u16();
+    let text = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&text).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_pod_may_have_processed_is_replayed_only_when_that_is_safe() {
+    let (pod, seen) = drops_every_other_request(0).await;
+    let run = activator_for("flaky", pod, Protocol::Http1).await;
+    let host = "flaky.ns.siesta.local";
+    let body = body_for(7, 3000);
+
+    // A GET whose connection closed before any answer goes again.
+    let (code, text) = send(run.traffic, host, "GET", Bytes::new(), false).await;
+    assert_eq!((code, text.as_str()), (200, echo_line(b"").as_str()));
+    // So does a POST carrying an Idempotency-Key, body and all.
+    let (code, text) = send(run.traffic, host, "POST", body.clone(), true).await;
+    assert_eq!((code, text), (200, echo_line(&body)));
+    // A plain POST does not: 502, saying why, counted apart.
+    let before = seen.load(Ordering::SeqCst);
+    let (code, text) = send(run.traffic, host, "POST", body.clone(), false).await;
+    assert_eq!(code, 502, "{text}");
+    assert!(text.contains("not idempotent"), "{text}");
+    assert_eq!(seen.load(Ordering::SeqCst), before + 1, "sent once only");
+    let m = run.metrics().await;
+    assert_eq!(
+        metric_sum(
+            &m,
+            "siesta_activator_rejected_requests_total",
+            "reason=\"upstream_closed\""
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_sum(
+            &m,
+            "siesta_activator_upstream_replays_total",
+            "reason=\"connection_closed\""
+        ),
+        2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_already_streamed_past_the_replay_log_fails_with_a_clear_502() {
+    // The server reads 200 KiB of the body before vanishing: more than the
+    // 64 KiB replay log holds.
+    let (pod, seen) = drops_every_other_request(200 * 1024).await;
+    let run = activator_for("streamed", pod, Protocol::Http1).await;
+    let body = body_for(3, 512 * 1024);
+    let (code, text) = send(run.traffic, "streamed.ns.siesta.local", "PUT", body, false).await;
+    assert_eq!(code, 502, "{text}");
+    assert!(text.contains("already streamed"), "{text}");
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "not sent again");
+    let m = run.metrics().await;
+    assert_eq!(
+        metric_sum(
+            &m,
+            "siesta_activator_rejected_requests_total",
+            "reason=\"upstream_closed\""
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_sum(&m, "siesta_activator_upstream_replays_total", ""),
+        0.0
+    );
+}
