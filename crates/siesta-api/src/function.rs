@@ -187,6 +187,9 @@ pub struct FunctionStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaler: Option<AutoscalerStatus>,
+    /// The phases of the last wake from zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_cold_start: Option<crate::cold_start::ColdStartStatus>,
 }
 
 /// The autoscaler's last decision and what it was based on.

@@ -194,6 +194,7 @@ pub fn compute(o: &Observed<'_>) -> FunctionStatus {
         desired_replicas,
         conditions,
         autoscaler: None,
+        last_cold_start: None,
     }
 }
 
