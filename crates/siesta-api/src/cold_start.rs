@@ -214,7 +214,9 @@ pub fn format_duration(d: Duration) -> String {
 /// what [`crate::duration::parse`] does).
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let d = crate::duration::parse(s).ok()?;
-    Some(Duration::from_millis((d.as_secs_f64() * 1000.0).round() as u64))
+    Some(Duration::from_millis(
+        (d.as_secs_f64() * 1000.0).round() as u64
+    ))
 }
 
 #[cfg(test)]

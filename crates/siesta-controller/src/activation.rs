@@ -52,12 +52,18 @@ pub struct BadPath(pub String);
 /// Parses `/v1/activate/{namespace}/{name}`; `None` when the path is not
 /// under the prefix at all.
 pub fn parse_path(path: &str) -> Option<Result<FunctionKey, BadPath>> {
-    let rest = path.strip_prefix(PREFIX)?;
+    parse_path_under(PREFIX, path)
+}
+
+/// Parses `{prefix}{namespace}/{name}`; `None` when the path is not under
+/// `prefix` at all.
+pub fn parse_path_under(prefix: &str, path: &str) -> Option<Result<FunctionKey, BadPath>> {
+    let rest = path.strip_prefix(prefix)?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     let parts: Vec<&str> = rest.split('/').collect();
     let [namespace, name] = parts.as_slice() else {
         return Some(Err(BadPath(format!(
-            "expected {PREFIX}NAMESPACE/NAME, got {path:?}"
+            "expected {prefix}NAMESPACE/NAME, got {path:?}"
         ))));
     };
     if !is_dns_label(namespace) {

@@ -1,5 +1,5 @@
 //! The admin HTTP server (`--admin-addr`): `/metrics`, `/healthz`,
-//! `/readyz`, and the activation endpoint. Every replica serves it, leader
+//! `/readyz`, the activation endpoint and the cold-start endpoint. Every replica serves it, leader
 //! or not.
 
 use std::convert::Infallible;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -15,8 +15,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::activation;
 use crate::context::Context;
+use crate::{activation, cold_start};
 
 type Body = Full<Bytes>;
 
@@ -87,6 +87,39 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
 async fn route(ctx: &Context, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
     let method = req.method();
+    if let Some(parsed) = activation::parse_path_under(cold_start::PREFIX, path) {
+        if method != Method::POST {
+            return method_not_allowed("POST");
+        }
+        let key = match parsed {
+            Err(activation::BadPath(why)) => {
+                return text(StatusCode::BAD_REQUEST, format!("{why}\n"));
+            }
+            Ok(key) => key,
+        };
+        let body = Limited::new(req.into_body(), cold_start::MAX_REPORT_BYTES);
+        let bytes = match body.collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(_) => {
+                return text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "a cold-start report is at most {} bytes\n",
+                        cold_start::MAX_REPORT_BYTES
+                    ),
+                );
+            }
+        };
+        return match cold_start::parse_report(&bytes) {
+            Err(why) => text(StatusCode::BAD_REQUEST, format!("{why}\n")),
+            Ok(report) => {
+                let answer = cold_start::record(ctx, &key, report).await;
+                let status = StatusCode::from_u16(answer.status)
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                text(status, answer.body)
+            }
+        };
+    }
     if let Some(parsed) = activation::parse_path(path) {
         if method != Method::POST {
             return method_not_allowed("POST");
@@ -133,7 +166,7 @@ async fn route(ctx: &Context, req: Request<Incoming>) -> Response<Body> {
         }),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /metrics, /healthz, /readyz or POST /v1/activate/NAMESPACE/NAME\n",
+            "not found; try /metrics, /healthz, /readyz, POST /v1/activate/NAMESPACE/NAME or POST /v1/coldstart/NAMESPACE/NAME\n",
         ),
     }
 }

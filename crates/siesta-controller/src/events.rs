@@ -19,6 +19,7 @@ pub mod reason {
     pub const SCALED: &str = "Scaled";
     pub const SCALED_TO_ZERO: &str = "ScaledToZero";
     pub const WOKE_UP: &str = "WokeUp";
+    pub const COLD_START: &str = "ColdStart";
     pub const PANIC_ENTERED: &str = "PanicEntered";
     pub const RECONCILE_FAILED: &str = "ReconcileFailed";
 }

@@ -9,6 +9,7 @@
 pub mod activation;
 mod admin;
 pub mod autoscaler;
+pub mod cold_start;
 mod context;
 mod error;
 pub mod events;

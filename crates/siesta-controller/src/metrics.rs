@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::Error;
@@ -29,6 +29,8 @@ pub struct Metrics {
     pub source_errors: IntCounterVec,
     /// Scale writes by the autoscaler, by result.
     pub scale_writes: IntCounterVec,
+    /// Each phase of each recorded cold start (namespace, function, phase).
+    pub cold_start_phase: HistogramVec,
 }
 
 impl Metrics {
@@ -120,6 +122,17 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let cold_start_phase = HistogramVec::new(
+            HistogramOpts::new(
+                "siesta_controller_cold_start_phase_seconds",
+                "Each phase of a wake from zero, as the activator reported it: scaleWrite, schedule, containerStart, ready, release, firstByte.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            &["namespace", "function", "phase"],
+        )?;
+        registry.register(Box::new(cold_start_phase.clone()))?;
         registry.register(Box::new(desired_replicas.clone()))?;
         registry.register(Box::new(observed_concurrency.clone()))?;
         registry.register(Box::new(observed_rps.clone()))?;
@@ -167,6 +180,7 @@ impl Metrics {
             decision_duration,
             source_errors,
             scale_writes,
+            cold_start_phase,
         })
     }
 
@@ -198,6 +212,11 @@ impl Metrics {
         let _ = self.observed_concurrency.remove_label_values(&l);
         let _ = self.observed_rps.remove_label_values(&l);
         let _ = self.panic_mode.remove_label_values(&l);
+        for phase in siesta_api::cold_start::Phase::ALL {
+            let _ = self
+                .cold_start_phase
+                .remove_label_values(&[namespace, function, phase.name()]);
+        }
     }
 
     /// The registry in the Prometheus text format.
