@@ -7,12 +7,18 @@ pub mod admin;
 pub mod body;
 pub mod discovery;
 pub mod dispatch;
+pub mod forwarded;
 pub mod index;
+#[doc(hidden)]
+pub mod invariants;
 pub mod metrics;
+pub mod normalize;
 pub mod probe;
 pub mod proxy;
 pub mod route;
 pub mod server;
+pub mod target;
+pub mod trust;
 pub mod wake;
 
 use std::future::Future;
@@ -28,6 +34,7 @@ use crate::index::{FunctionConfig, Index};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::route::FunctionKey;
+use crate::trust::{Cidr, TrustedProxies};
 use crate::wake::Waker;
 
 /// Command-line configuration of `siesta activator`.
@@ -42,6 +49,11 @@ pub struct Config {
     /// Functions answer at NAME.NAMESPACE.DOMAIN.
     #[arg(long, env = "SIESTA_DOMAIN", default_value = "siesta.local")]
     pub domain: String,
+    /// Peers (IPs or CIDRs, comma separated) whose X-Forwarded-Host,
+    /// X-Forwarded-Proto, X-Forwarded-Prefix and Forwarded headers are kept.
+    /// From every other peer they are replaced. Default: none.
+    #[arg(long, env = "SIESTA_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<Cidr>,
     /// Controller base URL(s) for activation signals (repeatable or comma
     /// separated). When none is given, controllers are found by watching
     /// their pods.
@@ -84,6 +96,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             domain: "siesta.local".into(),
+            trusted_proxies: Vec::new(),
             controller_url: Vec::new(),
             controller_port: 9090,
             drain_timeout: Duration::from_secs(30),
@@ -170,12 +183,15 @@ impl Activator {
             config.controller_url.clone(),
             config.wake_interval,
         ));
-        let proxy = Arc::new(Proxy::new(
-            index.clone(),
-            waker.clone(),
-            config.domain.clone(),
-            config.max_header_bytes,
-        ));
+        let proxy = Arc::new(
+            Proxy::new(
+                index.clone(),
+                waker.clone(),
+                config.domain.clone(),
+                config.max_header_bytes,
+            )
+            .with_trusted_proxies(TrustedProxies::new(config.trusted_proxies.clone())),
+        );
         let control = Control {
             index,
             waker,

@@ -32,10 +32,13 @@ pub enum Reject {
     /// The controller refused to wake the function (409: its Deployment or
     /// Service is not Siesta's, or its spec is invalid): 503 at once.
     ActivationRefused,
+    /// The request target or Host broke a rule of `target`: 400, before
+    /// any routing.
+    BadRequest,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 7] = [
+    pub const ALL: [Reject; 8] = [
         Reject::UnknownFunction,
         Reject::QueueFull,
         Reject::QueueTimeout,
@@ -43,6 +46,7 @@ impl Reject {
         Reject::UpstreamUnavailable,
         Reject::FunctionDeleted,
         Reject::ActivationRefused,
+        Reject::BadRequest,
     ];
 
     /// The bounded `reason` label value.
@@ -55,6 +59,7 @@ impl Reject {
             Reject::UpstreamUnavailable => "upstream_unavailable",
             Reject::FunctionDeleted => "function_deleted",
             Reject::ActivationRefused => "activation_refused",
+            Reject::BadRequest => "bad_request",
         }
     }
 
@@ -76,6 +81,8 @@ pub struct Metrics {
     rejected: IntCounterVec,
     /// `rejected` for requests naming no known function, looked up once.
     unknown_function: IntCounter,
+    /// `rejected` for requests refused before routing (400).
+    bad_request: IntCounter,
 }
 
 impl Metrics {
@@ -158,6 +165,7 @@ impl Metrics {
                 "",
                 Reject::UnknownFunction.label(),
             ]),
+            bad_request: rejected.with_label_values(&["", "", Reject::BadRequest.label()]),
             rejected,
         })
     }
@@ -203,6 +211,15 @@ impl Metrics {
     /// series count unbounded.
     pub fn unknown_function(&self) {
         self.unknown_function.inc();
+    }
+
+    /// A request refused before routing: with empty labels, as for
+    /// [`Metrics::unknown_function`], since it names no function for sure.
+    pub fn unrouted(&self, reason: Reject) {
+        match reason {
+            Reject::BadRequest => self.bad_request.inc(),
+            _ => self.unknown_function.inc(),
+        }
     }
 
     /// The Prometheus text exposition of every family.
