@@ -305,3 +305,39 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received");
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn trusted_proxies_are_a_comma_separated_cidr_list_and_none_by_default() {
+        let defaults = Cli::try_parse_from(["activator"]).expect("defaults parse");
+        assert!(defaults.config.trusted_proxies.is_empty());
+        assert_eq!(
+            defaults.config.trusted_proxies,
+            Config::loopback().trusted_proxies
+        );
+        let cli = Cli::try_parse_from(["activator", "--trusted-proxies=10.0.0.0/8,::1"])
+            .expect("a list parses");
+        let t = TrustedProxies::new(cli.config.trusted_proxies);
+        assert!(t.trusts("10.2.3.4".parse().expect("ip")));
+        assert!(t.trusts("::1".parse().expect("ip")));
+        assert!(!t.trusts("192.168.0.1".parse().expect("ip")));
+        let err = Cli::try_parse_from(["activator", "--trusted-proxies=ingress"])
+            .err()
+            .expect("a name is refused");
+        assert!(
+            err.to_string().contains("not an IP address or CIDR"),
+            "{err}"
+        );
+    }
+}
