@@ -562,6 +562,9 @@ fn header<'a>(h: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// A header the pod must see with this value, or not at all.
+type HeaderWant = (&'static str, Option<&'static str>);
+
 const SPOOFED: &str = "X-Forwarded-Host: evil.com\r\n\
     X-Forwarded-Proto: https\r\n\
     X-Forwarded-Prefix: /evil\r\n\
@@ -581,7 +584,7 @@ async fn forwarded_view(s: &Setup, target: &str, host: &str) -> http::HeaderMap 
 #[tokio::test]
 async fn forwarding_headers_from_an_untrusted_peer_are_replaced_and_the_prefix_is_set() {
     let s = Setup::start(Config::loopback()).await;
-    let cases: [(&str, &str, Vec<(&str, Option<&str>)>); 2] = [
+    let cases: [(&str, &str, Vec<HeaderWant>); 2] = [
         (
             "/a",
             F,
