@@ -17,9 +17,11 @@
 //!   when present (set when absent), the prefix is the peer's followed by
 //!   ours, and our `Forwarded` element is appended to the peer's.
 //! - `X-Forwarded-For` is appended to, from every peer, as nginx's
-//!   `$proxy_add_x_forwarded_for`, Envoy with `xff_num_trusted_hops: 0` and
-//!   Knative's activator do: earlier entries are kept, so a function must
-//!   trust only the right-most entries, added by proxies it knows.
+//!   `$proxy_add_x_forwarded_for` and Envoy with `use_remote_address: true`
+//!   do (Envoy then also overwrites `X-Forwarded-Proto` unless
+//!   `xff_num_trusted_hops` is set): earlier entries are kept, so a
+//!   function must trust only the right-most entries, added by proxies it
+//!   knows.
 //! - `Host` is the routed authority (empty when an HTTP/1.0 request had
 //!   none); an HTTP/2 pod gets it as `X-Forwarded-Host` only, its
 //!   `:authority` being the pod's address.

@@ -5,9 +5,9 @@
 //!
 //! Policy on X-Forwarded-For (documented here and asserted): the activator
 //! APPENDS the connecting client's IP to whatever X-Forwarded-For the client
-//! sent, from every peer (as nginx's `$proxy_add_x_forwarded_for`, Envoy
-//! with `xff_num_trusted_hops: 0` and Knative do); a function must trust only
-//! the right-most entries, the ones added by proxies it knows.
+//! sent, from every peer (as nginx's `$proxy_add_x_forwarded_for` and Envoy
+//! with `use_remote_address: true` do); a function must trust only the
+//! right-most entries, the ones added by proxies it knows.
 //! X-Forwarded-Proto, X-Forwarded-Host, X-Forwarded-Prefix and Forwarded
 //! are REPLACED by the activator's own values unless the peer is in
 //! `--trusted-proxies` (default: none); see `request_target.rs` for the
