@@ -1,5 +1,6 @@
-//! The activator's router: any Host and request target, under any domain.
-//! Input: host, path and domain separated by 0xFF bytes (lossy UTF-8).
+//! The activator's router and request-target checks: any Host and request
+//! target, under any domain. Input: host, target and domain separated by
+//! 0xFF bytes (lossy UTF-8).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

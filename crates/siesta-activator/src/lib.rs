@@ -7,13 +7,19 @@ pub mod admin;
 pub mod body;
 pub mod discovery;
 pub mod dispatch;
+pub mod forwarded;
 pub mod index;
+#[doc(hidden)]
+pub mod invariants;
 pub mod metrics;
+pub mod normalize;
 pub mod probe;
 pub mod proxy;
 pub mod request_body;
 pub mod route;
 pub mod server;
+pub mod target;
+pub mod trust;
 pub mod upstream;
 pub mod wake;
 
@@ -30,6 +36,7 @@ use crate::index::{FunctionConfig, Index};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::route::FunctionKey;
+use crate::trust::{Cidr, TrustedProxies};
 use crate::wake::Waker;
 
 /// Command-line configuration of `siesta activator`.
@@ -44,6 +51,11 @@ pub struct Config {
     /// Functions answer at NAME.NAMESPACE.DOMAIN.
     #[arg(long, env = "SIESTA_DOMAIN", default_value = "siesta.local")]
     pub domain: String,
+    /// Peers (IPs or CIDRs, comma separated) whose X-Forwarded-Host,
+    /// X-Forwarded-Proto, X-Forwarded-Prefix and Forwarded headers are kept.
+    /// From every other peer they are replaced. Default: none.
+    #[arg(long, env = "SIESTA_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<Cidr>,
     /// Controller base URL(s) for activation signals (repeatable or comma
     /// separated). When none is given, controllers are found by watching
     /// their pods.
@@ -86,6 +98,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             domain: "siesta.local".into(),
+            trusted_proxies: Vec::new(),
             controller_url: Vec::new(),
             controller_port: 9090,
             drain_timeout: Duration::from_secs(30),
@@ -172,12 +185,15 @@ impl Activator {
             config.controller_url.clone(),
             config.wake_interval,
         ));
-        let proxy = Arc::new(Proxy::new(
-            index.clone(),
-            waker.clone(),
-            config.domain.clone(),
-            config.max_header_bytes,
-        ));
+        let proxy = Arc::new(
+            Proxy::new(
+                index.clone(),
+                waker.clone(),
+                config.domain.clone(),
+                config.max_header_bytes,
+            )
+            .with_trusted_proxies(TrustedProxies::new(config.trusted_proxies.clone())),
+        );
         let control = Control {
             index,
             waker,
@@ -290,4 +306,40 @@ pub async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
     tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn trusted_proxies_are_a_comma_separated_cidr_list_and_none_by_default() {
+        let defaults = Cli::try_parse_from(["activator"]).expect("defaults parse");
+        assert!(defaults.config.trusted_proxies.is_empty());
+        assert_eq!(
+            defaults.config.trusted_proxies,
+            Config::loopback().trusted_proxies
+        );
+        let cli = Cli::try_parse_from(["activator", "--trusted-proxies=10.0.0.0/8,::1"])
+            .expect("a list parses");
+        let t = TrustedProxies::new(cli.config.trusted_proxies);
+        assert!(t.trusts("10.2.3.4".parse().expect("ip")));
+        assert!(t.trusts("::1".parse().expect("ip")));
+        assert!(!t.trusts("192.168.0.1".parse().expect("ip")));
+        let err = Cli::try_parse_from(["activator", "--trusted-proxies=ingress"])
+            .err()
+            .expect("a name is refused");
+        assert!(
+            err.to_string().contains("not an IP address or CIDR"),
+            "{err}"
+        );
+    }
 }

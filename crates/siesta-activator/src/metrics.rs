@@ -44,10 +44,13 @@ pub enum Reject {
     BodyTooLarge,
     /// The client went away before sending its whole body: 499.
     ClientClosed,
+    /// The request target or Host broke a rule of `target`: 400, before
+    /// any routing.
+    BadRequest,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 12] = [
+    pub const ALL: [Reject; 13] = [
         Reject::UnknownFunction,
         Reject::QueueFull,
         Reject::QueueTimeout,
@@ -60,6 +63,7 @@ impl Reject {
         Reject::BadRequestBody,
         Reject::BodyTooLarge,
         Reject::ClientClosed,
+        Reject::BadRequest,
     ];
 
     /// The bounded `reason` label value.
@@ -77,6 +81,7 @@ impl Reject {
             Reject::BadRequestBody => "bad_request_body",
             Reject::BodyTooLarge => "body_too_large",
             Reject::ClientClosed => "client_closed",
+            Reject::BadRequest => "bad_request",
         }
     }
 
@@ -99,6 +104,8 @@ pub struct Metrics {
     replays: IntCounterVec,
     /// `rejected` for requests naming no known function, looked up once.
     unknown_function: IntCounter,
+    /// `rejected` for requests refused before routing (400).
+    bad_request: IntCounter,
 }
 
 impl Metrics {
@@ -189,6 +196,7 @@ impl Metrics {
                 "",
                 Reject::UnknownFunction.label(),
             ]),
+            bad_request: rejected.with_label_values(&["", "", Reject::BadRequest.label()]),
             rejected,
             replays,
         })
@@ -239,6 +247,15 @@ impl Metrics {
     /// series count unbounded.
     pub fn unknown_function(&self) {
         self.unknown_function.inc();
+    }
+
+    /// A request refused before routing: with empty labels, as for
+    /// [`Metrics::unknown_function`], since it names no function for sure.
+    pub fn unrouted(&self, reason: Reject) {
+        match reason {
+            Reject::BadRequest => self.bad_request.inc(),
+            _ => self.unknown_function.inc(),
+        }
     }
 
     /// The Prometheus text exposition of every family.

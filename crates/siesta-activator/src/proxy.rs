@@ -17,24 +17,25 @@ use siesta_api::Protocol;
 use tokio::time::{Instant, timeout_at};
 
 use crate::body::{ProxyBody, Ticket};
+use crate::forwarded;
 use crate::index::{Admission, FunctionEntry, Index, LookupCache};
 use crate::metrics::Reject;
 use crate::request_body::{ClientFault, RequestBody, UpBody};
-use crate::route;
+use crate::target::{self, Target};
+use crate::trust::TrustedProxies;
 use crate::upstream::{self, Next};
 use crate::wake::Waker;
 
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// The request path's shared state.
 pub struct Proxy {
     pub index: Arc<Index>,
     pub waker: Arc<Waker>,
     domain: String,
+    trusted_proxies: TrustedProxies,
     max_header_bytes: usize,
     http1: Client<HttpConnector, UpBody>,
     h2c: Client<HttpConnector, UpBody>,
@@ -71,10 +72,17 @@ impl Proxy {
             index,
             waker,
             domain,
+            trusted_proxies: TrustedProxies::default(),
             max_header_bytes,
             http1,
             h2c,
         }
+    }
+
+    /// Peers whose forwarding headers are kept (see [`forwarded`]).
+    pub fn with_trusted_proxies(mut self, trusted: TrustedProxies) -> Self {
+        self.trusted_proxies = trusted;
+        self
     }
 
     /// Answers one client request. Never fails: every error is a response.
@@ -85,15 +93,6 @@ impl Proxy {
         mut req: Request<Incoming>,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
-        if req.method() == Method::CONNECT {
-            // A function is not a tunnel endpoint: forwarding CONNECT would
-            // leave an upgraded connection nobody serves.
-            self.index.metrics().unknown_function();
-            return local(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "CONNECT is not supported: the activator is not a forward proxy\n",
-            );
-        }
         // hyper stops reading a head at its read buffer's limit, but how far
         // that buffer grows depends on how the bytes arrived: the limit is
         // enforced here, exactly, for HTTP/1 and HTTP/2 alike.
@@ -103,28 +102,15 @@ impl Proxy {
                 format!("request head larger than {} bytes\n", self.max_header_bytes),
             );
         }
-        let host: Option<HeaderValue> = match req.headers().get(header::HOST) {
-            Some(h) => Some(h.clone()),
-            None => req
-                .uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-        };
-        let routed = {
-            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            route::route(
-                host.as_ref().and_then(|h| h.to_str().ok()),
-                pq,
-                &self.domain,
-            )
-        };
-        let Some(routed) = routed else {
-            self.index.metrics().unknown_function();
-            return local(
-                StatusCode::NOT_FOUND,
-                "no function here: use Host NAME.NAMESPACE.DOMAIN or the path /fn/NAMESPACE/NAME/\n",
-            );
-        };
+        let hosts = req.headers().get_all(header::HOST);
+        let routed =
+            match target::resolve(req.method(), req.version(), req.uri(), hosts, &self.domain) {
+                Ok(t) => t,
+                Err(refusal) => {
+                    self.index.metrics().unrouted(refusal.reject());
+                    return local(refusal.status(), format!("{refusal}\n"));
+                }
+            };
         let Some(entry) = cache.get(&self.index, &routed.key) else {
             self.index.metrics().unknown_function();
             return local(
@@ -230,7 +216,8 @@ impl Proxy {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let h2 = config.protocol == Protocol::H2c && !upgrade;
-        prepare_request_headers(&mut parts.headers, remote, host, upgrade, h2);
+        let trusted = self.trusted_proxies.trusts(remote.ip());
+        prepare_request_headers(&mut parts.headers, remote, trusted, &routed, upgrade, h2);
         let version = if h2 {
             Version::HTTP_2
         } else {
@@ -497,15 +484,22 @@ fn local(status: StatusCode, msg: impl Into<Bytes>) -> Response<ProxyBody> {
     r
 }
 
-/// An HTTP/1.1 upgrade request (WebSocket and the like).
+/// An HTTP/1.1 upgrade request (WebSocket and the like). `Upgrade: h2c`
+/// is not one to pass on: it asks for HTTP/2 on the client's own hop (and
+/// RFC 9113 §3.1 retired it), so such a request is served as HTTP/1.1 and
+/// its `Upgrade` and `HTTP2-Settings` are dropped as hop-by-hop.
 fn is_upgrade(h: &HeaderMap) -> bool {
-    h.contains_key(header::UPGRADE)
-        && h.get_all(header::CONNECTION).iter().any(|v| {
-            v.to_str().is_ok_and(|s| {
-                s.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
+    h.get_all(header::UPGRADE).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|t| !t.trim().eq_ignore_ascii_case("h2c") && !t.trim().is_empty())
         })
+    }) && h.get_all(header::CONNECTION).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
+    })
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): Connection and what it
@@ -531,6 +525,8 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     }
     h.remove(&KEEP_ALIVE);
     h.remove(&PROXY_CONNECTION);
+    // Only for an HTTP/1.1 `Upgrade: h2c` of this hop (RFC 7540 §3.2.1).
+    h.remove(&HTTP2_SETTINGS);
     h.remove(header::PROXY_AUTHENTICATE);
     h.remove(header::PROXY_AUTHORIZATION);
     h.remove(header::TRAILER);
@@ -540,12 +536,13 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Strips hop-by-hop headers and sets the X-Forwarded-* ones. Proto and Host
-/// are kept when present: a proxy in front of the activator knows better.
+/// Strips hop-by-hop headers and sets the forwarding ones (see
+/// [`forwarded`] for the policy).
 fn prepare_request_headers(
     h: &mut HeaderMap,
     remote: SocketAddr,
-    host: Option<HeaderValue>,
+    trusted: bool,
+    target: &Target,
     upgrade: bool,
     h2: bool,
 ) {
@@ -558,38 +555,7 @@ fn prepare_request_headers(
     if te_trailers {
         h.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-
-    let ip = remote.ip().to_canonical().to_string();
-    let xff = match h.get_all(&X_FORWARDED_FOR).iter().next() {
-        None => HeaderValue::from_str(&ip).ok(),
-        Some(_) => {
-            let mut v = Vec::with_capacity(64);
-            for prev in h.get_all(&X_FORWARDED_FOR) {
-                v.extend_from_slice(prev.as_bytes());
-                v.extend_from_slice(b", ");
-            }
-            v.extend_from_slice(ip.as_bytes());
-            HeaderValue::from_bytes(&v).ok()
-        }
-    };
-    if let Some(xff) = xff {
-        h.insert(X_FORWARDED_FOR.clone(), xff);
-    }
-    if !h.contains_key(&X_FORWARDED_PROTO) {
-        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    }
-    if let Some(host) = host {
-        if !h.contains_key(&X_FORWARDED_HOST) {
-            h.insert(X_FORWARDED_HOST.clone(), host.clone());
-        }
-        if h2 {
-            // HTTP/2 carries the authority in the URI (the pod's address).
-            h.remove(header::HOST);
-        } else if !h.contains_key(header::HOST) {
-            // From an HTTP/2 client: keep the name the client asked for.
-            h.insert(header::HOST, host);
-        }
-    }
+    forwarded::set(h, remote.ip(), trusted, target, h2);
 }
 
 #[cfg(test)]
@@ -629,6 +595,26 @@ mod tests {
     }
 
     #[test]
+    fn an_h2c_upgrade_is_not_passed_on() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, HTTP2-Settings"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert(
+            &HTTP2_SETTINGS,
+            HeaderValue::from_static("AAMAAABkAAQAoAAAAAIAAAAA"),
+        );
+        assert!(!is_upgrade(&h));
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.is_empty(), "{h:?}");
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c, websocket"));
+        assert!(is_upgrade(&h));
+    }
+
+    #[test]
     fn an_upgrade_keeps_upgrade_and_connection() {
         let mut h = HeaderMap::new();
         h.insert(
@@ -643,39 +629,30 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_headers_are_appended_or_set() {
+    fn te_is_dropped_except_trailers_to_an_h2_pod_and_forwarding_headers_are_set() {
         let remote = SocketAddr::from(([10, 1, 2, 3], 5555));
+        let target = Target {
+            key: crate::route::FunctionKey::new("b", "a"),
+            path_and_query: "/".into(),
+            authority: Some("a.b.siesta.local".into()),
+            prefix: None,
+        };
         let mut h = HeaderMap::new();
-        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
-        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
-        prepare_request_headers(
-            &mut h,
-            remote,
-            Some(HeaderValue::from_static("a.b.siesta.local")),
-            false,
-            false,
+        h.insert(
+            &HTTP2_SETTINGS,
+            HeaderValue::from_static("AAMAAABkAAQAoAAAAAIAAAAA"),
         );
-        assert_eq!(
-            h.get(&X_FORWARDED_FOR).unwrap(),
-            "1.1.1.1, 2.2.2.2, 10.1.2.3"
-        );
-        assert_eq!(h.get_all(&X_FORWARDED_FOR).iter().count(), 1);
-        assert_eq!(h.get(&X_FORWARDED_PROTO).unwrap(), "http");
-        assert_eq!(h.get(&X_FORWARDED_HOST).unwrap(), "a.b.siesta.local");
-        assert_eq!(h.get(header::HOST).unwrap(), "a.b.siesta.local");
+        prepare_request_headers(&mut h, remote, false, &target, false, false);
         assert!(!h.contains_key(header::TE));
+        assert!(!h.contains_key(&HTTP2_SETTINGS));
+        assert_eq!(h.get(&forwarded::X_FORWARDED_FOR).unwrap(), "10.1.2.3");
+        assert_eq!(h.get(header::HOST).unwrap(), "a.b.siesta.local");
 
         let mut h = HeaderMap::new();
         h.insert(header::TE, HeaderValue::from_static("trailers"));
-        h.insert(header::HOST, HeaderValue::from_static("x"));
-        prepare_request_headers(
-            &mut h,
-            remote,
-            Some(HeaderValue::from_static("x")),
-            false,
-            true,
-        );
+        h.insert(header::HOST, HeaderValue::from_static("a.b.siesta.local"));
+        prepare_request_headers(&mut h, remote, false, &target, false, true);
         assert_eq!(h.get(header::TE).unwrap(), "trailers");
         assert!(!h.contains_key(header::HOST));
     }

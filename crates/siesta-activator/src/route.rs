@@ -35,6 +35,8 @@ pub struct Route {
     pub key: FunctionKey,
     /// Always starts with `/`.
     pub path_and_query: String,
+    /// `/fn/NAMESPACE/NAME` as it was stripped, when routed by path.
+    pub prefix: Option<String>,
 }
 
 const PATH_PREFIX: &str = "/fn/";
@@ -52,6 +54,7 @@ pub fn route(host: Option<&str>, path_and_query: &str, domain: &str) -> Option<R
             return Some(Route {
                 key,
                 path_and_query: path_and_query.to_owned(),
+                prefix: None,
             });
         }
         // An absolute-form or `*` target under a function host: nothing sane to forward.
@@ -101,6 +104,7 @@ fn route_by_path(path_and_query: &str) -> Option<Route> {
     Some(Route {
         key: FunctionKey::new(namespace, name),
         path_and_query: rewritten,
+        prefix: Some(format!("{PATH_PREFIX}{namespace}/{name}")),
     })
 }
 
@@ -116,33 +120,13 @@ fn strip_port(host: &str) -> &str {
 }
 
 /// The router's invariants on arbitrary input, for the fuzzer
-/// (`fuzz/fuzz_targets/route.rs`) and the corpus replay test: host, path and
-/// domain separated by 0xFF bytes. Panics when an invariant breaks.
+/// (`fuzz/fuzz_targets/route.rs`) and the corpus replay test: host, request
+/// target and domain separated by 0xFF bytes. Checks the router alone and
+/// the whole decision of [`crate::target::resolve`] (see
+/// [`crate::invariants`]). Panics when an invariant breaks.
 #[doc(hidden)]
 pub fn check_invariants(data: &[u8]) {
-    let mut parts = data.split(|b| *b == 0xFF);
-    let host = String::from_utf8_lossy(parts.next().unwrap_or_default());
-    let path = String::from_utf8_lossy(parts.next().unwrap_or_default());
-    let domain = parts
-        .next()
-        .map(String::from_utf8_lossy)
-        .unwrap_or("siesta.local".into());
-    for h in [Some(host.as_ref()), None] {
-        if let Some(r) = route(h, &path, &domain) {
-            // What a routed request may look like, whatever came in.
-            assert!(r.path_and_query.starts_with('/'), "{r:?}");
-            assert!(!r.key.namespace.is_empty() && r.key.namespace.len() <= 63);
-            assert!(!r.key.name.is_empty() && r.key.name.len() <= 253);
-            for c in r.key.namespace.chars().chain(r.key.name.chars()) {
-                assert!(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
-            }
-            assert!(!r.key.namespace.contains('.'), "{r:?}");
-            assert!(!r.key.name.split('.').any(str::is_empty), "{r:?}");
-        }
-    }
-    if let Some(k) = key_from_host(&host, &domain) {
-        assert!(!k.name.contains('.') && !k.namespace.contains('.'), "{k:?}");
-    }
+    crate::invariants::check(data);
 }
 
 #[cfg(test)]

@@ -60,6 +60,8 @@ const EVERY_OPTION: &[&str] = &[
     "--set",
     "activator.controllerUrls={http://siesta-controller.siesta:9090}",
     "--set",
+    "activator.trustedProxies={10.0.0.0/8,fd00::/8}",
+    "--set",
     "activator.service.type=LoadBalancer",
     "--set",
     "activator.service.nodePort=30080",
@@ -353,6 +355,7 @@ fn helm_template_renders_every_option() {
         "--listen=$(POD_IP):8080",
         "--admin-addr=$(POD_IP):9091",
         "--controller-url=http://siesta-controller.siesta:9090",
+        "--trusted-proxies=10.0.0.0/8,fd00::/8",
         "--log-json",
     ] {
         assert!(
@@ -441,6 +444,10 @@ fn bad_values_are_rejected() {
             "/controller/adminPort",
         ),
         (&["--set", "logFormat=xml"], "/logFormat"),
+        (
+            &["--set", "activator.trustedProxies={my-ingress}"],
+            "/activator/trustedProxies/0",
+        ),
         (
             &["--set", "autoscaler.metricsSource=pull"],
             "/autoscaler/metricsSource",

@@ -1,0 +1,250 @@
+//! The headers that tell a pod how a request reached it: who sent it
+//! (`X-Forwarded-For`, `Forwarded: for=`), under which name (`Host`,
+//! `X-Forwarded-Host`, `Forwarded: host=`), over which scheme
+//! (`X-Forwarded-Proto`, `Forwarded: proto=`) and under which path prefix
+//! (`X-Forwarded-Prefix`, so an app routed by `/fn/NS/NAME/` can build its
+//! own URLs).
+//!
+//! Pure: a header map in, a header map out.
+//!
+//! Policy:
+//! - From a peer not in `--trusted-proxies` (the default: every peer),
+//!   the client's `X-Forwarded-Host`, `-Proto`, `-Prefix` and `Forwarded`
+//!   are dropped and replaced by the activator's own: the authority the
+//!   request was routed by, `http` (the activator serves plain HTTP), the
+//!   stripped prefix, and one `Forwarded` element saying the same.
+//! - From a trusted peer they are kept: `X-Forwarded-Host` and `-Proto`
+//!   when present (set when absent), the prefix is the peer's followed by
+//!   ours, and our `Forwarded` element is appended to the peer's.
+//! - `X-Forwarded-For` is appended to, from every peer, as nginx's
+//!   `$proxy_add_x_forwarded_for` and Envoy with `use_remote_address: true`
+//!   do (Envoy then also overwrites `X-Forwarded-Proto` unless
+//!   `xff_num_trusted_hops` is set): earlier entries are kept, so a
+//!   function must trust only the right-most entries, added by proxies it
+//!   knows.
+//! - `Host` is the routed authority (empty when an HTTP/1.0 request had
+//!   none); an HTTP/2 pod gets it as `X-Forwarded-Host` only, its
+//!   `:authority` being the pod's address.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::target::Target;
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+
+/// Sets the forwarding headers of a request about to go to a pod.
+pub fn set(h: &mut HeaderMap, peer: IpAddr, trusted: bool, target: &Target, h2_upstream: bool) {
+    let ip = peer.to_canonical();
+    append(h, &X_FORWARDED_FOR, ip.to_string().as_bytes());
+    if !trusted {
+        h.remove(&X_FORWARDED_HOST);
+        h.remove(&X_FORWARDED_PROTO);
+        h.remove(&X_FORWARDED_PREFIX);
+        h.remove(header::FORWARDED);
+    }
+    if !h.contains_key(&X_FORWARDED_PROTO) {
+        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    let authority = target
+        .authority
+        .as_deref()
+        .and_then(|a| HeaderValue::from_str(a).ok());
+    if let Some(a) = &authority
+        && !h.contains_key(&X_FORWARDED_HOST)
+    {
+        h.insert(X_FORWARDED_HOST.clone(), a.clone());
+    }
+    if let Some(ours) = &target.prefix {
+        let mut prefix = String::new();
+        for theirs in h.get_all(&X_FORWARDED_PREFIX) {
+            if let Ok(t) = theirs.to_str() {
+                prefix.push_str(t.trim().trim_end_matches('/'));
+            }
+        }
+        prefix.push_str(ours);
+        if let Ok(v) = HeaderValue::from_str(&prefix) {
+            h.insert(X_FORWARDED_PREFIX.clone(), v);
+        }
+    }
+    append(
+        h,
+        &header::FORWARDED,
+        forwarded_element(ip, target).as_bytes(),
+    );
+    if h2_upstream {
+        h.remove(header::HOST);
+    } else {
+        h.insert(
+            header::HOST,
+            authority.unwrap_or_else(|| HeaderValue::from_static("")),
+        );
+    }
+}
+
+/// Joins every value of `name` and `value` into one `a, b, value` line.
+fn append(h: &mut HeaderMap, name: &HeaderName, value: &[u8]) {
+    let mut v = Vec::with_capacity(64);
+    for prev in h.get_all(name) {
+        v.extend_from_slice(prev.as_bytes());
+        v.extend_from_slice(b", ");
+    }
+    v.extend_from_slice(value);
+    if let Ok(v) = HeaderValue::from_bytes(&v) {
+        h.insert(name.clone(), v);
+    }
+}
+
+/// This hop's RFC 7239 element: `for=1.2.3.4;host="a.b";proto=http`. An
+/// IPv6 node is quoted in brackets; host is always quoted (it may hold `:`).
+fn forwarded_element(ip: IpAddr, target: &Target) -> String {
+    let mut e = match ip {
+        IpAddr::V4(v4) => format!("for={v4}"),
+        IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+    };
+    if let Some(a) = &target.authority {
+        // The authority passed `target`'s checks: no quote or backslash.
+        e.push_str(";host=\"");
+        e.push_str(a);
+        e.push('"');
+    }
+    e.push_str(";proto=http");
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::FunctionKey;
+
+    fn target(authority: Option<&str>, prefix: Option<&str>) -> Target {
+        Target {
+            key: FunctionKey::new("ns", "f"),
+            path_and_query: "/".into(),
+            authority: authority.map(Into::into),
+            prefix: prefix.map(Into::into),
+        }
+    }
+
+    fn spoofed() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));
+        h.insert(&X_FORWARDED_HOST, HeaderValue::from_static("evil.com"));
+        h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        h.insert(&X_FORWARDED_PREFIX, HeaderValue::from_static("/evil/"));
+        h.insert(
+            header::FORWARDED,
+            HeaderValue::from_static("for=6.6.6.6;host=evil.com"),
+        );
+        h.insert(header::HOST, HeaderValue::from_static("F.ns.siesta.local"));
+        h
+    }
+
+    fn get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+        assert!(h.get_all(name).iter().count() <= 1, "{name} twice: {h:?}");
+        h.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 1, 2, 3));
+
+    #[test]
+    fn an_untrusted_peer_gets_its_forwarding_headers_replaced() {
+        let mut h = spoofed();
+        set(
+            &mut h,
+            PEER,
+            false,
+            &target(Some("f.ns.siesta.local"), None),
+            false,
+        );
+        assert_eq!(
+            get(&h, "x-forwarded-for"),
+            Some("1.1.1.1, 2.2.2.2, 10.1.2.3")
+        );
+        assert_eq!(get(&h, "x-forwarded-host"), Some("f.ns.siesta.local"));
+        assert_eq!(get(&h, "x-forwarded-proto"), Some("http"));
+        assert_eq!(get(&h, "x-forwarded-prefix"), None);
+        assert_eq!(
+            get(&h, "forwarded"),
+            Some("for=10.1.2.3;host=\"f.ns.siesta.local\";proto=http")
+        );
+        assert_eq!(get(&h, "host"), Some("f.ns.siesta.local"));
+    }
+
+    #[test]
+    fn path_routing_sets_the_prefix() {
+        let mut h = spoofed();
+        let t = target(Some("localhost:8080"), Some("/fn/ns/f"));
+        set(&mut h, PEER, false, &t, false);
+        assert_eq!(get(&h, "x-forwarded-prefix"), Some("/fn/ns/f"));
+        assert_eq!(get(&h, "x-forwarded-host"), Some("localhost:8080"));
+        assert_eq!(
+            get(&h, "forwarded"),
+            Some("for=10.1.2.3;host=\"localhost:8080\";proto=http")
+        );
+    }
+
+    #[test]
+    fn a_trusted_peer_keeps_its_headers_and_ours_are_appended() {
+        let mut h = spoofed();
+        let t = target(Some("f.ns.siesta.local"), Some("/fn/ns/f"));
+        set(&mut h, PEER, true, &t, false);
+        assert_eq!(
+            get(&h, "x-forwarded-for"),
+            Some("1.1.1.1, 2.2.2.2, 10.1.2.3")
+        );
+        assert_eq!(get(&h, "x-forwarded-host"), Some("evil.com"));
+        assert_eq!(get(&h, "x-forwarded-proto"), Some("https"));
+        assert_eq!(get(&h, "x-forwarded-prefix"), Some("/evil/fn/ns/f"));
+        assert_eq!(
+            get(&h, "forwarded"),
+            Some("for=6.6.6.6;host=evil.com, for=10.1.2.3;host=\"f.ns.siesta.local\";proto=http")
+        );
+        // Trusted, but sending none: ours are set.
+        let mut h = HeaderMap::new();
+        set(&mut h, PEER, true, &t, false);
+        assert_eq!(get(&h, "x-forwarded-host"), Some("f.ns.siesta.local"));
+        assert_eq!(get(&h, "x-forwarded-proto"), Some("http"));
+        assert_eq!(get(&h, "x-forwarded-prefix"), Some("/fn/ns/f"));
+    }
+
+    #[test]
+    fn host_follows_the_upstream_protocol_and_may_be_empty() {
+        let mut h = spoofed();
+        set(
+            &mut h,
+            PEER,
+            false,
+            &target(Some("f.ns.siesta.local"), None),
+            true,
+        );
+        assert_eq!(get(&h, "host"), None, "an h2 pod gets :authority instead");
+        assert_eq!(get(&h, "x-forwarded-host"), Some("f.ns.siesta.local"));
+        let mut h = HeaderMap::new();
+        set(&mut h, PEER, false, &target(None, Some("/fn/ns/f")), false);
+        assert_eq!(get(&h, "host"), Some(""));
+        assert_eq!(get(&h, "x-forwarded-host"), None);
+        assert_eq!(get(&h, "forwarded"), Some("for=10.1.2.3;proto=http"));
+    }
+
+    #[test]
+    fn an_ipv6_peer_is_bracketed_and_quoted_and_a_mapped_v4_is_v4() {
+        let mut h = HeaderMap::new();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        set(&mut h, v6, false, &target(None, None), false);
+        assert_eq!(
+            get(&h, "forwarded"),
+            Some("for=\"[2001:db8::1]\";proto=http")
+        );
+        assert_eq!(get(&h, "x-forwarded-for"), Some("2001:db8::1"));
+        let mut h = HeaderMap::new();
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        set(&mut h, mapped, false, &target(None, None), false);
+        assert_eq!(get(&h, "x-forwarded-for"), Some("10.1.2.3"));
+    }
+}

@@ -1,0 +1,622 @@
+//! The request target and Host, checked once before routing: the authority
+//! that names the function, the one path that is both routed and forwarded,
+//! or a refusal that says what was wrong.
+//!
+//! Pure. The rules (RFC 9110 §4.2, §7.2; RFC 9112 §3.2-3.3; RFC 9113 §8.3.1):
+//!
+//! - The authority is the request target's own (HTTP/1 absolute-form, or
+//!   HTTP/2 `:authority`), else the Host header. A front proxy that routes
+//!   by the URL and Siesta then agree on the function.
+//! - More than one Host header, a Host that is not `host[:port]` (userinfo,
+//!   a comma, a bad port), or a Host naming another host than the target's
+//!   authority (compared without case, a trailing dot, or the scheme's
+//!   default port): 400. nginx routes by the URL and ignores such a Host;
+//!   two readings of one request are refused here instead.
+//! - HTTP/1.1 without Host: 400, absolute-form too (RFC 9112 §3.2 says
+//!   "MUST", and nginx does). HTTP/2 needs `:authority` or Host. HTTP/1.0
+//!   may go without: it is routed by path only, and forwarded with an empty
+//!   Host (RFC 9112 §3.2: the value for "no authority").
+//! - Absolute-form with a scheme other than http/https: 400. Authority-form
+//!   (`host:port`) outside CONNECT, `*` (`OPTIONS *` too, as nginx does),
+//!   and targets not starting with `/`: 400. CONNECT: 405.
+//! - The path's dot segments: see [`crate::normalize`].
+//! - A fragment (`#...`) never gets here: hyper's URI parser drops it, so
+//!   the path routed and the path forwarded are both without it.
+
+use std::fmt;
+
+use http::{HeaderValue, Method, StatusCode, Uri, Version};
+
+use crate::metrics::Reject;
+use crate::normalize::{self, PathError};
+use crate::route::{self, FunctionKey};
+
+/// Where a request goes, and what is sent there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub key: FunctionKey,
+    /// The path (dot segments resolved, the `/fn/NS/NAME` prefix stripped
+    /// when routed by path) and the query as received. Starts with `/`.
+    pub path_and_query: String,
+    /// The authority the request names (the target's, else Host), as the
+    /// client wrote it: forwarded as Host and `X-Forwarded-Host`.
+    pub authority: Option<String>,
+    /// `/fn/NS/NAME` when routed by path: `X-Forwarded-Prefix`.
+    pub prefix: Option<String>,
+}
+
+/// Why a request is answered by the activator before any routing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Connect,
+    MultipleHosts,
+    InvalidHost {
+        value: String,
+        why: &'static str,
+    },
+    InvalidAuthority {
+        value: String,
+        why: &'static str,
+    },
+    MissingHost {
+        http2: bool,
+    },
+    HostMismatch {
+        host: String,
+        authority: String,
+    },
+    Scheme(String),
+    AuthorityForm,
+    Asterisk,
+    NotOriginForm,
+    Path {
+        path: String,
+        error: PathError,
+    },
+    /// Neither the authority nor the path names a function: 404.
+    NoFunction,
+}
+
+impl Refusal {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::NoFunction => StatusCode::NOT_FOUND,
+            Refusal::Connect => StatusCode::METHOD_NOT_ALLOWED,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The metric reason: 404 and 405 as `unknown_function` (as before),
+    /// every 400 as `bad_request`.
+    pub fn reject(&self) -> Reject {
+        match self {
+            Refusal::NoFunction | Refusal::Connect => Reject::UnknownFunction,
+            _ => Reject::BadRequest,
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Connect => {
+                write!(
+                    f,
+                    "CONNECT is not supported: the activator is not a forward proxy"
+                )
+            }
+            Refusal::MultipleHosts => {
+                write!(
+                    f,
+                    "more than one Host header: send exactly one (RFC 9112 section 3.2)"
+                )
+            }
+            Refusal::InvalidHost { value, why } => {
+                write!(f, "invalid Host header {value:?}: {why}")
+            }
+            Refusal::InvalidAuthority { value, why } => {
+                write!(
+                    f,
+                    "invalid authority {value:?} in the request target: {why}"
+                )
+            }
+            Refusal::MissingHost { http2: false } => write!(
+                f,
+                "no Host header: HTTP/1.1 requires one (RFC 9112 section 3.2); \
+                 send Host NAME.NAMESPACE.DOMAIN, or any Host with the path /fn/NAMESPACE/NAME/"
+            ),
+            Refusal::MissingHost { http2: true } => write!(
+                f,
+                "neither :authority nor Host: HTTP/2 requires one (RFC 9113 section 8.3.1)"
+            ),
+            Refusal::HostMismatch { host, authority } => write!(
+                f,
+                "Host {host:?} names another host than the request target's authority \
+                 {authority:?}: send the same one in both (RFC 9112 section 3.2.2)"
+            ),
+            Refusal::Scheme(s) => {
+                write!(
+                    f,
+                    "request target scheme {s:?}: only http and https are served"
+                )
+            }
+            Refusal::AuthorityForm => write!(
+                f,
+                "request target is an authority (host:port), which only CONNECT uses"
+            ),
+            Refusal::Asterisk => write!(
+                f,
+                "request target `*` (OPTIONS *) is not served: ask a function by its path"
+            ),
+            Refusal::NotOriginForm => write!(
+                f,
+                "request target must start with / or be an absolute http(s) URL"
+            ),
+            Refusal::Path { path, error } => {
+                write!(f, "request path {path:?} is not routed: it has {error}")
+            }
+            Refusal::NoFunction => write!(
+                f,
+                "no function here: use Host NAME.NAMESPACE.DOMAIN or the path /fn/NAMESPACE/NAME/"
+            ),
+        }
+    }
+}
+
+/// A checked `host[:port]`.
+#[derive(Debug)]
+struct Authority<'a> {
+    raw: &'a str,
+    /// Lower case, without a trailing dot.
+    host: String,
+    port: Option<u16>,
+}
+
+impl Authority<'_> {
+    fn same_as(&self, other: &Authority<'_>, default_port: u16) -> bool {
+        self.host == other.host
+            && self.port.unwrap_or(default_port) == other.port.unwrap_or(default_port)
+    }
+}
+
+/// `host[:port]` as RFC 9110 §4.2.1 and §7.2 allow it in Host and in an
+/// http(s) URI: a reg-name of unreserved characters or an IP literal, and a
+/// port of at most 65535. Userinfo is refused (RFC 9110 §4.2.4).
+fn parse_authority(raw: &str) -> Result<Authority<'_>, &'static str> {
+    if raw.is_empty() {
+        return Err("empty");
+    }
+    if raw.contains('@') {
+        return Err("userinfo (user@) is not allowed");
+    }
+    let (host, port) = if let Some(rest) = raw.strip_prefix('[') {
+        let (literal, after) = rest.split_once(']').ok_or("unclosed [")?;
+        if literal.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err("not an IPv6 literal in []");
+        }
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or("junk after ]")?),
+        };
+        (&raw[..literal.len() + 2], port)
+    } else {
+        match raw.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (raw, None),
+        }
+    };
+    if !host.starts_with('[')
+        && (host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')))
+    {
+        return Err("not a host name (letters, digits, - . _ ~) or IP literal");
+    }
+    let port = match port {
+        None => None,
+        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(p.parse::<u16>().map_err(|_| "port above 65535")?)
+        }
+        Some(_) => return Err("port is not a number"),
+    };
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    Ok(Authority { raw, host, port })
+}
+
+/// Decides where a request goes, or why it is refused. `hosts` are the
+/// request's Host header values, in order.
+pub fn resolve<'h>(
+    method: &Method,
+    version: Version,
+    uri: &Uri,
+    hosts: impl IntoIterator<Item = &'h HeaderValue>,
+    domain: &str,
+) -> Result<Target, Refusal> {
+    if method == Method::CONNECT {
+        // A function is not a tunnel endpoint: forwarding CONNECT would
+        // leave an upgraded connection nobody serves.
+        return Err(Refusal::Connect);
+    }
+    let mut hosts = hosts.into_iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (None, _) => None,
+        (Some(h), None) => {
+            let value = h.to_str().map_err(|_| Refusal::InvalidHost {
+                value: String::from_utf8_lossy(h.as_bytes()).into_owned(),
+                why: "not visible ASCII",
+            })?;
+            Some(parse_authority(value).map_err(|why| Refusal::InvalidHost {
+                value: value.to_owned(),
+                why,
+            })?)
+        }
+        (Some(_), Some(_)) => return Err(Refusal::MultipleHosts),
+    };
+    let Some(pq) = uri.path_and_query() else {
+        return Err(Refusal::AuthorityForm);
+    };
+    // HTTP/1 absolute-form, or HTTP/2 with `:authority`: a scheme comes with it.
+    let from_target = match uri.authority() {
+        None => None,
+        Some(a) => {
+            let scheme = uri.scheme_str().unwrap_or_default();
+            let default_port = if scheme.eq_ignore_ascii_case("http") {
+                80
+            } else if scheme.eq_ignore_ascii_case("https") {
+                443
+            } else {
+                return Err(Refusal::Scheme(scheme.to_owned()));
+            };
+            let parsed = parse_authority(a.as_str()).map_err(|why| Refusal::InvalidAuthority {
+                value: a.as_str().to_owned(),
+                why,
+            })?;
+            Some((parsed, default_port))
+        }
+    };
+    let absolute = from_target.is_some();
+    let authority = match (from_target, host) {
+        (Some((a, default_port)), Some(h)) => {
+            if !a.same_as(&h, default_port) {
+                return Err(Refusal::HostMismatch {
+                    host: h.raw.to_owned(),
+                    authority: a.raw.to_owned(),
+                });
+            }
+            Some(a)
+        }
+        (Some(_), None) if version == Version::HTTP_11 => {
+            return Err(Refusal::MissingHost { http2: false });
+        }
+        (Some((a, _)), None) => Some(a),
+        (None, Some(h)) => Some(h),
+        (None, None) if version == Version::HTTP_10 || version == Version::HTTP_09 => None,
+        (None, None) => {
+            return Err(Refusal::MissingHost {
+                http2: version == Version::HTTP_2,
+            });
+        }
+    };
+
+    let raw = pq.as_str();
+    let (path, query) = match raw.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (raw, None),
+    };
+    if path == "*" {
+        return Err(Refusal::Asterisk);
+    }
+    // `http://host?q` has an empty path, which is `/` (RFC 9112 §3.2.1);
+    // an HTTP/2 `:path` must start with `/` itself.
+    let path = if path.is_empty() && absolute && version != Version::HTTP_2 {
+        "/"
+    } else {
+        path
+    };
+    if !path.starts_with('/') {
+        return Err(Refusal::NotOriginForm);
+    }
+    let resolved = normalize::resolve_path(path).map_err(|error| Refusal::Path {
+        path: path.to_owned(),
+        error,
+    })?;
+    let mut normalized = String::with_capacity(raw.len() + 1);
+    normalized.push_str(&resolved);
+    if let Some(q) = query {
+        normalized.push('?');
+        normalized.push_str(q);
+    }
+    let routed = route::route(authority.as_ref().map(|a| a.raw), &normalized, domain)
+        .ok_or(Refusal::NoFunction)?;
+    Ok(Target {
+        key: routed.key,
+        path_and_query: routed.path_and_query,
+        authority: authority.map(|a| a.raw.to_owned()),
+        prefix: routed.prefix,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "siesta.local";
+
+    fn go(version: Version, target: &str, hosts: &[&str]) -> Result<Target, Refusal> {
+        let uri: Uri = target.parse().unwrap_or_else(|e| panic!("{target}: {e}"));
+        let hosts: Vec<HeaderValue> = hosts
+            .iter()
+            .map(|h| HeaderValue::from_str(h).expect("header value"))
+            .collect();
+        resolve(&Method::GET, version, &uri, &hosts, D)
+    }
+
+    fn h1(target: &str, hosts: &[&str]) -> Result<Target, Refusal> {
+        go(Version::HTTP_11, target, hosts)
+    }
+
+    fn routed(r: Result<Target, Refusal>) -> (String, String) {
+        let t = r.unwrap_or_else(|e| panic!("refused: {e}"));
+        (t.key.to_string(), t.path_and_query)
+    }
+
+    fn pair(key: &str, pq: &str) -> (String, String) {
+        (key.to_owned(), pq.to_owned())
+    }
+
+    #[test]
+    fn the_absolute_form_authority_names_the_function_not_host() {
+        let t = h1("http://g.ns.siesta.local/a?x", &["g.ns.siesta.local"]).unwrap();
+        assert_eq!(t.key, FunctionKey::new("ns", "g"));
+        assert_eq!(t.path_and_query, "/a?x");
+        assert_eq!(t.authority.as_deref(), Some("g.ns.siesta.local"));
+        // And when they disagree, nobody guesses.
+        assert_eq!(
+            h1("http://g.ns.siesta.local/a", &["f.ns.siesta.local"]),
+            Err(Refusal::HostMismatch {
+                host: "f.ns.siesta.local".into(),
+                authority: "g.ns.siesta.local".into()
+            })
+        );
+        assert!(matches!(
+            h1("http://localhost/fn/ns/g/x", &["f.ns.siesta.local"]),
+            Err(Refusal::HostMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn host_and_authority_compare_without_case_trailing_dot_or_default_port() {
+        for (target, host) in [
+            ("http://F.NS.siesta.local/a", "f.ns.SIESTA.local"),
+            ("http://f.ns.siesta.local:80/a", "f.ns.siesta.local"),
+            ("http://f.ns.siesta.local/a", "f.ns.siesta.local:80"),
+            ("https://f.ns.siesta.local/a", "f.ns.siesta.local:443"),
+            ("http://f.ns.siesta.local./a", "f.ns.siesta.local"),
+        ] {
+            assert_eq!(
+                routed(h1(target, &[host])),
+                pair("ns/f", "/a"),
+                "{target} {host}"
+            );
+        }
+        for (target, host) in [
+            ("http://f.ns.siesta.local:8080/a", "f.ns.siesta.local"),
+            ("https://f.ns.siesta.local/a", "f.ns.siesta.local:80"),
+            ("http://f.ns.siesta.local/a", "f.ns.siesta.local:8080"),
+        ] {
+            assert!(
+                matches!(h1(target, &[host]), Err(Refusal::HostMismatch { .. })),
+                "{target} {host}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_rules() {
+        assert_eq!(
+            h1("/a", &["f.ns.siesta.local", "f.ns.siesta.local"]),
+            Err(Refusal::MultipleHosts)
+        );
+        assert_eq!(
+            h1("/a", &["f.ns.siesta.local", "g.ns.siesta.local"]),
+            Err(Refusal::MultipleHosts)
+        );
+        assert_eq!(
+            h1("/fn/ns/f/a", &[]),
+            Err(Refusal::MissingHost { http2: false })
+        );
+        assert_eq!(
+            h1("http://f.ns.siesta.local/a", &[]),
+            Err(Refusal::MissingHost { http2: false })
+        );
+        assert_eq!(
+            go(Version::HTTP_2, "/fn/ns/f/a", &[]),
+            Err(Refusal::MissingHost { http2: true })
+        );
+        for bad in [
+            "",
+            "f.ns siesta.local",
+            "f.ns.siesta.local,g.ns.siesta.local",
+            "u@f.ns.siesta.local",
+            "f.ns.siesta.local:99999",
+            "f.ns.siesta.local:",
+            "f.ns.siesta.local:8o",
+            "f.ns.siesta.local/x",
+            "[::1",
+            "[zz]",
+            "[::1]x",
+            ":80",
+        ] {
+            assert!(
+                matches!(h1("/a", &[bad]), Err(Refusal::InvalidHost { .. })),
+                "{bad:?}"
+            );
+        }
+        // Still fine: an IP literal, a port, another name with the path.
+        assert_eq!(
+            routed(h1("/fn/ns/f/a", &["[::1]:8080"])),
+            pair("ns/f", "/a")
+        );
+        assert_eq!(
+            routed(h1("/fn/ns/f/a", &["localhost:8080"])),
+            pair("ns/f", "/a")
+        );
+    }
+
+    #[test]
+    fn http_1_0_without_host_is_routed_by_path_only() {
+        let t = go(Version::HTTP_10, "/fn/ns/f/a", &[]).unwrap();
+        assert_eq!((t.key.to_string(), t.authority), ("ns/f".into(), None));
+        assert_eq!(go(Version::HTTP_10, "/a", &[]), Err(Refusal::NoFunction));
+        assert_eq!(
+            routed(go(Version::HTTP_10, "http://f.ns.siesta.local/a", &[])),
+            pair("ns/f", "/a")
+        );
+    }
+
+    #[test]
+    fn http2_authority_plays_the_absolute_form_role() {
+        assert_eq!(
+            routed(go(Version::HTTP_2, "http://f.ns.siesta.local/a", &[])),
+            pair("ns/f", "/a")
+        );
+        assert!(matches!(
+            go(
+                Version::HTTP_2,
+                "http://f.ns.siesta.local/a",
+                &["g.ns.siesta.local"]
+            ),
+            Err(Refusal::HostMismatch { .. })
+        ));
+        // Translated from HTTP/1 by an intermediary: Host only.
+        assert_eq!(
+            routed(go(Version::HTTP_2, "/a", &["f.ns.siesta.local"])),
+            pair("ns/f", "/a")
+        );
+    }
+
+    #[test]
+    fn target_forms_other_than_origin_and_absolute_http_are_refused() {
+        let star = Uri::from_static("*");
+        let host = [HeaderValue::from_static("f.ns.siesta.local")];
+        assert_eq!(
+            resolve(&Method::OPTIONS, Version::HTTP_11, &star, &host, D),
+            Err(Refusal::Asterisk)
+        );
+        assert_eq!(
+            h1("f.ns.siesta.local:80", &["f.ns.siesta.local"]),
+            Err(Refusal::AuthorityForm)
+        );
+        // An HTTP/2 `:path` of `?x` (HTTP/1's `GET ?x` does not even parse).
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.authority = Some(http::uri::Authority::from_static("f.ns.siesta.local"));
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("?x"));
+        let uri = Uri::from_parts(parts).unwrap();
+        assert_eq!(
+            resolve(&Method::GET, Version::HTTP_2, &uri, &[], D),
+            Err(Refusal::NotOriginForm)
+        );
+        assert_eq!(
+            h1("ftp://f.ns.siesta.local/a", &["f.ns.siesta.local"]),
+            Err(Refusal::Scheme("ftp".into()))
+        );
+        assert!(matches!(
+            h1("http://u@f.ns.siesta.local/a", &["f.ns.siesta.local"]),
+            Err(Refusal::InvalidAuthority { .. })
+        ));
+        let uri = Uri::from_static("http://f.ns.siesta.local:80/");
+        assert_eq!(
+            resolve(&Method::CONNECT, Version::HTTP_11, &uri, &host, D),
+            Err(Refusal::Connect)
+        );
+        // `http://host?q` is `/?q`.
+        assert_eq!(
+            routed(h1("http://f.ns.siesta.local?q", &["f.ns.siesta.local"])),
+            pair("ns/f", "/?q")
+        );
+        assert_eq!(
+            routed(h1("HTTP://F.NS.SIESTA.LOCAL/a", &["f.ns.siesta.local"])),
+            pair("ns/f", "/a")
+        );
+    }
+
+    #[test]
+    fn dot_segments_are_resolved_before_routing_and_the_result_is_forwarded() {
+        let f = ["f.ns.siesta.local"];
+        let l = ["localhost"];
+        assert_eq!(
+            routed(h1("/a/../b?x=/../y", &f)),
+            pair("ns/f", "/b?x=/../y")
+        );
+        assert_eq!(routed(h1("/a/%2e%2e/b", &f)), pair("ns/f", "/b"));
+        assert_eq!(routed(h1("/fn/ns/f/a/../b", &l)), pair("ns/f", "/b"));
+        assert_eq!(routed(h1("/x/../fn/ns/f/a", &l)), pair("ns/f", "/a"));
+        // The resolved path names ns/g: that is where it goes, and what
+        // nginx does too (`location /fn/ns/g/`).
+        assert_eq!(routed(h1("/fn/ns/f/../g/x", &l)), pair("ns/g", "/x"));
+        assert_eq!(routed(h1("/fn/ns/f/%2e%2e/g/x", &l)), pair("ns/g", "/x"));
+        assert_eq!(h1("/fn/ns/f/..", &l), Err(Refusal::NoFunction));
+        assert_eq!(h1("/fn/ns/f/../../x", &l), Err(Refusal::NoFunction));
+        for (target, error) in [
+            ("/../../etc/passwd", PathError::AboveRoot),
+            ("/fn/ns/f/../../../../x", PathError::AboveRoot),
+            ("/fn/ns/f/..%2fg/x", PathError::Ambiguous),
+            ("/fn/ns/f//../g", PathError::DotDotAfterEmptySegment),
+            ("/a%zz", PathError::BadPercentEncoding),
+        ] {
+            let hosts: &[&str] = if target.starts_with("/fn") { &l } else { &f };
+            assert!(
+                matches!(h1(target, hosts), Err(Refusal::Path { error: e, .. }) if e == error),
+                "{target}"
+            );
+        }
+        let t = h1("/fn/ns/f/a", &l).unwrap();
+        assert_eq!(t.prefix.as_deref(), Some("/fn/ns/f"));
+        assert_eq!(h1("/a", &f).unwrap().prefix, None);
+    }
+
+    #[test]
+    fn every_refusal_is_a_400_with_a_message_except_404_and_405() {
+        let all = [
+            Refusal::Connect,
+            Refusal::MultipleHosts,
+            Refusal::InvalidHost {
+                value: "x".into(),
+                why: "y",
+            },
+            Refusal::InvalidAuthority {
+                value: "x".into(),
+                why: "y",
+            },
+            Refusal::MissingHost { http2: false },
+            Refusal::MissingHost { http2: true },
+            Refusal::HostMismatch {
+                host: "a".into(),
+                authority: "b".into(),
+            },
+            Refusal::Scheme("ftp".into()),
+            Refusal::AuthorityForm,
+            Refusal::Asterisk,
+            Refusal::NotOriginForm,
+            Refusal::Path {
+                path: "/..".into(),
+                error: PathError::AboveRoot,
+            },
+            Refusal::NoFunction,
+        ];
+        for r in all {
+            let code = r.status().as_u16();
+            assert!(!r.to_string().is_empty());
+            match r {
+                Refusal::NoFunction => assert_eq!(code, 404),
+                Refusal::Connect => assert_eq!(code, 405),
+                _ => {
+                    assert_eq!(code, 400, "{r}");
+                    assert_eq!(r.reject(), Reject::BadRequest);
+                }
+            }
+        }
+    }
+}
