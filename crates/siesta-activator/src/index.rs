@@ -15,6 +15,9 @@ use siesta_api::{FunctionSpec, Protocol};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use siesta_api::cold_start::ColdStartReport;
+
+use crate::cold_record::ColdRecord;
 use crate::dispatch::{Admit, Dispatcher};
 use crate::metrics::{FunctionMetrics, Metrics};
 use crate::route::FunctionKey;
@@ -100,6 +103,8 @@ struct FunctionState {
     last_change: Instant,
     /// When the first request parked with no pod, for the cold-start metric.
     cold_since: Option<Instant>,
+    /// The phases of the cold start in progress, for the controller's record.
+    cold: ColdRecord,
     /// An activation loop is running.
     waking: bool,
     deleted: bool,
@@ -143,6 +148,7 @@ impl FunctionEntry {
                 held: 0,
                 last_change: Instant::now(),
                 cold_since: None,
+                cold: ColdRecord::default(),
                 waking: false,
                 deleted: false,
                 refused: None,
@@ -191,6 +197,7 @@ impl FunctionEntry {
                 let cold = st.dispatcher.endpoints() == 0;
                 if cold && st.cold_since.is_none() {
                     st.cold_since = Some(now);
+                    st.cold.arrived(now);
                 }
                 let wake = cold && !st.waking && !st.deleted;
                 if wake {
@@ -265,6 +272,9 @@ impl FunctionEntry {
             .copied()
             .collect();
         st.ready = addrs.to_vec();
+        if !new.is_empty() {
+            st.cold.ready(Instant::now());
+        }
         new
     }
 
@@ -281,9 +291,22 @@ impl FunctionEntry {
             self.metrics
                 .cold_start
                 .observe(now.saturating_duration_since(since).as_secs_f64());
+            let parked = st.dispatcher.queued();
+            st.cold.released(addr, parked, now);
         }
         st.dispatch();
         self.metrics.queued.set(st.dispatcher.queued() as i64);
+    }
+
+    /// The activation signal for the cold start in progress was answered.
+    pub fn scale_written(&self, at: Instant) {
+        self.lock().cold.scale_written(at);
+    }
+
+    /// A parked request's response head is going out: the record of the
+    /// cold start that released it, the first time.
+    pub fn first_byte(&self, now: Instant) -> Option<ColdStartReport> {
+        self.lock().cold.first_byte(now)
     }
 
     /// Whether `addr` is still a pod the watches call ready (probes stop when not).
@@ -319,6 +342,7 @@ impl FunctionEntry {
             let _ = tx.send(Err(why.clone()));
         }
         st.cold_since = None;
+        st.cold.abandon();
         st.refused = Some((why, until));
         self.metrics.queued.set(0);
     }

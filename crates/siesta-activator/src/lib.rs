@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod cold_record;
 pub mod discovery;
 pub mod dispatch;
 pub mod forwarded;

@@ -129,8 +129,10 @@ impl Proxy {
             return client_fault(&entry, ClientFault::TooLarge, limit);
         }
 
-        let (mut ticket, config) = match entry.admit(start) {
-            Admission::Go { addr, config, .. } => (Ticket::new(entry, Some(addr), start), config),
+        let (mut ticket, config, parked) = match entry.admit(start) {
+            Admission::Go { addr, config, .. } => {
+                (Ticket::new(entry, Some(addr), start), config, false)
+            }
             Admission::Full => {
                 entry.metrics.reject(Reject::QueueFull);
                 entry.metrics.request(503);
@@ -207,7 +209,7 @@ impl Proxy {
                         );
                     }
                 }
-                (ticket, config)
+                (ticket, config, true)
             }
         };
 
@@ -325,6 +327,11 @@ impl Proxy {
         };
 
         ticket.code = resp.status().as_u16();
+        if parked && let Some(report) = ticket.entry.first_byte(Instant::now()) {
+            let waker = self.waker.clone();
+            let key = ticket.entry.key.clone();
+            tokio::spawn(async move { waker.report_cold_start(&key, report).await });
+        }
         if let Some(client_upgrade) = client_upgrade
             && resp.status() == StatusCode::SWITCHING_PROTOCOLS
         {

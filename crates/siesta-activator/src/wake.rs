@@ -15,11 +15,13 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
+
+use siesta_api::cold_start::ColdStartReport;
 
 use crate::index::FunctionEntry;
 use crate::route::FunctionKey;
@@ -30,8 +32,9 @@ const MAX_REASON_BYTES: usize = 1024;
 /// What one activation signal came to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Signal {
-    /// A controller took it (2xx).
-    Accepted,
+    /// A controller took it (2xx), answering at this moment (after its
+    /// scale write returned).
+    Accepted(Instant),
     /// A controller refused it for good (409), with its reason.
     Refused(Arc<str>),
     /// No controller took it (unreachable, not ready, 5xx): try again later.
@@ -40,7 +43,7 @@ pub enum Signal {
 
 /// Sends activation signals to whichever controller answers.
 pub struct Waker {
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpConnector, Full<Bytes>>,
     /// Base URLs like `http://127.0.0.1:9090`, tried in order.
     targets: RwLock<Vec<String>>,
     interval: Duration,
@@ -77,9 +80,13 @@ impl Waker {
     /// with requests parked.
     pub async fn wake_loop(self: Arc<Self>, entry: Arc<FunctionEntry>) {
         loop {
-            if let Signal::Refused(why) = self.signal(&entry.key).await {
-                entry.refuse(why, Instant::now() + self.interval);
-                return;
+            match self.signal(&entry.key).await {
+                Signal::Refused(why) => {
+                    entry.refuse(why, Instant::now() + self.interval);
+                    return;
+                }
+                Signal::Accepted(at) => entry.scale_written(at),
+                Signal::Failed => {}
             }
             tokio::time::sleep(self.interval).await;
             if !entry.keep_waking() {
@@ -101,7 +108,7 @@ impl Waker {
             let req = match Request::builder()
                 .method(Method::POST)
                 .uri(&uri)
-                .body(Empty::new())
+                .body(Full::new(Bytes::new()))
             {
                 Ok(r) => r,
                 Err(e) => {
@@ -112,7 +119,7 @@ impl Waker {
             match tokio::time::timeout(Duration::from_secs(2), self.client.request(req)).await {
                 Ok(Ok(resp)) if resp.status().is_success() => {
                     tracing::info!(function = %key, controller = %base, "activation signal sent");
-                    return Signal::Accepted;
+                    return Signal::Accepted(Instant::now());
                 }
                 Ok(Ok(resp)) if resp.status() == StatusCode::CONFLICT => {
                     let why = refusal(key, resp.into_body()).await;
@@ -134,6 +141,47 @@ impl Waker {
             }
         }
         Signal::Failed
+    }
+}
+
+impl Waker {
+    /// Sends the record of a cold start to the first controller that takes
+    /// it. Best effort: each controller is tried once; a lost record loses
+    /// no request.
+    pub async fn report_cold_start(&self, key: &FunctionKey, report: ColdStartReport) {
+        let body = match serde_json::to_vec(&report) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                tracing::warn!(function = %key, error = %e, "cannot encode a cold-start report");
+                return;
+            }
+        };
+        for base in self.targets() {
+            let uri = format!("{base}/v1/coldstart/{}/{}", key.namespace, key.name);
+            let Ok(req) = Request::builder()
+                .method(Method::POST)
+                .uri(&uri)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(body.clone()))
+            else {
+                continue;
+            };
+            match tokio::time::timeout(Duration::from_secs(5), self.client.request(req)).await {
+                Ok(Ok(resp)) if resp.status().is_success() => {
+                    tracing::debug!(function = %key, controller = %base, "cold start reported");
+                    return;
+                }
+                Ok(Ok(resp)) => {
+                    tracing::info!(function = %key, controller = %base, status = %resp.status(), "cold-start report refused");
+                }
+                Ok(Err(e)) => {
+                    tracing::info!(function = %key, controller = %base, error = %e, "cold-start report failed");
+                }
+                Err(_) => {
+                    tracing::info!(function = %key, controller = %base, "cold-start report timed out");
+                }
+            }
+        }
     }
 }
 

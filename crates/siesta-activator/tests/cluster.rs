@@ -118,6 +118,66 @@ async fn a_function_at_zero_wakes_on_the_first_request_and_answers() {
         metric(&metrics, "siesta_activator_requests_total", &labels),
         2.0
     );
+
+    // The record of that cold start: on the status, phase by phase, adding
+    // up to what this client waited (less the connect and the bytes on the
+    // wire, which the activator cannot see).
+    let functions: Api<Function> = Api::namespaced(client.clone(), &ns.name);
+    let record = wait_for(
+        "status.lastColdStart written",
+        Duration::from_secs(15),
+        || async { functions.get("hello").await.ok()?.status?.last_cold_start },
+    )
+    .await;
+    eprintln!("status.lastColdStart: {record:?}");
+    let parse = |s: &str| siesta_api::cold_start::parse_duration(s).expect(s);
+    let total = parse(&record.total);
+    let sum: Duration = record.phases().iter().map(|(_, d)| parse(d)).sum();
+    assert_eq!(sum, total, "the phases add up to the total");
+    assert!(
+        total <= cold && cold - total < Duration::from_millis(20),
+        "recorded {total:?} vs measured {cold:?}"
+    );
+    assert_eq!(record.pod.as_deref(), Some(pod.as_str()));
+    assert!(parse(&record.container_start) + parse(&record.ready) > Duration::ZERO);
+    // One observation per phase in the controller's histogram, and an
+    // event that names the slowest phase.
+    let controller = stack.controller.as_ref().expect("controller").admin_addr();
+    let (_, cmetrics) = http_get(&controller.to_string(), "/metrics", "admin")
+        .await
+        .expect("controller metrics");
+    for phase in siesta_api::cold_start::Phase::ALL {
+        let l = format!(
+            "function=\"hello\",namespace=\"{}\",phase=\"{}\"",
+            ns.name,
+            phase.name()
+        );
+        assert_eq!(
+            metric(
+                &cmetrics,
+                "siesta_controller_cold_start_phase_seconds_count",
+                &l
+            ),
+            1.0,
+            "{l}"
+        );
+    }
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), &ns.name);
+    let note = wait_for("a ColdStart event", Duration::from_secs(10), || async {
+        events
+            .list(&Default::default())
+            .await
+            .ok()?
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("ColdStart"))?
+            .note
+    })
+    .await;
+    assert!(
+        note.contains(&format!("slowest phase: {}", record.slowest)),
+        "{note}"
+    );
     stack.stop().await;
 }
 

@@ -79,6 +79,25 @@ async fn at_zero_a_request_parks_wakes_the_controller_and_is_answered_when_a_pod
         Some(1.0),
         "{m}"
     );
+    // Then the record of that cold start goes to the controller, once.
+    let report = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let next = activations.recv().await.unwrap();
+            if next.contains("/v1/coldstart/") {
+                return next;
+            }
+        }
+    })
+    .await
+    .expect("a cold-start report");
+    assert_eq!(report, "POST /v1/coldstart/ns/f");
+    let (s, _, _) = send(get(&h, HOST, "/again")).await;
+    assert_eq!(s, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        activations.try_recv().is_err(),
+        "a warm request reports nothing"
+    );
 }
 
 #[tokio::test]
