@@ -447,6 +447,22 @@ mod tests {
         assert_eq!(pattern, r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$");
     }
 
+    /// Every manifest in examples/functions is a valid Function.
+    #[test]
+    fn the_example_functions_are_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/functions");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).expect("examples/functions exists") {
+            let path = entry.expect("a directory entry").path();
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let f: crate::Function = serde_yaml::from_str(&text)
+                .unwrap_or_else(|e| panic!("{}: not a Function: {e}", path.display()));
+            assert_eq!(validate(&f.spec), Ok(()), "{}", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 5, "read {seen} examples");
+    }
+
     #[test]
     fn queue_wait_longer_than_request_timeout_is_refused() {
         let mut s = spec();
