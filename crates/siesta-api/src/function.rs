@@ -150,6 +150,38 @@ pub struct ScaleSpec {
     #[serde(default)]
     #[schemars(range(min = 0, max = 3600))]
     pub scale_down_delay_seconds: i32,
+    /// Minimums by time of day: while a window is open the function keeps
+    /// at least its `minReplicas` (the highest of the open windows), and
+    /// its pods are started ahead by the measured cold start so that they
+    /// are Ready when it opens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub schedules: Vec<ScaleSchedule>,
+}
+
+/// One window of `scale.schedules`: it opens at each time `cron` matches in
+/// `timeZone` and stays open for `duration`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleSchedule {
+    /// Standard five-field cron expression, `minute hour day-of-month month
+    /// day-of-week` (e.g. `0 8 * * 1-5`: 08:00 on weekdays), read in `timeZone`.
+    #[schemars(length(min = 1, max = 100))]
+    pub cron: String,
+    /// IANA time zone the cron expression is read in, e.g. `Europe/Berlin`.
+    #[serde(default = "defaults::time_zone")]
+    #[schemars(length(min = 1, max = 64))]
+    pub time_zone: String,
+    /// How long the window stays open after each match: `8h`, `30m`, `1h30m`
+    /// (at most 744h, 31 days).
+    #[schemars(
+        length(min = 2, max = 32),
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$")
+    )]
+    pub duration: String,
+    /// Fewest replicas while the window is open; at most `maxReplicas`.
+    #[schemars(range(min = 0, max = 1000))]
+    pub min_replicas: i32,
 }
 
 impl Default for ScaleSpec {
@@ -164,6 +196,7 @@ impl Default for ScaleSpec {
             panic_threshold_percent: defaults::panic_threshold_percent(),
             scale_to_zero_after_seconds: defaults::scale_to_zero_after_seconds(),
             scale_down_delay_seconds: 0,
+            schedules: Vec::new(),
         }
     }
 }
@@ -201,6 +234,11 @@ pub struct AutoscalerStatus {
     pub observed_concurrency: f64,
     pub observed_rps: f64,
     pub reason: String,
+    /// The `scale.schedules` window that sets the floor now, or opens
+    /// within the cold-start lead: its index, cron, time zone and when it
+    /// closes (or opens). Omitted when no window is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_schedule: Option<String>,
 }
 
 impl Function {
@@ -240,5 +278,8 @@ pub mod defaults {
     }
     pub fn scale_to_zero_after_seconds() -> i32 {
         30
+    }
+    pub fn time_zone() -> String {
+        "UTC".to_string()
     }
 }

@@ -11,6 +11,7 @@ pub mod duration;
 mod function;
 pub mod names;
 pub mod quantity;
+pub mod schedule;
 mod validate;
 pub mod watch_backoff;
 

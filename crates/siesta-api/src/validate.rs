@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::FunctionSpec;
-use crate::quantity;
+use crate::{quantity, schedule};
 
 /// The range of `spec.scale.target`, as in the schema.
 pub const TARGET_RANGE: std::ops::RangeInclusive<f64> = 0.01..=100000.0;
@@ -57,6 +57,17 @@ pub enum SpecError {
         request: String,
         limit: String,
     },
+    #[error("{field} is {value:?}: {why}")]
+    BadSchedule {
+        /// The full path, e.g. `spec.scale.schedules[1].cron`.
+        field: String,
+        value: String,
+        why: String,
+    },
+    #[error(
+        "spec.scale.schedules[{index}].minReplicas ({min}) is greater than spec.scale.maxReplicas ({max}); lower the window's minReplicas or raise maxReplicas"
+    )]
+    ScheduleMinAboveMax { index: usize, min: i32, max: i32 },
 }
 
 /// Every cross-field rule, first failure first.
@@ -86,6 +97,20 @@ pub fn validate(spec: &FunctionSpec) -> Result<(), SpecError> {
             queue: spec.queue.timeout_seconds,
             request: spec.timeout_seconds,
         });
+    }
+    for (index, s) in spec.scale.schedules.iter().enumerate() {
+        schedule::parse(s).map_err(|p| SpecError::BadSchedule {
+            field: format!("spec.scale.schedules[{index}].{}", p.field),
+            value: p.value,
+            why: p.why,
+        })?;
+        if s.min_replicas > spec.scale.max_replicas {
+            return Err(SpecError::ScheduleMinAboveMax {
+                index,
+                min: s.min_replicas,
+                max: spec.scale.max_replicas,
+            });
+        }
     }
     if let Some(resources) = &spec.resources {
         let requests = quantities("requests", resources.requests.as_ref())?;
@@ -317,6 +342,125 @@ mod tests {
         assert_eq!(validate(&s), Ok(()));
         let s = with_resources(&[], &[("memory", "128Mi"), ("nvidia.com/gpu", "1")]);
         assert_eq!(validate(&s), Ok(()));
+    }
+
+    fn with_schedules(schedules: serde_json::Value) -> FunctionSpec {
+        serde_json::from_value(serde_json::json!({
+            "image": "hello:1",
+            "scale": {"maxReplicas": 5, "schedules": schedules},
+        }))
+        .expect("a spec literal")
+    }
+
+    #[test]
+    fn valid_schedules_pass_and_the_time_zone_defaults_to_utc() {
+        let s = with_schedules(serde_json::json!([
+            {"cron": "0 8 * * 1-5", "timeZone": "Europe/Berlin", "duration": "10h", "minReplicas": 3},
+            {"cron": "0 22 * * *", "duration": "12h", "minReplicas": 5},
+        ]));
+        assert_eq!(s.scale.schedules[1].time_zone, "UTC");
+        assert_eq!(validate(&s), Ok(()));
+    }
+
+    #[test]
+    fn a_bad_schedule_is_refused_naming_its_field() {
+        let s = with_schedules(serde_json::json!([
+            {"cron": "0 8 * * 1-5", "duration": "10h", "minReplicas": 1},
+            {"cron": "0 8 * * 1-5 *", "duration": "10h", "minReplicas": 1},
+        ]));
+        let err = validate(&s).expect_err("six fields");
+        assert!(
+            matches!(&err, SpecError::BadSchedule { field, value, .. }
+                if field == "spec.scale.schedules[1].cron" && value == "0 8 * * 1-5 *"),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("spec.scale.schedules[1].cron is \"0 8 * * 1-5 *\""),
+            "{err}"
+        );
+
+        let s = with_schedules(serde_json::json!([
+            {"cron": "0 8 * * 1-5", "timeZone": "Mars/Olympus_Mons", "duration": "10h", "minReplicas": 1},
+        ]));
+        assert!(
+            validate(&s)
+                .unwrap_err()
+                .to_string()
+                .starts_with("spec.scale.schedules[0].timeZone is \"Mars/Olympus_Mons\"")
+        );
+
+        let s = with_schedules(serde_json::json!([
+            {"cron": "0 8 * * 1-5", "duration": "10 hours", "minReplicas": 1},
+        ]));
+        assert!(
+            validate(&s)
+                .unwrap_err()
+                .to_string()
+                .starts_with("spec.scale.schedules[0].duration")
+        );
+    }
+
+    #[test]
+    fn a_window_above_max_replicas_is_refused() {
+        let s = with_schedules(serde_json::json!([
+            {"cron": "0 8 * * *", "duration": "1h", "minReplicas": 6},
+        ]));
+        let err = validate(&s).expect_err("6 > 5");
+        assert_eq!(
+            err,
+            SpecError::ScheduleMinAboveMax {
+                index: 0,
+                min: 6,
+                max: 5
+            }
+        );
+        assert!(
+            err.to_string()
+                .contains("spec.scale.schedules[0].minReplicas (6)"),
+            "{err}"
+        );
+    }
+
+    /// The schema holds what it can: list length, string lengths, the
+    /// duration's shape and the replica range.
+    #[test]
+    fn the_schema_bounds_schedules() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(crate::Function::crd()).unwrap();
+        let schedules = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["scale"]["properties"]["schedules"];
+        assert_eq!(
+            schedules["maxItems"].as_u64(),
+            Some(crate::schedule::MAX_SCHEDULES as u64)
+        );
+        let item = &schedules["items"];
+        assert_eq!(
+            item["required"],
+            serde_json::json!(["cron", "duration", "minReplicas"])
+        );
+        let props = &item["properties"];
+        assert_eq!(props["minReplicas"]["maximum"].as_f64(), Some(1000.0));
+        assert_eq!(props["cron"]["maxLength"].as_u64(), Some(100));
+        assert_eq!(props["timeZone"]["default"], "UTC");
+        let pattern = props["duration"]["pattern"].as_str().expect("a pattern");
+        assert_eq!(pattern, r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$");
+    }
+
+    /// Every manifest in examples/functions is a valid Function.
+    #[test]
+    fn the_example_functions_are_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/functions");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).expect("examples/functions exists") {
+            let path = entry.expect("a directory entry").path();
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let f: crate::Function = serde_yaml::from_str(&text)
+                .unwrap_or_else(|e| panic!("{}: not a Function: {e}", path.display()));
+            assert_eq!(validate(&f.spec), Ok(()), "{}", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 5, "read {seen} examples");
     }
 
     #[test]

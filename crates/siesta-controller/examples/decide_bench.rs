@@ -53,6 +53,7 @@ fn main() {
                     current,
                     ready: current,
                 },
+                None,
                 now,
             );
             checksum += i64::from(d.desired);

@@ -463,6 +463,31 @@ pub(crate) mod tests {
         assert_eq!(template.annotations, None);
     }
 
+    /// Editing `scale.schedules` (or any scaling knob) must restart no pod:
+    /// the Deployment and Service the reconciler applies are the same
+    /// objects, so the apply changes nothing and no rollout starts. Only
+    /// the autoscaler's replica writes follow from a schedule.
+    #[test]
+    fn scaling_knobs_and_schedules_leave_the_deployment_and_service_as_they_are() {
+        let plain = serde_json::json!({"image": "x", "scale": {"maxReplicas": 10}});
+        let scheduled = serde_json::json!({"image": "x", "scale": {
+            "maxReplicas": 10, "minReplicas": 1, "target": 3, "scaleToZeroAfterSeconds": 600,
+            "schedules": [
+                {"cron": "0 8 * * 1-5", "timeZone": "Europe/Berlin", "duration": "10h", "minReplicas": 3},
+                {"cron": "0 22 * * *", "duration": "12h", "minReplicas": 1},
+            ],
+        }});
+        let (d1, s1) = built(plain, None);
+        let (d2, s2) = built(scheduled, None);
+        assert_eq!(
+            serde_json::to_value(&d1).unwrap(),
+            serde_json::to_value(&d2).unwrap()
+        );
+        assert_eq!(s1, s2);
+        let text = serde_json::to_string(&d2).unwrap();
+        assert!(!text.contains("0 8 * * 1-5"), "{text}");
+    }
+
     #[test]
     fn names_that_cannot_name_a_service_are_reported() {
         assert_eq!(name_problem("hello"), None);

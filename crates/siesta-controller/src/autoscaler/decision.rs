@@ -9,19 +9,24 @@
 //!    `panicThresholdPercent` of the current capacity (ready pods × target)
 //!    and ends only after a whole stable window without that trigger; in
 //!    panic the panic-window average decides and nothing scales down;
-//! 3. at zero demand the count may reach zero only when `minReplicas` is 0,
-//!    no request was counted (and no activation came) for
-//!    `scaleToZeroAfterSeconds`, and nothing is queued or in flight;
+//! 3. at zero demand the count may reach zero only when `minReplicas` is 0
+//!    and no `scale.schedules` window holds a floor above 0, no request was
+//!    counted (and no activation came) for `scaleToZeroAfterSeconds`, and
+//!    nothing is queued or in flight;
 //! 4. `scaleDownDelaySeconds`: the highest count wanted over the delay wins;
 //! 5. with less than a stable window of unbroken data (a restart, a fresh
 //!    leader, a metrics outage) nothing scales down;
 //! 6. a scale-down at most halves the count per decision;
-//! 7. `[minReplicas, maxReplicas]` clamps the result.
+//! 7. `[minReplicas, maxReplicas]` clamps the result, where an open window
+//!    of `scale.schedules` raises `minReplicas` to its floor ([`Floor`],
+//!    computed by the caller from the wall clock: this stays pure).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use siesta_api::{ScaleMetric, ScaleSpec};
+
+pub use super::schedule::Floor;
 
 /// One observation of a function's traffic, summed over all activators,
 /// covering the `dt` before `at`.
@@ -67,6 +72,9 @@ pub struct Decision {
     pub reason: String,
     /// This decision entered panic mode (for the PanicEntered event).
     pub panic_entered: bool,
+    /// The window of `scale.schedules` that sets the floor, if one is open
+    /// (for `status.autoscaler.activeSchedule`).
+    pub schedule: Option<String>,
 }
 
 /// A function's metric history and the decision's own memory (panic state,
@@ -202,9 +210,16 @@ fn pods_for(value: f64, target: f64) -> i32 {
     }
 }
 
-/// Decides the replica count of one function at `now`. Updates the
+/// Decides the replica count of one function at `now`, with the floor of
+/// the `scale.schedules` window open at that time, if any. Updates the
 /// history's panic state and its record of recent counts.
-pub fn decide(h: &mut History, spec: &ScaleSpec, replicas: Replicas, now: Instant) -> Decision {
+pub fn decide(
+    h: &mut History,
+    spec: &ScaleSpec,
+    replicas: Replicas,
+    floor: Option<&Floor>,
+    now: Instant,
+) -> Decision {
     let stable_window = secs(spec.stable_window_seconds).max(Duration::from_secs(1));
     let panic_window = stable_window
         .mul_f64(f64::from(spec.panic_window_percent.clamp(1, 100)) / 100.0)
@@ -214,8 +229,16 @@ pub fn decide(h: &mut History, spec: &ScaleSpec, replicas: Replicas, now: Instan
     } else {
         1.0
     };
-    let min = spec.min_replicas.max(0);
-    let max = spec.max_replicas.max(min).max(1);
+    let spec_min = spec.min_replicas.max(0);
+    let max = spec.max_replicas.max(spec_min).max(1);
+    // A window's floor replaces minReplicas only where it is higher (and
+    // never passes maxReplicas, which validation refuses anyway).
+    let raised_by = floor.filter(|f| f.min_replicas.min(max) > spec_min);
+    let min = raised_by.map_or(spec_min, |f| f.min_replicas.min(max));
+    let min_why = match raised_by {
+        Some(f) => format!("floor {min} from {}", f.window),
+        None => format!("minReplicas {min}"),
+    };
     let current = replicas.current.max(0);
     // Raised from zero by another writer (a controller replica that is not
     // the leader took the activation, or a user's `kubectl scale`): that is
@@ -328,7 +351,7 @@ pub fn decide(h: &mut History, spec: &ScaleSpec, replicas: Replicas, now: Instan
         } else {
             "idle: at zero; the next request wakes it".to_string()
         };
-    } else if desired == 0 {
+    } else if desired == 0 && raised_by.is_none() {
         let demand = waiting || (h.last_demand.is_some() && !idle);
         if current > 0 || demand {
             desired = 1;
@@ -400,7 +423,7 @@ pub fn decide(h: &mut History, spec: &ScaleSpec, replicas: Replicas, now: Instan
         desired = max;
     }
     if desired < min {
-        reason = format!("{reason}; raised to minReplicas {min}");
+        reason = format!("{reason}; raised to {min_why}");
         desired = min;
     }
 
@@ -411,6 +434,7 @@ pub fn decide(h: &mut History, spec: &ScaleSpec, replicas: Replicas, now: Instan
         rps: stable_r,
         reason,
         panic_entered,
+        schedule: floor.map(|f| f.window.clone()),
     }
 }
 
@@ -430,6 +454,14 @@ mod tests {
         log: Vec<Decision>,
         current: i32,
         ready: i32,
+        /// `scale.schedules`: the wall clock at `t0`, the parsed windows and
+        /// the lead; each decision gets the floor they set at its instant,
+        /// as `plan_for` passes it.
+        wall0: Option<jiff::Timestamp>,
+        windows: Vec<siesta_api::schedule::Window>,
+        lead: Duration,
+        /// The wall clock of each decision in `log`.
+        walls: Vec<jiff::Timestamp>,
     }
 
     impl Sim {
@@ -443,7 +475,41 @@ mod tests {
                 log: Vec::new(),
                 current,
                 ready: current,
+                wall0: None,
+                windows: Vec::new(),
+                lead: Duration::ZERO,
+                walls: Vec::new(),
             }
+        }
+
+        /// Sim time 0 is the wall-clock instant `wall0`; `schedules` are
+        /// (cron, time zone, duration, minReplicas).
+        fn with_schedules(
+            mut self,
+            wall0: &str,
+            lead: Duration,
+            schedules: &[(&str, &str, &str, i32)],
+        ) -> Self {
+            self.wall0 = Some(wall0.parse().expect("a timestamp literal"));
+            self.lead = lead;
+            self.windows = schedules
+                .iter()
+                .map(|(cron, tz, duration, min)| {
+                    siesta_api::schedule::parse(&siesta_api::ScaleSchedule {
+                        cron: cron.to_string(),
+                        time_zone: tz.to_string(),
+                        duration: duration.to_string(),
+                        min_replicas: *min,
+                    })
+                    .expect("a valid schedule")
+                })
+                .collect();
+            self
+        }
+
+        fn wall(&self) -> Option<jiff::Timestamp> {
+            let since = jiff::SignedDuration::try_from(self.now).ok()?;
+            self.wall0?.checked_add(since).ok()
         }
 
         fn at(&self) -> Instant {
@@ -476,6 +542,12 @@ mod tests {
 
         fn decide(&mut self) -> Decision {
             let now = self.at();
+            let wall = self.wall();
+            let floor = wall
+                .and_then(|w| super::super::schedule::active_floor(&self.windows, w, self.lead));
+            if let Some(w) = wall {
+                self.walls.push(w);
+            }
             let d = decide(
                 &mut self.h,
                 &self.spec,
@@ -483,6 +555,7 @@ mod tests {
                     current: self.current,
                     ready: self.ready,
                 },
+                floor.as_ref(),
                 now,
             );
             self.entered |= d.panic_entered;
@@ -753,5 +826,164 @@ mod tests {
         let d = s.run(120, 1.0, 22.0, 1.0);
         assert_eq!(d.desired, 5, "{}", d.reason);
         assert!((d.rps - 22.0).abs() < 1e-9);
+    }
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().expect("a timestamp literal")
+    }
+
+    /// Idle at zero, a window opens at `opens` (UTC instant): every
+    /// decision before `opens - lead` stays at zero, the first one from
+    /// then on raises it to the window's floor, and the reason says why.
+    fn scales_up_by_the_lead_ahead(cron: &str, tz: &str, opens: &str) {
+        let lead = Duration::from_secs(30);
+        let start = ts(opens) - jiff::SignedDuration::from_secs(150);
+        let mut s = warmed(spec(10.0), 0, 0.0).with_schedules(
+            &start.to_string(),
+            lead,
+            &[(cron, tz, "1h", 3)],
+        );
+        s.run(200, 0.0, 0.0, 0.0);
+        let ahead = ts(opens) - jiff::SignedDuration::from_secs(30);
+        let first_up = s
+            .log
+            .iter()
+            .position(|d| d.desired > 0)
+            .expect("scaled up for the window");
+        assert!(
+            s.log[..first_up].iter().all(|d| d.desired == 0),
+            "{cron} {tz}"
+        );
+        let at = s.walls[first_up];
+        assert!(at >= ahead, "{cron} {tz}: up at {at}, before {ahead}");
+        assert!(
+            at < ahead + jiff::SignedDuration::from_secs(2),
+            "{cron} {tz}: up at {at}, not at the first decision from {ahead}"
+        );
+        let d = &s.log[first_up];
+        assert_eq!(d.desired, 3, "{}", d.reason);
+        assert!(
+            d.reason.contains(&format!(
+                "raised to floor 3 from schedules[0] \"{cron}\" {tz} opens at"
+            )),
+            "{}",
+            d.reason
+        );
+        assert!(
+            d.schedule
+                .as_deref()
+                .is_some_and(|w| w.contains("opens at"))
+        );
+        // Held at the floor through the window, never at zero.
+        let open_end = ts(opens) + jiff::SignedDuration::from_secs(3600);
+        for (d, wall) in s.log[first_up..].iter().zip(&s.walls[first_up..]) {
+            if *wall < open_end {
+                assert_eq!(d.desired, 3, "{wall}: {}", d.reason);
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_opening_at_zero_scales_up_by_the_lead_ahead() {
+        scales_up_by_the_lead_ahead("0 8 * * *", "UTC", "2025-06-02T08:00:00Z");
+        // 08:00 in Berlin in summer is 06:00 UTC.
+        scales_up_by_the_lead_ahead("0 8 * * *", "Europe/Berlin", "2025-06-02T06:00:00Z");
+    }
+
+    #[test]
+    fn a_window_at_a_time_the_clocks_skip_scales_up_ahead_of_the_jump() {
+        // 02:30 does not exist on 2025-03-30 in Berlin: it opens at 03:00
+        // CEST, 01:00 UTC; in New York on 2025-03-09 at 03:00 EDT, 07:00 UTC.
+        scales_up_by_the_lead_ahead("30 2 * * *", "Europe/Berlin", "2025-03-30T01:00:00Z");
+        scales_up_by_the_lead_ahead("30 2 * * *", "America/New_York", "2025-03-09T07:00:00Z");
+    }
+
+    #[test]
+    fn a_window_at_a_time_the_clocks_repeat_scales_up_ahead_of_its_first_occurrence() {
+        // 02:30 happens twice on 2025-10-26 in Berlin; the first is 00:30
+        // UTC. 01:30 happens twice on 2025-11-02 in New York; first 05:30 UTC.
+        scales_up_by_the_lead_ahead("30 2 * * *", "Europe/Berlin", "2025-10-26T00:30:00Z");
+        scales_up_by_the_lead_ahead("30 1 * * *", "America/New_York", "2025-11-02T05:30:00Z");
+    }
+
+    #[test]
+    fn a_window_opening_while_busy_raises_only_a_floor_above_demand() {
+        // 50 in flight at target 10: 5 pods. A window of 3 changes nothing.
+        let mut s = warmed(spec(10.0), 5, 50.0).with_schedules(
+            "2025-06-02T07:59:00Z",
+            Duration::from_secs(10),
+            &[("0 8 * * *", "UTC", "1h", 3), ("0 9 * * *", "UTC", "1h", 8)],
+        );
+        // Sim time after warming is 61 s: 08:00:01, inside the window of 3.
+        let d = s.run(60, 50.0, 50.0, 50.0);
+        assert_eq!(d.desired, 5, "{}", d.reason);
+        assert!(!d.reason.contains("floor"), "{}", d.reason);
+        assert_eq!(
+            d.schedule.as_deref(),
+            Some(r#"schedules[0] "0 8 * * *" UTC until 09:00"#),
+            "the open window is named even when demand is above it"
+        );
+        // At 09:00 the window of 8 opens (10 s ahead): 8, as the floor says.
+        // Up to 08:59:48, 3648 s after 07:59:00: still 5.
+        let to_0859_48 = 3648 - s.now.as_secs();
+        s.run(to_0859_48, 50.0, 50.0, 50.0);
+        assert_eq!(s.walls.last().copied(), Some(ts("2025-06-02T08:59:48Z")));
+        assert_eq!(s.log.last().unwrap().desired, 5);
+        let d = s.run(4, 50.0, 50.0, 50.0);
+        assert_eq!(d.desired, 8, "{}", d.reason);
+        assert!(
+            d.reason.ends_with(
+                r#"raised to floor 8 from schedules[1] "0 9 * * *" UTC opens at 09:00 (pods start 10s ahead for the cold start)"#
+            ),
+            "{}",
+            d.reason
+        );
+        // Demand above the floor still scales out past it.
+        let d = s.run(10, 200.0, 200.0, 200.0);
+        assert!(d.desired > 8, "{}", d.reason);
+    }
+
+    #[test]
+    fn a_window_closing_returns_to_the_usual_rules_and_idle_goes_to_zero() {
+        // At 3 for a window 08:00–08:05 with no traffic at all.
+        let mut s = warmed(spec(10.0), 0, 0.0).with_schedules(
+            "2025-06-02T07:59:00Z",
+            Duration::from_secs(10),
+            &[("0 8 * * *", "UTC", "5m", 3)],
+        );
+        let d = s.run(4, 0.0, 0.0, 0.0);
+        assert_eq!(d.desired, 3, "{}", d.reason);
+        // Idle all along, yet never below 3 before 08:05:00.
+        let from = s.log.len();
+        s.run(292, 0.0, 0.0, 0.0);
+        assert!(s.walls[s.walls.len() - 1] < ts("2025-06-02T08:05:00Z"));
+        assert!(
+            s.log[from..].iter().all(|d| d.desired == 3),
+            "{:?}",
+            s.log[from..].iter().map(|d| d.desired).collect::<Vec<_>>()
+        );
+        // Closed: scaleToZeroAfterSeconds (30 s) has long passed, so it
+        // goes down, halving per decision, to zero.
+        let from = s.log.len();
+        let d = s.run(20, 0.0, 0.0, 0.0);
+        assert_eq!(d.desired, 0, "{}", d.reason);
+        assert_eq!(d.schedule, None);
+        let downs: Vec<i32> = s.log[from..].iter().map(|d| d.desired).collect();
+        assert!(downs.windows(2).all(|w| w[0] >= w[1]), "{downs:?}");
+        assert!(downs.contains(&2), "halving 3 → 2 → 1 → 0: {downs:?}");
+    }
+
+    #[test]
+    fn a_floor_at_or_below_min_replicas_changes_nothing() {
+        let mut sp = spec(10.0);
+        sp.min_replicas = 4;
+        let mut s = warmed(sp, 4, 0.0).with_schedules(
+            "2025-06-02T08:00:00Z",
+            Duration::ZERO,
+            &[("0 8 * * *", "UTC", "1h", 2)],
+        );
+        let d = s.run(4, 0.0, 0.0, 0.0);
+        assert_eq!(d.desired, 4, "{}", d.reason);
+        assert!(!d.reason.contains("floor"), "{}", d.reason);
     }
 }

@@ -6,6 +6,8 @@
 //!
 //! - [`source`] polls the metrics (scrape every activator, or PromQL);
 //! - [`decision`] decides, purely, from the history and a clock;
+//! - [`schedule`] says, purely, which `scale.schedules` window sets a floor
+//!   at a wall-clock instant, started ahead by the [`cold_start`] lead;
 //! - this module keeps one history per Function, decides every
 //!   `--autoscale-interval` and at once on an activation, writes the scale
 //!   subresource only on a change (and only if nobody changed the count
@@ -15,7 +17,9 @@
 //!   `status.autoscaler` under its own field manager, sets the per-function
 //!   metrics and publishes events (WokeUp, Scaled, ScaledToZero, PanicEntered).
 
+pub mod cold_start;
 pub mod decision;
+pub mod schedule;
 pub mod source;
 
 use std::collections::HashMap;
@@ -29,6 +33,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
+use siesta_api::schedule::Window;
 use siesta_api::{AutoscalerStatus, Function};
 use tokio::sync::{broadcast, mpsc};
 
@@ -40,6 +45,7 @@ use crate::resources;
 use crate::scale::{self, AUTOSCALER_MANAGER, Target};
 use siesta_api::duration;
 
+use cold_start::ColdStarts;
 use decision::{Decision, History, Mode, Replicas, Sample};
 use source::{MetricSource, Poll, PromQuery, Scraper, Targets};
 use tokio_util::task::AbortOnDropHandle;
@@ -95,6 +101,12 @@ pub struct Settings {
     /// http://127.0.0.1:9091/metrics; replaces the pod discovery.
     #[arg(long = "activator-url", value_delimiter = ',')]
     pub activator_url: Vec<String>,
+    /// The cold start assumed for a Function until one is measured (from
+    /// the scale-up from zero to its first Ready pod); `scale.schedules`
+    /// start pods ahead of a window by the cold start, a quarter more and
+    /// one --autoscale-interval.
+    #[arg(long, default_value = "30s", value_parser = duration::parse)]
+    pub default_cold_start: Duration,
 }
 
 impl Settings {
@@ -111,6 +123,7 @@ impl Settings {
             activator_selector:
                 "app.kubernetes.io/name=siesta,app.kubernetes.io/component=activator".into(),
             activator_url: Vec::new(),
+            default_cold_start: Duration::from_secs(30),
         }
     }
 
@@ -148,6 +161,62 @@ struct FunctionState {
     /// The Deployment of its name is not the Function's: it is skipped
     /// every decision, and this keeps the log to one line about it.
     not_owned: bool,
+    cold_starts: ColdStarts,
+    /// The spec as last checked, so that its cron expressions and time
+    /// zones are parsed once per generation, not every decision.
+    checked: Option<Checked>,
+}
+
+/// One generation of a Function's spec, checked.
+struct Checked {
+    uid: Option<String>,
+    generation: i64,
+    /// Its `scale.schedules`, parsed; `None` when the spec is invalid.
+    windows: Option<Arc<[Window]>>,
+}
+
+impl FunctionState {
+    /// The Function's parsed windows, or `None` when its spec is invalid
+    /// (the reconciler reports that; the autoscaler leaves it alone).
+    fn windows_of(&mut self, f: &Function) -> Option<Arc<[Window]>> {
+        let uid = f.metadata.uid.clone();
+        let Some(generation) = f.metadata.generation else {
+            return parsed_windows(f);
+        };
+        let fresh = self
+            .checked
+            .as_ref()
+            .is_some_and(|c| c.generation == generation && c.uid == uid);
+        if !fresh {
+            self.checked = Some(Checked {
+                uid,
+                generation,
+                windows: parsed_windows(f),
+            });
+        }
+        self.checked.as_ref().and_then(|c| c.windows.clone())
+    }
+}
+
+/// The parsed windows of a valid spec.
+fn parsed_windows(f: &Function) -> Option<Arc<[Window]>> {
+    siesta_api::validate(&f.spec).ok()?;
+    f.spec
+        .scale
+        .schedules
+        .iter()
+        .map(|s| siesta_api::schedule::parse(s).ok())
+        .collect()
+}
+
+/// The cold start that `scale.schedules` lead by. Everything reads it
+/// through here, so that where it comes from (this leader's own
+/// measurements now) can change in one place.
+fn cold_start_of(state: &FunctionState, settings: &Settings) -> Duration {
+    state
+        .cold_starts
+        .estimate()
+        .unwrap_or(settings.default_cold_start)
 }
 
 /// A decision to carry out.
@@ -232,14 +301,17 @@ pub async fn run(ctx: Arc<Context>, settings: Settings) {
                 record_poll(&ctx, &fn_store, &mut states, &poll);
             }
             _ = tick.tick() => {
-                let plans = plan_all(&ctx, &fn_store, &dep_store, &mut states, Instant::now());
+                let now = Clocks::now();
+                let plans = plan_all(&ctx, &settings, &fn_store, &dep_store, &mut states, now);
                 execute_all(&ctx, &mut states, plans).await;
             }
             received = activations.recv() => match received {
                 Ok(key) => {
-                    let now = Instant::now();
-                    states.entry(key.clone()).or_default().history.activation(now);
-                    let plans = plan_one(&fn_store, &dep_store, &mut states, &key, now);
+                    let now = Clocks::now();
+                    let state = states.entry(key.clone()).or_default();
+                    state.history.activation(now.mono);
+                    state.cold_starts.woke(now.mono);
+                    let plans = plan_one(&settings, &fn_store, &dep_store, &mut states, &key, now);
                     execute_all(&ctx, &mut states, plans).await;
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -367,18 +439,36 @@ fn record_poll(
     });
 }
 
+/// The two clocks a decision reads: the monotonic one for the metric
+/// windows, the wall clock for `scale.schedules`.
+#[derive(Clone, Copy, Debug)]
+struct Clocks {
+    mono: Instant,
+    wall: jiff::Timestamp,
+}
+
+impl Clocks {
+    fn now() -> Self {
+        Self {
+            mono: Instant::now(),
+            wall: jiff::Timestamp::now(),
+        }
+    }
+}
+
 fn plan_all(
     ctx: &Context,
+    settings: &Settings,
     fn_store: &Store<Function>,
     dep_store: &Store<Deployment>,
     states: &mut HashMap<FunctionKey, FunctionState>,
-    now: Instant,
+    now: Clocks,
 ) -> Vec<Plan> {
     let started = Instant::now();
     let mut plans = Vec::new();
     for f in fn_store.state() {
         let key = key_of(&f);
-        if let Some(plan) = plan_for(f, dep_store, states, key, now) {
+        if let Some(plan) = plan_for(settings, f, dep_store, states, key, now) {
             plans.push(plan);
         }
     }
@@ -389,36 +479,39 @@ fn plan_all(
 }
 
 fn plan_one(
+    settings: &Settings,
     fn_store: &Store<Function>,
     dep_store: &Store<Deployment>,
     states: &mut HashMap<FunctionKey, FunctionState>,
     key: &FunctionKey,
-    now: Instant,
+    now: Clocks,
 ) -> Vec<Plan> {
     let Some(f) = fn_store.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
         return Vec::new();
     };
-    plan_for(f, dep_store, states, key.clone(), now)
+    plan_for(settings, f, dep_store, states, key.clone(), now)
         .into_iter()
         .collect()
 }
 
 fn plan_for(
+    settings: &Settings,
     function: Arc<Function>,
     dep_store: &Store<Deployment>,
     states: &mut HashMap<FunctionKey, FunctionState>,
     key: FunctionKey,
-    now: Instant,
+    clocks: Clocks,
 ) -> Option<Plan> {
+    let now = clocks.mono;
     // An invalid spec is the reconciler's to report; a missing Deployment
     // is not created yet (or was deleted): nothing to scale.
-    if function.meta().deletion_timestamp.is_some() || siesta_api::validate(&function.spec).is_err()
-    {
+    if function.meta().deletion_timestamp.is_some() {
         return None;
     }
+    let state = states.entry(key.clone()).or_default();
+    let windows = state.windows_of(&function)?;
     let d = dep_store.get(&ObjectRef::new(&key.name).within(&key.namespace))?;
     let target = Target::of(&function).ok()?;
-    let state = states.entry(key.clone()).or_default();
     // The watch sees Deployments by Siesta's label, which anyone can copy
     // (or leave behind: `kubectl delete fn --cascade=orphan`). Such a
     // Deployment is not the Function's to scale; the reconciler reports it
@@ -437,12 +530,25 @@ fn plan_for(
         .as_ref()
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0);
+    state.cold_starts.observe(current, ready, now);
+    let floor = if windows.is_empty() {
+        None
+    } else {
+        let lead = cold_start::lead(cold_start_of(state, settings), settings.autoscale_interval);
+        schedule::active_floor(&windows, clocks.wall, lead)
+    };
     let decision = decision::decide(
         &mut state.history,
         &function.spec.scale,
         Replicas { current, ready },
+        floor.as_ref(),
         now,
     );
+    if current == 0 && decision.desired > 0 {
+        // Timed from the decision: if the write fails, the next read still
+        // sees zero and drops the measurement.
+        state.cold_starts.woke(now);
+    }
     let write_status = status_outdated(&function, &decision, state.last_status_write, now);
     Some(Plan {
         function,
@@ -461,7 +567,10 @@ fn status_outdated(f: &Function, d: &Decision, last_write: Option<Instant>, now:
     let Some(a) = status.autoscaler.as_ref() else {
         return true;
     };
-    if status.desired_replicas != d.desired || a.mode != d.mode.as_str() {
+    if status.desired_replicas != d.desired
+        || a.mode != d.mode.as_str()
+        || a.active_schedule != d.schedule
+    {
         return true;
     }
     a.reason != d.reason
@@ -592,6 +701,7 @@ async fn write_status_of(ctx: &Context, key: &FunctionKey, d: &Decision) -> crat
                 observed_concurrency: round(d.concurrency),
                 observed_rps: round(d.rps),
                 reason: d.reason.clone(),
+                active_schedule: d.schedule.clone(),
             },
         },
     });
@@ -615,4 +725,106 @@ fn round(v: f64) -> f64 {
 /// Starts nothing; checks the settings (used by `start`).
 pub fn check(settings: &Settings) -> anyhow::Result<()> {
     settings.check().context("invalid autoscaler settings")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn function(scale: serde_json::Value, generation: i64) -> Function {
+        let mut f = crate::resources::tests::function(serde_json::json!({
+            "image": "x",
+            "scale": scale,
+        }));
+        f.metadata.generation = Some(generation);
+        f
+    }
+
+    fn decision(schedule: Option<&str>) -> Decision {
+        Decision {
+            desired: 3,
+            mode: Mode::Stable,
+            concurrency: 0.0,
+            rps: 0.0,
+            reason: "r".into(),
+            panic_entered: false,
+            schedule: schedule.map(String::from),
+        }
+    }
+
+    #[test]
+    fn a_new_active_schedule_is_written_at_once() {
+        let mut f = function(serde_json::json!({}), 1);
+        f.status = Some(siesta_api::FunctionStatus {
+            desired_replicas: 3,
+            autoscaler: Some(AutoscalerStatus {
+                mode: "stable".into(),
+                reason: "r".into(),
+                active_schedule: Some("schedules[0] \"0 8 * * *\" UTC until 09:00".into()),
+                ..AutoscalerStatus::default()
+            }),
+            ..siesta_api::FunctionStatus::default()
+        });
+        let now = Instant::now();
+        let just_written = Some(now);
+        let same = decision(Some("schedules[0] \"0 8 * * *\" UTC until 09:00"));
+        assert!(!status_outdated(&f, &same, just_written, now));
+        for other in [
+            None,
+            Some("schedules[0] \"0 8 * * *\" UTC until 10:00"),
+            Some("schedules[1] \"0 9 * * *\" UTC until 10:00"),
+        ] {
+            assert!(
+                status_outdated(&f, &decision(other), just_written, now),
+                "{other:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn windows_are_parsed_once_per_generation_and_none_for_an_invalid_spec() {
+        let mut state = FunctionState::default();
+        let one = serde_json::json!({"schedules": [
+            {"cron": "0 8 * * *", "duration": "1h", "minReplicas": 2},
+        ]});
+        let windows = state.windows_of(&function(one.clone(), 1)).expect("valid");
+        assert_eq!(windows.len(), 1);
+        assert_eq!(windows[0].min_replicas, 2);
+        // A new generation with two windows is parsed again.
+        let two = serde_json::json!({"schedules": [
+            {"cron": "0 8 * * *", "duration": "1h", "minReplicas": 2},
+            {"cron": "0 9 * * *", "timeZone": "Europe/Berlin", "duration": "1h", "minReplicas": 4},
+        ]});
+        assert_eq!(state.windows_of(&function(two, 2)).unwrap().len(), 2);
+        // An invalid spec: no windows, no decision (the reconciler reports it).
+        let bad = serde_json::json!({"schedules": [
+            {"cron": "0 8 * *", "duration": "1h", "minReplicas": 2},
+        ]});
+        assert!(state.windows_of(&function(bad, 3)).is_none());
+        // The same generation number of a recreated Function (another uid)
+        // is checked again.
+        let mut again = function(one, 3);
+        again.metadata.uid = Some("uid-2".into());
+        assert_eq!(state.windows_of(&again).unwrap().len(), 1);
+        // No schedules: an empty list, and a decision as before.
+        assert_eq!(
+            state
+                .windows_of(&function(serde_json::json!({}), 4))
+                .unwrap()
+                .len(),
+            0
+        );
+    }
+
+    #[test]
+    fn the_cold_start_defaults_until_one_is_measured() {
+        let settings = Settings::defaults();
+        let mut state = FunctionState::default();
+        assert_eq!(cold_start_of(&state, &settings), Duration::from_secs(30));
+        let t0 = Instant::now();
+        state.cold_starts.observe(0, 0, t0);
+        state.cold_starts.woke(t0);
+        state.cold_starts.observe(1, 1, t0 + Duration::from_secs(3));
+        assert_eq!(cold_start_of(&state, &settings), Duration::from_secs(3));
+    }
 }
