@@ -209,14 +209,19 @@ fn parsed_windows(f: &Function) -> Option<Arc<[Window]>> {
         .collect()
 }
 
-/// The cold start that `scale.schedules` lead by. Everything reads it
-/// through here, so that where it comes from (this leader's own
-/// measurements now) can change in one place.
-fn cold_start_of(state: &FunctionState, settings: &Settings) -> Duration {
-    state
-        .cold_starts
-        .estimate()
-        .unwrap_or(settings.default_cold_start)
+/// The cold start that `scale.schedules` lead by: the longer of this
+/// leader's own measurements and the last one recorded on the status
+/// (`status.lastColdStart`, which survives a restart), else the default.
+fn cold_start_of(state: &FunctionState, function: &Function, settings: &Settings) -> Duration {
+    let recorded = function
+        .status
+        .as_ref()
+        .and_then(|s| s.last_cold_start.as_ref())
+        .and_then(|c| siesta_api::cold_start::parse_duration(&c.total));
+    match (state.cold_starts.estimate(), recorded) {
+        (Some(measured), Some(recorded)) => measured.max(recorded),
+        (measured, recorded) => measured.or(recorded).unwrap_or(settings.default_cold_start),
+    }
 }
 
 /// A decision to carry out.
@@ -534,7 +539,10 @@ fn plan_for(
     let floor = if windows.is_empty() {
         None
     } else {
-        let lead = cold_start::lead(cold_start_of(state, settings), settings.autoscale_interval);
+        let lead = cold_start::lead(
+            cold_start_of(state, &function, settings),
+            settings.autoscale_interval,
+        );
         schedule::active_floor(&windows, clocks.wall, lead)
     };
     let decision = decision::decide(
@@ -820,11 +828,33 @@ mod tests {
     fn the_cold_start_defaults_until_one_is_measured() {
         let settings = Settings::defaults();
         let mut state = FunctionState::default();
-        assert_eq!(cold_start_of(&state, &settings), Duration::from_secs(30));
+        let mut f = function(serde_json::json!({}), 1);
+        assert_eq!(
+            cold_start_of(&state, &f, &settings),
+            Duration::from_secs(30)
+        );
+        // A recorded cold start (status.lastColdStart) survives a restart.
+        f.status = Some(siesta_api::FunctionStatus {
+            last_cold_start: Some(siesta_api::cold_start::ColdStartStatus {
+                total: "4.250s".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            cold_start_of(&state, &f, &settings),
+            Duration::from_millis(4_250)
+        );
         let t0 = Instant::now();
         state.cold_starts.observe(0, 0, t0);
         state.cold_starts.woke(t0);
         state.cold_starts.observe(1, 1, t0 + Duration::from_secs(3));
-        assert_eq!(cold_start_of(&state, &settings), Duration::from_secs(3));
+        assert_eq!(
+            cold_start_of(&state, &f, &settings),
+            Duration::from_millis(4_250),
+            "the longer wins"
+        );
+        f.status = None;
+        assert_eq!(cold_start_of(&state, &f, &settings), Duration::from_secs(3));
     }
 }
