@@ -286,6 +286,33 @@ async fn serve_from_zero(client: &Client, ns: &str, addr: &str) {
         "    cold request: {status} in {:.0} ms",
         cold.as_secs_f64() * 1e3
     );
+    // The activator's record of it, written by the controller.
+    let functions: Api<Function> = Api::namespaced(client.clone(), ns);
+    let record = siesta_testkit::wait_for(
+        "status.lastColdStart written",
+        Duration::from_secs(30),
+        || async { functions.get("hello").await.ok()?.status?.last_cold_start },
+    )
+    .await;
+    let phases: Vec<String> = record
+        .phases()
+        .iter()
+        .map(|(p, d)| format!("{} {d}", p.name()))
+        .collect();
+    println!(
+        "    recorded: total {} = {}; slowest {}",
+        record.total,
+        phases.join(" + "),
+        record.slowest
+    );
+    let parse = |s: &str| siesta_api::cold_start::parse_duration(s).expect(s);
+    let total = parse(&record.total);
+    let sum: Duration = record.phases().iter().map(|(_, d)| parse(d)).sum();
+    assert_eq!(sum, total, "the phases add up to the total");
+    assert!(
+        total <= cold + Duration::from_millis(1),
+        "the record ({total:?}) is within what the client waited ({cold:?})"
+    );
 
     step("warm traffic");
     let mut warm = Vec::new();
