@@ -111,7 +111,10 @@ impl Explanation {
                 } else {
                     d.stable_concurrency
                 };
-                let wants = (value / d.target - 1e-9).ceil().max(0.0);
+                // As the decision counts pods: a hair of tolerance, never below 0
+                // (`max` also turns ceil's -0 into 0).
+                let wants = (value / d.target - 1e-9).ceil().max(0.0) + 0.0;
+                let wants = if wants <= 0.0 { 0 } else { wants as i64 };
                 let _ = writeln!(
                     o,
                     "Inputs: concurrency {} and {} requests/s, averaged over the {}s stable window (the panic window is the last {}s); mode {}; target {} {} per pod → {} pod(s); clamped to [{}, {}]; scale-down delay {}s; to zero after {}s without requests. Seen: {} replica(s) asked for, {} ready.",
