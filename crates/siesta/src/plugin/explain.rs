@@ -185,10 +185,11 @@ pub fn decision_line(d: &DecisionRecord) -> String {
             .map(|t| t.with_timezone(&Utc).format("%H:%M:%S").to_string())
             .unwrap_or_else(|_| t.to_string())
     };
-    let when = if d.count > 1 {
-        format!("{}–{}", time(&d.since), time(&d.at))
+    let (since, at) = (time(&d.since), time(&d.at));
+    let when = if since != at {
+        format!("{since}–{at}")
     } else {
-        time(&d.at)
+        at
     };
     let times = if d.count > 1 {
         format!(", {} times", d.count)

@@ -44,7 +44,7 @@ pub fn age(d: Duration) -> String {
     if s < 120 {
         format!("{s}s")
     } else if m < 10 {
-        if s % 60 == 0 {
+        if s.is_multiple_of(60) {
             format!("{m}m")
         } else {
             format!("{m}m{}s", s % 60)
@@ -52,7 +52,7 @@ pub fn age(d: Duration) -> String {
     } else if h < 3 {
         format!("{m}m")
     } else if h < 8 {
-        if m % 60 == 0 {
+        if m.is_multiple_of(60) {
             format!("{h}h")
         } else {
             format!("{h}h{}m", m % 60)
@@ -60,7 +60,7 @@ pub fn age(d: Duration) -> String {
     } else if h < 48 {
         format!("{h}h")
     } else if days < 8 {
-        if h % 24 == 0 {
+        if h.is_multiple_of(24) {
             format!("{days}d")
         } else {
             format!("{days}d{}h", h % 24)
@@ -77,7 +77,7 @@ pub fn median(values: &[Duration]) -> Option<Duration> {
     let n = v.len();
     match n {
         0 => None,
-        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ if !n.is_multiple_of(2) => Some(v[n / 2]),
         _ => Some((v[n / 2 - 1] + v[n / 2]) / 2),
     }
 }

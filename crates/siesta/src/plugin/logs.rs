@@ -49,6 +49,14 @@ fn running(p: &Pod) -> bool {
         })
 }
 
+/// The apiserver's own message (not the whole Status) for one-line errors.
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
 type Stdout = Arc<Mutex<tokio::io::Stdout>>;
 
 /// Copies one pod's log to stdout until it ends.
@@ -56,7 +64,7 @@ async fn copy_log(pods: Api<Pod>, pod: String, lp: LogParams, out: Stdout) -> Re
     let stream = pods
         .log_stream(&pod, &lp)
         .await
-        .map_err(|e| format!("could not read the log of pod {pod}: {e}"))?;
+        .map_err(|e| format!("could not read the log of pod {pod}: {}", api_message(&e)))?;
     let mut lines = stream.lines();
     while let Some(line) = lines.next().await {
         let line = line.map_err(|e| format!("the log of pod {pod} broke off: {e}"))?;
