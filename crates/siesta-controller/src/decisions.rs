@@ -26,7 +26,14 @@ pub const FUNCTIONS: usize = 10_000;
 
 #[derive(Default)]
 pub struct DecisionLog {
-    inner: Mutex<HashMap<FunctionKey, (u64, VecDeque<DecisionRecord>)>>,
+    inner: Mutex<Log>,
+}
+
+#[derive(Default)]
+struct Log {
+    /// A monotonic sequence, not a clock: what "least recently decided" means.
+    seq: u64,
+    functions: HashMap<FunctionKey, (u64, VecDeque<DecisionRecord>)>,
 }
 
 impl DecisionLog {
@@ -46,11 +53,14 @@ impl DecisionLog {
 
     /// Adds a record, merging it into the last one on the same outcome.
     pub fn push(&self, key: &FunctionKey, record: DecisionRecord) {
-        let Ok(mut map) = self.inner.lock() else {
+        let Ok(mut log) = self.inner.lock() else {
             return;
         };
-        // A monotonic sequence, not a clock: what "least recently decided" means.
-        let seq = map.values().map(|(s, _)| *s).max().unwrap_or(0) + 1;
+        log.seq += 1;
+        let seq = log.seq;
+        let map = &mut log.functions;
+        // Evicting scans every Function, but only when a new one arrives at
+        // the cap; the common push is a map lookup.
         if !map.contains_key(key)
             && map.len() >= FUNCTIONS
             && let Some(oldest) = map
@@ -83,8 +93,10 @@ impl DecisionLog {
 
     /// The Function's records, oldest first; `None` when it has none.
     pub fn get(&self, key: &FunctionKey) -> Option<Vec<DecisionRecord>> {
-        let map = self.inner.lock().ok()?;
-        map.get(key).map(|(_, r)| r.iter().cloned().collect())
+        let log = self.inner.lock().ok()?;
+        log.functions
+            .get(key)
+            .map(|(_, r)| r.iter().cloned().collect())
     }
 }
 
@@ -176,6 +188,28 @@ mod tests {
         assert_eq!(r[1].reason, "still waiting");
         assert_eq!(r[2].ready, 1);
         assert!(log.get(&key("b")).is_none());
+    }
+
+    #[test]
+    fn past_the_cap_the_least_recently_decided_function_goes() {
+        let log = DecisionLog::default();
+        let spec = ScaleSpec::default();
+        for i in 0..FUNCTIONS {
+            log.record(
+                &key(&format!("f{i}")),
+                &spec,
+                1,
+                1,
+                &decision(1, "x"),
+                at(0),
+            );
+        }
+        // f0 decided again: f1 is now the least recent.
+        log.record(&key("f0"), &spec, 1, 1, &decision(1, "x"), at(1));
+        log.record(&key("new"), &spec, 1, 1, &decision(1, "x"), at(2));
+        assert!(log.get(&key("f0")).is_some());
+        assert!(log.get(&key("f1")).is_none());
+        assert!(log.get(&key("new")).is_some());
     }
 
     #[test]
