@@ -24,7 +24,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p siesta \
- && install -D -m 0755 target/release/siesta /out/siesta
+ && install -D -m 0755 target/release/siesta /out/siesta \
+ && install -D -m 0755 target/release/kubectl-siesta /out/kubectl-siesta
 
 # distroless/cc: glibc and libgcc only, no shell, runs as uid 65532.
 FROM ${RUNTIME_IMAGE}
@@ -33,6 +34,9 @@ LABEL org.opencontainers.image.title="siesta" \
       org.opencontainers.image.source="https://github.com/siesta-dev/siesta" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=builder /out/siesta /siesta
+# The kubectl plugin rides along, to be copied out: see README, "Debugging
+# with kubectl siesta".
+COPY --from=builder /out/kubectl-siesta /kubectl-siesta
 USER 65532:65532
 # activator traffic, controller admin, activator admin
 EXPOSE 8080 9090 9091

@@ -144,6 +144,36 @@ impl ColdStartStatus {
     }
 }
 
+/// How many cold starts `status.recentColdStarts` keeps.
+pub const RECENT_COLD_STARTS: usize = 20;
+
+/// One entry of `status.recentColdStarts`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecentColdStart {
+    /// When the first request arrived (RFC 3339, milliseconds).
+    pub at: String,
+    /// Arrival to the first response byte.
+    pub total: String,
+}
+
+/// `recent` with `latest` appended, the oldest dropped past
+/// [`RECENT_COLD_STARTS`]. A report sent twice (same `at`) is kept once.
+pub fn append_recent(recent: &[RecentColdStart], latest: &ColdStartStatus) -> Vec<RecentColdStart> {
+    let mut out: Vec<RecentColdStart> = recent
+        .iter()
+        .filter(|r| r.at != latest.at)
+        .cloned()
+        .collect();
+    out.push(RecentColdStart {
+        at: latest.at.clone(),
+        total: latest.total.clone(),
+    });
+    let excess = out.len().saturating_sub(RECENT_COLD_STARTS);
+    out.drain(..excess);
+    out
+}
+
 /// The ends of the phases, in Unix milliseconds; `None` where unknown.
 /// `arrived` and `first_byte` are the activator's and always known.
 #[derive(Clone, Copy, Debug, Default)]
@@ -292,6 +322,27 @@ mod tests {
             let d = Duration::from_millis(ms);
             assert_eq!(parse_duration(&format_duration(d)), Some(d), "{ms}");
         }
+    }
+
+    #[test]
+    fn recent_cold_starts_keep_the_last_twenty_once_each() {
+        let status = |i: usize| {
+            ColdStartStatus::new(
+                format!("2026-12-01T10:{i:02}:00.000Z"),
+                None,
+                &ms(&[i as u64, 0, 0, 0, 0, 0]),
+            )
+        };
+        let mut recent = Vec::new();
+        for i in 0..25 {
+            recent = append_recent(&recent, &status(i));
+        }
+        assert_eq!(recent.len(), RECENT_COLD_STARTS);
+        assert_eq!(recent[0].at, "2026-12-01T10:05:00.000Z");
+        assert_eq!(recent[19].total, "24ms");
+        // The same report again replaces its entry instead of counting twice.
+        let again = append_recent(&recent, &status(24));
+        assert_eq!(again, recent);
     }
 
     #[test]

@@ -223,6 +223,12 @@ pub struct FunctionStatus {
     /// The phases of the last wake from zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_cold_start: Option<crate::cold_start::ColdStartStatus>,
+    /// The last few wakes from zero, oldest first (at most
+    /// [`crate::cold_start::RECENT_COLD_STARTS`]): when and how long, so a
+    /// client counts the last hour's cold starts and their median from the
+    /// Function alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_cold_starts: Vec<crate::cold_start::RecentColdStart>,
 }
 
 /// The autoscaler's last decision and what it was based on.

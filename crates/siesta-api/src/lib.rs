@@ -7,6 +7,7 @@
 
 pub mod cold_start;
 pub mod crd;
+pub mod decisions;
 pub mod duration;
 mod function;
 pub mod names;

@@ -1,6 +1,7 @@
 //! The admin HTTP server (`--admin-addr`): `/metrics`, `/healthz`,
-//! `/readyz`, the activation endpoint and the cold-start endpoint. Every replica serves it, leader
-//! or not.
+//! `/readyz`, the activation endpoint, the cold-start endpoint and the
+//! decision history (`GET /v1/decisions/NS/NAME`, leader only: a standby
+//! answers 503 naming the leader). Every replica serves it, leader or not.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,7 +17,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
+use crate::error::api_call;
 use crate::{activation, cold_start};
+
+/// The path prefix of the decision history.
+pub const DECISIONS_PREFIX: &str = "/v1/decisions/";
 
 type Body = Full<Bytes>;
 
@@ -134,6 +139,15 @@ async fn route(ctx: &Context, req: Request<Incoming>) -> Response<Body> {
             }
         };
     }
+    if let Some(parsed) = activation::parse_path_under(DECISIONS_PREFIX, path) {
+        if method != Method::GET && method != Method::HEAD {
+            return method_not_allowed("GET");
+        }
+        return match parsed {
+            Err(activation::BadPath(why)) => text(StatusCode::BAD_REQUEST, format!("{why}\n")),
+            Ok(key) => decisions(ctx, key).await,
+        };
+    }
     let read_only = |resp: Response<Body>| {
         if method == Method::GET || method == Method::HEAD {
             resp
@@ -166,7 +180,71 @@ async fn route(ctx: &Context, req: Request<Incoming>) -> Response<Body> {
         }),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /metrics, /healthz, /readyz, POST /v1/activate/NAMESPACE/NAME or POST /v1/coldstart/NAMESPACE/NAME\n",
+            "not found; try /metrics, /healthz, /readyz, GET /v1/decisions/NAMESPACE/NAME, POST /v1/activate/NAMESPACE/NAME or POST /v1/coldstart/NAMESPACE/NAME\n",
+        ),
+    }
+}
+
+/// `GET /v1/decisions/NS/NAME`: the leader's recent decisions as JSON; 404
+/// when it has decided nothing for that Function; 503 on a standby, naming
+/// the leader when the Lease says who it is.
+async fn decisions(ctx: &Context, key: activation::FunctionKey) -> Response<Body> {
+    if !ctx.is_leader() {
+        let holder = match ctx.lease.get() {
+            Some((ns, name)) => {
+                let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+                    kube::Api::namespaced(ctx.client.clone(), ns);
+                api_call(|| format!("read Lease {ns}/{name}"), api.get_opt(name))
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|l| l.spec?.holder_identity)
+                    .filter(|h| !h.is_empty())
+                    .map(|h| format!("{h} (Lease {ns}/{name})"))
+            }
+            None => None,
+        };
+        let mut resp = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            match &holder {
+                Some(h) => format!(
+                    "this replica is not the leader; only the leader decides: ask {h}\n"
+                ),
+                None => "this replica is not the leader and does not know who is; only the leader decides\n".to_string(),
+            },
+        );
+        if let Some(h) = holder
+            && let Ok(v) = header::HeaderValue::from_str(h.split(' ').next().unwrap_or(""))
+        {
+            resp.headers_mut().insert("siesta-leader", v);
+        }
+        return resp;
+    }
+    let Some(records) = ctx.decisions.get(&key) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no decisions recorded for {key}: not a Function, or this leader has not decided it yet (it decides every --autoscale-interval)\n"
+            ),
+        );
+    };
+    let body = siesta_api::decisions::DecisionHistory {
+        namespace: key.namespace,
+        name: key.name,
+        decisions: records,
+    };
+    match serde_json::to_string(&body) {
+        Ok(json) => {
+            let mut resp = text(StatusCode::OK, json);
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("could not encode the decisions: {e}\n"),
         ),
     }
 }

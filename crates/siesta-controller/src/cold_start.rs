@@ -64,11 +64,20 @@ pub async fn record(ctx: &Context, key: &FunctionKey, report: ColdStartReport) -
             .with_label_values(&[key.namespace.as_str(), key.name.as_str(), phase.name()])
             .observe(d.as_secs_f64());
     }
+    // The list is atomic under server-side apply: this manager owns it
+    // whole and rewrites it from the Function read above.
+    let recent = cold_start::append_recent(
+        function
+            .status
+            .as_ref()
+            .map_or(&[][..], |s| s.recent_cold_starts.as_slice()),
+        &status,
+    );
     let patch = serde_json::json!({
         "apiVersion": Function::api_version(&()),
         "kind": Function::kind(&()),
         "metadata": {"name": key.name},
-        "status": {"lastColdStart": status},
+        "status": {"lastColdStart": status, "recentColdStarts": recent},
     });
     let written = api_call(
         || format!("write the last cold start of Function {key}"),

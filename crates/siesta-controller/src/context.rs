@@ -6,6 +6,7 @@ use kube::Client;
 use tokio::sync::{broadcast, watch};
 
 use crate::activation::FunctionKey;
+use crate::decisions::DecisionLog;
 use crate::events::Events;
 use crate::metrics::Metrics;
 
@@ -22,6 +23,11 @@ pub struct Context {
     pub activations: broadcast::Sender<FunctionKey>,
     /// Whether this replica holds the leader lease.
     pub leader: watch::Receiver<bool>,
+    /// The autoscaler's recent decisions (filled on the leader only).
+    pub decisions: DecisionLog,
+    /// The leader Lease (namespace, name), to name the leader to a caller
+    /// that asked a standby for what only the leader knows.
+    pub lease: std::sync::OnceLock<(String, String)>,
     crd_installed: AtomicBool,
     cache_synced: AtomicBool,
 }
@@ -44,6 +50,8 @@ impl Context {
             events,
             activations,
             leader,
+            decisions: DecisionLog::default(),
+            lease: std::sync::OnceLock::new(),
             crd_installed: AtomicBool::new(false),
             cache_synced: AtomicBool::new(false),
         }

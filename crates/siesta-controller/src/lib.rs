@@ -11,6 +11,7 @@ mod admin;
 pub mod autoscaler;
 pub mod cold_start;
 mod context;
+pub mod decisions;
 mod error;
 pub mod events;
 pub mod lease;
@@ -234,6 +235,9 @@ pub async fn start(client: Client, config: Config) -> anyhow::Result<Running> {
         events::Events::new(client, &identity),
         leader_rx,
     ));
+    let _ = ctx
+        .lease
+        .set((config.namespace.clone(), config.lease_name.clone()));
     let stop = CancellationToken::new();
     tracing::info!(%admin_addr, %identity, lease = %format!("{}/{}", config.namespace, config.lease_name), "controller starting");
     let task = tokio::spawn(main_task(

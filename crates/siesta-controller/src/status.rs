@@ -195,6 +195,7 @@ pub fn compute(o: &Observed<'_>) -> FunctionStatus {
         conditions,
         autoscaler: None,
         last_cold_start: None,
+        recent_cold_starts: Vec::new(),
     }
 }
 

@@ -821,6 +821,30 @@ async fn one_leader_and_failover() {
             .await;
         env.deployment("one", 30, "a Deployment from the first leader", |_| true)
             .await;
+        // Only the leader keeps decisions; the standby names it.
+        let path = format!("/v1/decisions/{}/one", env.ns);
+        let (code, body) = http(standby.admin_addr(), "GET", &path).await;
+        assert_eq!(code, 503, "{body}");
+        assert!(
+            body.contains(leader_id),
+            "the standby names the leader: {body}"
+        );
+        let history = eventually("the leader's decisions for one", 30, || async {
+            let (code, body) = http(leader.admin_addr(), "GET", &path).await;
+            if code != 200 {
+                return Err(format!("{code}: {body}"));
+            }
+            let h: siesta_api::decisions::DecisionHistory =
+                serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+            if h.decisions.is_empty() {
+                Err(body)
+            } else {
+                Ok(h)
+            }
+        })
+        .await;
+        assert_eq!(history.name, "one");
+        assert!(!history.decisions[0].reason.is_empty(), "{history:?}");
 
         // Kill the leader: no release; the standby takes over after the lease expires.
         let killed = Instant::now();

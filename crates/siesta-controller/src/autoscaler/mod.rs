@@ -616,6 +616,15 @@ async fn execute(ctx: &Context, plan: Plan) -> bool {
         decision: d,
         write_status,
     } = plan;
+    // The one hook of `kubectl siesta explain`: every decision, kept.
+    ctx.decisions.record(
+        &key,
+        &function.spec.scale,
+        current,
+        function.status.as_ref().map_or(0, |s| s.ready_replicas),
+        &d,
+        std::time::SystemTime::now(),
+    );
     let labels = [key.namespace.as_str(), key.name.as_str()];
     ctx.metrics
         .desired_replicas
