@@ -9,10 +9,12 @@ pub mod discovery;
 pub mod dispatch;
 pub mod index;
 pub mod metrics;
+pub mod park_budget;
 pub mod probe;
 pub mod proxy;
 pub mod route;
 pub mod server;
+pub mod upstream_error;
 pub mod wake;
 
 use std::future::Future;
@@ -69,6 +71,23 @@ pub struct Config {
     /// Largest request head in bytes; larger ones get 431.
     #[arg(long, default_value_t = 65536)]
     pub max_header_bytes: usize,
+    /// Most header fields in an HTTP/1 request; more get 431. (HTTP/2
+    /// requests are bounded by --max-header-bytes alone.)
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_request_headers: u16,
+    /// Most header fields in a function's HTTP/1 response; more get 502.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_response_headers: u16,
+    /// Most requests parked across all functions (waiting for a pod or a
+    /// free concurrency slot); beyond it, and beyond a function's fair share
+    /// of it, requests get 503 with Retry-After.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_parked_requests: u64,
+    /// Most bytes parked requests may pin across all functions: their heads
+    /// and the body bytes the server may hold for them before they are sent
+    /// on (HTTP/1: at most 8 KiB each, HTTP/2: at most 64 KiB each).
+    #[arg(long, default_value_t = 128 << 20)]
+    pub max_parked_bytes: u64,
     /// How long a newly ready pod is probed (TCP connect) before it is used anyway.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub probe_timeout: Duration,
@@ -90,6 +109,10 @@ impl Config {
             shutdown_delay: Duration::ZERO,
             header_read_timeout: Duration::from_secs(30),
             max_header_bytes: 65536,
+            max_request_headers: 1000,
+            max_response_headers: 1000,
+            max_parked_requests: 10_000,
+            max_parked_bytes: 128 << 20,
             probe_timeout: Duration::from_secs(5),
             wake_interval: Duration::from_secs(2),
         }
@@ -165,7 +188,13 @@ impl Activator {
         let admin = TcpListener::bind(config.admin_addr)
             .await
             .with_context(|| format!("binding the admin port {}", config.admin_addr))?;
-        let index = Arc::new(Index::new(Metrics::new()?));
+        let index = Arc::new(Index::new(
+            Metrics::new()?,
+            park_budget::Limits {
+                requests: config.max_parked_requests,
+                bytes: config.max_parked_bytes,
+            },
+        ));
         let waker = Arc::new(Waker::new(
             config.controller_url.clone(),
             config.wake_interval,
@@ -175,6 +204,7 @@ impl Activator {
             waker.clone(),
             config.domain.clone(),
             config.max_header_bytes,
+            config.max_response_headers.into(),
         ));
         let control = Control {
             index,
@@ -216,6 +246,7 @@ impl Activator {
         let limits = server::Limits {
             header_read_timeout: self.config.header_read_timeout,
             max_header_bytes: self.config.max_header_bytes,
+            max_request_headers: self.config.max_request_headers.into(),
         };
         let delay = self.config.shutdown_delay;
         let shutdown = async move {

@@ -21,6 +21,9 @@ pub enum Reject {
     UnknownFunction,
     /// `queue.maxRequests` requests already parked: 503.
     QueueFull,
+    /// The activator-wide budget of parked requests (or the function's fair
+    /// share of it) is used up: 503.
+    ParkBudget,
     /// No pod became ready within `queue.timeoutSeconds`: 504.
     QueueTimeout,
     /// The whole request took longer than `timeoutSeconds`: 504.
@@ -35,9 +38,10 @@ pub enum Reject {
 }
 
 impl Reject {
-    pub const ALL: [Reject; 7] = [
+    pub const ALL: [Reject; 8] = [
         Reject::UnknownFunction,
         Reject::QueueFull,
+        Reject::ParkBudget,
         Reject::QueueTimeout,
         Reject::RequestTimeout,
         Reject::UpstreamUnavailable,
@@ -50,6 +54,7 @@ impl Reject {
         match self {
             Reject::UnknownFunction => "unknown_function",
             Reject::QueueFull => "queue_full",
+            Reject::ParkBudget => "park_budget",
             Reject::QueueTimeout => "queue_timeout",
             Reject::RequestTimeout => "request_timeout",
             Reject::UpstreamUnavailable => "upstream_unavailable",
