@@ -517,17 +517,19 @@ impl Index {
             self.budget.clone(),
         ));
         map.insert(key, entry.clone());
+        self.budget.set_known(map.len() as u64);
         self.generation.fetch_add(1, Ordering::Release);
         entry
     }
 
     /// Removes a function; its parked requests are answered at once.
     pub fn delete(&self, key: &FunctionKey) {
-        let removed = self
-            .functions
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        let removed = {
+            let mut map = self.functions.write().unwrap_or_else(|p| p.into_inner());
+            let removed = map.remove(key);
+            self.budget.set_known(map.len() as u64);
+            removed
+        };
         if let Some(e) = removed {
             self.generation.fetch_add(1, Ordering::Release);
             e.delete();

@@ -54,34 +54,48 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn beyond_the_budget_requests_get_503_with_retry_after_and_a_quiet_function_still_wakes() {
-    // 10 requests: a reserve of 1, a pool of 9.
+    // 10 requests, 3 functions: a reserve of a tenth (1) plus a slot for
+    // each function with nothing parked.
     let h = Harness::start(budget(10, 1 << 30)).await;
     let f = h.function("f", at_zero(), &[]).await;
     let g = h.function("g", at_zero(), &[]).await;
-    h.function("late", at_zero(), &[]).await;
+    let k = h.function("k", at_zero(), &[]).await;
+    let budget = h.control.index().park_budget();
 
-    // f floods: it gets the pool, the rest is refused at once.
+    // f floods: it gets the pool (10 - 1 - 2 slots kept for g and k), the
+    // rest is refused at once.
     let flood: Vec<_> = (0..20)
         .map(|i| tokio::spawn(send(get(&h, &host("f"), &format!("/?i={i}")))))
         .collect();
-    let budget = h.control.index().park_budget();
-    until("f to fill the pool", || budget.used().0.requests == 9).await;
-    // g, quiet, wakes from the reserve.
+    let mut m = String::new();
+    for _ in 0..1000 {
+        m = h.metrics().await;
+        if rejected(&m, "f") == Some(13.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(rejected(&m, "f"), Some(13.0), "{m}");
+    assert_eq!(budget.used().0.requests, 7, "{m}");
+    // g and k, quiet so far, each wake with the slot kept for them.
     let quiet = tokio::spawn(send(get(&h, &host("g"), "/quiet")));
-    until("g to park", || budget.used().0.requests == 10).await;
-    // Now nothing is left for anyone.
-    let (s, headers, body) = send(get(&h, &host("late"), "/")).await;
+    until("g to park", || budget.used().0.requests == 8).await;
+    let k_first = tokio::spawn(send(get(&h, &host("k"), "/first")));
+    until("k to park", || budget.used().0.requests == 9).await;
+    // k's second request would take the last of the reserve: refused.
+    let (s, headers, body) = send(get(&h, &host("k"), "/second")).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(headers["retry-after"], "1");
     assert!(
-        body.contains("function ns/late:") && body.contains("--max-parked-requests 10"),
+        body.starts_with("function ns/k: ") && body.contains("--max-parked-requests 10"),
         "{body}"
     );
 
     // Pods come up: every parked request is answered.
     let be = echo().await;
-    h.set_pods(&f, &[be]).await;
-    h.set_pods(&g, &[be]).await;
+    for key in [&f, &g, &k] {
+        h.set_pods(key, &[be]).await;
+    }
     let mut codes = Vec::new();
     for t in flood {
         let (s, headers, body) = t.await.unwrap();
@@ -92,13 +106,14 @@ async fn beyond_the_budget_requests_get_503_with_retry_after_and_a_quiet_functio
         codes.push(s.as_u16());
     }
     codes.sort_unstable();
-    assert_eq!(codes, [[200; 9].as_slice(), &[503; 11]].concat());
+    assert_eq!(codes, [[200; 7].as_slice(), &[503; 13]].concat());
     let (s, _, body) = quiet.await.unwrap();
     assert_eq!((s, body.as_str()), (StatusCode::OK, "GET /quiet HTTP/1.1"));
+    assert_eq!(k_first.await.unwrap().0, StatusCode::OK);
 
     let m = h.metrics().await;
-    assert_eq!(rejected(&m, "f"), Some(11.0), "{m}");
-    assert_eq!(rejected(&m, "late"), Some(1.0));
+    assert_eq!(rejected(&m, "f"), Some(13.0), "{m}");
+    assert_eq!(rejected(&m, "k"), Some(1.0));
     assert_eq!(rejected(&m, "g"), None, "g was never refused");
     assert_eq!(budget.used(), (Usage::default(), 0), "all given back");
 }
