@@ -61,12 +61,14 @@ pub const RESERVE_DIVISOR: u64 = 10;
 
 /// What the client-facing server may hold of an unread HTTP/1 body: the
 /// rest of the connection's read buffer after the head (hyper starts it at
-/// 8 KiB and reads no further while the body is not polled).
+/// 8 KiB and reads no further while the body is not polled). Measured: a
+/// parked 4 MiB chunked upload costs 4.1 KiB more than a parked GET.
 pub const H1_BODY_PINNED: u64 = 8 * 1024;
 
 /// What it may hold of an unread HTTP/2 body: the stream's flow-control
-/// window, which the server sets (see `server.rs`).
-pub const H2_BODY_PINNED: u64 = crate::server::H2_STREAM_WINDOW as u64;
+/// window (see `server.rs`), and a third more for the frames' buffers
+/// (measured: 1.27 to 1.34 times the window, from 64 KiB to 1 MiB).
+pub const H2_BODY_PINNED: u64 = crate::server::H2_STREAM_WINDOW as u64 * 4 / 3;
 
 /// The two limits. Both are checked; the first one a request would break is
 /// reported.
