@@ -19,7 +19,8 @@
 //!
 //! - A reserve is kept: one request for every known function that has none
 //!   parked (any of them may be called next, and its first parked request is
-//!   the one that wakes it), plus a tenth of the limit; at most half of it.
+//!   the one that wakes it), plus a tenth of the limit; at most half the
+//!   limit in all.
 //!   A function's first parked request may use all of the reserve (its slot
 //!   was kept for it); its next ones, up to [`FLOOR`], may use the tenth
 //!   while at least half of it is free. So a quiet function called during a
@@ -150,9 +151,16 @@ impl Refusal {
                 self.resource.flag(),
                 self.limit
             ),
-            Why::Reserved | Why::OverShare => format!(
-                "this function has its share of the {what} the activator may hold waiting for pods \
-                 ({} {}, shared by {} functions waiting now)",
+            Why::Reserved => format!(
+                "the activator holds as many {what} waiting for pods as it may but for a reserve \
+                 kept for functions with fewer waiting ({} {}, {} functions waiting now)",
+                self.resource.flag(),
+                self.limit,
+                self.parking
+            ),
+            Why::OverShare => format!(
+                "this function has more than its fair share of the {what} the activator may hold \
+                 waiting for pods ({} {}, shared by {} functions waiting now)",
                 self.resource.flag(),
                 self.limit,
                 self.parking
@@ -703,6 +711,31 @@ mod tests {
         assert_eq!(
             cost(&h2),
             crate::proxy::head_bytes(&h2) as u64 + H2_BODY_PINNED
+        );
+    }
+
+    #[test]
+    fn a_refusal_says_which_limit_and_why() {
+        let r = |resource, why| Refusal {
+            resource,
+            why,
+            limit: 10,
+            used: 10,
+            mine: 3,
+            fair_share: 3,
+            parking: 3,
+        };
+        let full = r(Resource::Requests, Why::Exhausted).explain();
+        assert!(full.contains("as many requests") && full.contains("--max-parked-requests 10"));
+        let kept = r(Resource::Bytes, Why::Reserved).explain();
+        assert!(
+            kept.contains("reserve") && kept.contains("--max-parked-bytes 10"),
+            "{kept}"
+        );
+        let share = r(Resource::Requests, Why::OverShare).explain();
+        assert!(
+            share.contains("fair share") && share.contains("3 functions"),
+            "{share}"
         );
     }
 
