@@ -78,18 +78,29 @@ impl<W> Dispatcher<W> {
     /// Admits a request: a pod now, a place in the queue, or a refusal.
     /// `waiter` is only called when the request is parked.
     pub fn admit(&mut self, waiter: impl FnOnce() -> W) -> Admit {
+        match self.try_admit(|| Ok::<W, std::convert::Infallible>(waiter())) {
+            Ok(admit) => admit,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Like [`Dispatcher::admit`], with a say for the caller when the request
+    /// would park (the activator-wide budget): `waiter`'s error refuses it,
+    /// leaving the queue as it was.
+    pub fn try_admit<E>(&mut self, waiter: impl FnOnce() -> Result<W, E>) -> Result<Admit, E> {
         if self.queue.is_empty()
             && let Some(addr) = self.pick(None)
         {
-            return Admit::Go(addr);
+            return Ok(Admit::Go(addr));
         }
         if self.queue.len() >= self.max_queue {
-            return Admit::Full;
+            return Ok(Admit::Full);
         }
+        let w = waiter()?;
         let id = self.next_id;
         self.next_id += 1;
-        self.queue.push_back((id, waiter()));
-        Admit::Parked(id)
+        self.queue.push_back((id, w));
+        Ok(Admit::Parked(id))
     }
 
     /// Takes a slot on the least-loaded pod with room, other than `except`.
@@ -208,6 +219,21 @@ mod tests {
         assert!(matches!(go(&mut d, 1), Admit::Parked(_)));
         assert_eq!(go(&mut d, 2), Admit::Full);
         assert_eq!(d.queued(), 2);
+    }
+
+    #[test]
+    fn a_waiter_that_says_no_leaves_the_queue_as_it_was() {
+        let mut d = Dispatcher::new(0, 10);
+        assert_eq!(d.try_admit(|| Err::<u32, _>("no")), Err("no"));
+        assert_eq!(d.queued(), 0);
+        assert_eq!(d.try_admit(|| Ok::<_, ()>(7)), Ok(Admit::Parked(0)));
+        // A free pod: the waiter is not asked.
+        d.add_endpoint(a(1));
+        assert!(d.next_ready().is_some());
+        assert_eq!(
+            d.try_admit(|| -> Result<u32, ()> { panic!("asked on the warm path") }),
+            Ok(Admit::Go(a(1)))
+        );
     }
 
     #[test]

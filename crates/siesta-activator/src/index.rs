@@ -20,6 +20,7 @@ use siesta_api::cold_start::ColdStartReport;
 use crate::cold_record::ColdRecord;
 use crate::dispatch::{Admit, Dispatcher};
 use crate::metrics::{FunctionMetrics, Metrics};
+use crate::park_budget::{self, Charge, ParkBudget, Refusal, RefusalLog, Tenant};
 use crate::route::FunctionKey;
 
 /// The parts of a Function's spec the activator acts on.
@@ -86,16 +87,27 @@ impl Default for FunctionConfig {
 pub type Woken = Result<SocketAddr, Arc<str>>;
 pub type WaiterTx = oneshot::Sender<Woken>;
 
+/// A parked request as its function's queue holds it: how to wake it, and
+/// its part of the activator-wide budget, given back when it leaves the
+/// queue, whichever way.
+pub struct Waiter {
+    tx: WaiterTx,
+    _charge: Charge,
+}
+
 /// One function: its identity, cached metric handles, and its mutable state.
 pub struct FunctionEntry {
     pub key: FunctionKey,
     pub metrics: FunctionMetrics,
+    budget: Arc<ParkBudget>,
+    /// This function's part of `budget`.
+    tenant: Arc<Tenant>,
     state: Mutex<FunctionState>,
 }
 
 struct FunctionState {
     config: FunctionConfig,
-    dispatcher: Dispatcher<WaiterTx>,
+    dispatcher: Dispatcher<Waiter>,
     /// Pods the watches call ready (probed or not).
     ready: Vec<SocketAddr>,
     /// Requests held now, parked or proxied.
@@ -112,6 +124,8 @@ struct FunctionState {
     /// Service is not Siesta's, or its spec is invalid) and until when that answer is
     /// given to new requests without asking again.
     refused: Option<(Arc<str>, Instant)>,
+    /// Refusals for the parked-request budget, for a log line a second.
+    budget_log: RefusalLog,
 }
 
 /// The outcome of [`FunctionEntry::admit`].
@@ -131,16 +145,35 @@ pub enum Admission {
         wake: bool,
     },
     Full,
+    /// The request would park, and the activator-wide budget of parked
+    /// requests (or this function's fair share of it) says no.
+    OverBudget(OverBudget),
     /// No pod, and the controller refused to wake the function a moment
     /// ago; the controller's reason.
     Refused(Arc<str>),
 }
 
+/// A refusal for the parked-request budget.
+#[derive(Debug)]
+pub struct OverBudget {
+    pub refusal: Refusal,
+    /// `Some(n)`: log it now, for `n` refusals of this function (one line a
+    /// second per function; `n` counts the ones not logged since).
+    pub log: Option<u64>,
+}
+
 impl FunctionEntry {
-    fn new(key: FunctionKey, config: FunctionConfig, metrics: FunctionMetrics) -> Self {
+    fn new(
+        key: FunctionKey,
+        config: FunctionConfig,
+        metrics: FunctionMetrics,
+        budget: Arc<ParkBudget>,
+    ) -> Self {
         Self {
             key,
             metrics,
+            budget,
+            tenant: Arc::default(),
             state: Mutex::new(FunctionState {
                 dispatcher: Dispatcher::new(config.container_concurrency, config.queue_max),
                 config,
@@ -152,6 +185,7 @@ impl FunctionEntry {
                 waking: false,
                 deleted: false,
                 refused: None,
+                budget_log: RefusalLog::default(),
             }),
         }
     }
@@ -166,9 +200,17 @@ impl FunctionEntry {
         self.lock().config
     }
 
+    /// Admits a request that pins no bytes when parked (for tests).
+    pub fn admit(&self, now: Instant) -> Admission {
+        self.admit_costing(now, || 0)
+    }
+
     /// Admits a request: a pod now, a place in the queue, or a refusal. A
     /// request that is not refused is held until [`FunctionEntry::finish`].
-    pub fn admit(&self, now: Instant) -> Admission {
+    /// `parked_bytes` says what it would pin if parked
+    /// ([`park_budget::cost`]); it is only called then, so the warm path
+    /// never touches the budget.
+    pub fn admit_costing(&self, now: Instant, parked_bytes: impl FnOnce() -> u64) -> Admission {
         let mut st = self.lock();
         if st.dispatcher.endpoints() == 0
             && let Some((why, until)) = &st.refused
@@ -177,11 +219,22 @@ impl FunctionEntry {
             return Admission::Refused(why.clone());
         }
         let mut rx = None;
-        let admit = st.dispatcher.admit(|| {
+        let admit = st.dispatcher.try_admit(|| {
+            let charge = self.budget.try_charge(&self.tenant, parked_bytes())?;
             let (tx, r) = oneshot::channel();
             rx = Some(r);
-            tx
+            Ok(Waiter {
+                tx,
+                _charge: charge,
+            })
         });
+        let admit = match admit {
+            Ok(admit) => admit,
+            Err(refusal) => {
+                let log = st.budget_log.note(now);
+                return Admission::OverBudget(OverBudget { refusal, log });
+            }
+        };
         match (admit, rx) {
             (Admit::Go(addr), _) => {
                 st.hold(now, &self.metrics);
@@ -337,9 +390,9 @@ impl FunctionEntry {
         if st.deleted || st.dispatcher.endpoints() > 0 {
             return;
         }
-        for (_, tx) in st.dispatcher.drain_queue() {
+        for (_, waiter) in st.dispatcher.drain_queue() {
             // A request that left meanwhile took nothing: nothing to give back.
-            let _ = tx.send(Err(why.clone()));
+            let _ = waiter.tx.send(Err(why.clone()));
         }
         st.cold_since = None;
         st.cold.abandon();
@@ -381,8 +434,9 @@ impl FunctionState {
     /// Hands free slots to parked requests in order; slots of requests that
     /// left meanwhile are given back.
     fn dispatch(&mut self) {
-        while let Some((tx, addr)) = self.dispatcher.next_ready() {
-            if tx.send(Ok(addr)).is_err() {
+        // Each waiter leaves the queue here, and its budget charge with it.
+        while let Some((waiter, addr)) = self.dispatcher.next_ready() {
+            if waiter.tx.send(Ok(addr)).is_err() {
                 self.dispatcher.release(addr);
             }
         }
@@ -413,6 +467,8 @@ impl FunctionState {
 /// All known functions.
 pub struct Index {
     functions: RwLock<HashMap<FunctionKey, Arc<FunctionEntry>>>,
+    /// Parked requests across all functions.
+    budget: Arc<ParkBudget>,
     /// Bumped whenever a function is added or removed, so per-connection
     /// caches know when their entry may be stale.
     generation: AtomicU64,
@@ -446,9 +502,10 @@ impl LookupCache {
 }
 
 impl Index {
-    pub fn new(metrics: Metrics) -> Self {
+    pub fn new(metrics: Metrics, park_limits: park_budget::Limits) -> Self {
         Self {
             functions: RwLock::new(HashMap::new()),
+            budget: ParkBudget::new(park_limits),
             generation: AtomicU64::new(0),
             metrics,
         }
@@ -456,6 +513,11 @@ impl Index {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The activator-wide budget of parked requests.
+    pub fn park_budget(&self) -> &ParkBudget {
+        &self.budget
     }
 
     pub fn get(&self, key: &FunctionKey) -> Option<Arc<FunctionEntry>> {
@@ -478,19 +540,26 @@ impl Index {
             return e.clone();
         }
         let metrics = self.metrics.function(&key);
-        let entry = Arc::new(FunctionEntry::new(key.clone(), config, metrics));
+        let entry = Arc::new(FunctionEntry::new(
+            key.clone(),
+            config,
+            metrics,
+            self.budget.clone(),
+        ));
         map.insert(key, entry.clone());
+        self.budget.set_known(map.len() as u64);
         self.generation.fetch_add(1, Ordering::Release);
         entry
     }
 
     /// Removes a function; its parked requests are answered at once.
     pub fn delete(&self, key: &FunctionKey) {
-        let removed = self
-            .functions
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        let removed = {
+            let mut map = self.functions.write().unwrap_or_else(|p| p.into_inner());
+            let removed = map.remove(key);
+            self.budget.set_known(map.len() as u64);
+            removed
+        };
         if let Some(e) = removed {
             self.generation.fetch_add(1, Ordering::Release);
             e.delete();
@@ -522,7 +591,7 @@ mod tests {
     }
 
     fn index() -> Index {
-        Index::new(Metrics::new().unwrap())
+        Index::new(Metrics::new().unwrap(), park_budget::Limits::UNLIMITED)
     }
 
     fn key() -> FunctionKey {
@@ -679,6 +748,113 @@ mod tests {
         e.set_ready(&[a(2)]);
         e.probed(a(2), t0);
         assert!(matches!(e.admit(t0), Admission::Go { .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_way_out_of_the_queue_gives_the_budget_back() {
+        use crate::park_budget::Usage;
+        let idx = Index::new(
+            Metrics::new().unwrap(),
+            park_budget::Limits {
+                requests: 100,
+                bytes: 1 << 20,
+            },
+        );
+        let nothing = (Usage::default(), 0);
+        let now = Instant::now();
+        let park = |e: &FunctionEntry| match e.admit_costing(now, || 500) {
+            Admission::Parked { id, rx, .. } => (id, rx),
+            _ => panic!("expected a park"),
+        };
+
+        // Handed a pod.
+        let e = idx.apply(key(), FunctionConfig::default());
+        let (_, rx) = park(&e);
+        assert_eq!(
+            idx.park_budget().used(),
+            (
+                Usage {
+                    requests: 1,
+                    bytes: 500
+                },
+                1
+            )
+        );
+        e.set_ready(&[a(1)]);
+        e.probed(a(1), now);
+        assert_eq!(rx.await.unwrap(), Ok(a(1)));
+        assert_eq!(idx.park_budget().used(), nothing, "handed a pod");
+        // The warm path is never charged, nor costed.
+        assert!(matches!(
+            e.admit_costing(now, || panic!("costed on the warm path")),
+            Admission::Go { .. }
+        ));
+        assert_eq!(idx.park_budget().used(), nothing);
+
+        // Cancelled (timed out, or the client left), before and after being
+        // handed a pod.
+        let e = idx.apply(FunctionKey::new("ns", "cancel"), FunctionConfig::default());
+        let (id, mut rx) = park(&e);
+        e.cancel(id, &mut rx);
+        assert_eq!(idx.park_budget().used(), nothing, "cancelled");
+        let (id, mut rx) = park(&e);
+        e.set_ready(&[a(2)]);
+        e.probed(a(2), now);
+        e.cancel(id, &mut rx);
+        assert_eq!(
+            idx.park_budget().used(),
+            nothing,
+            "cancelled after a pod came"
+        );
+
+        // The client left, and the hand-off found nobody.
+        let e = idx.apply(FunctionKey::new("ns", "left"), FunctionConfig::default());
+        let (_, rx) = park(&e);
+        drop(rx);
+        e.set_ready(&[a(3)]);
+        e.probed(a(3), now);
+        assert_eq!(idx.park_budget().used(), nothing, "nobody to hand to");
+
+        // Refused by the controller.
+        let e = idx.apply(FunctionKey::new("ns", "refused"), FunctionConfig::default());
+        let (_, rx) = park(&e);
+        e.refuse(Arc::from("no"), now + Duration::from_secs(1));
+        assert!(rx.await.unwrap().is_err());
+        assert_eq!(idx.park_budget().used(), nothing, "refused");
+
+        // Deleted.
+        let k = FunctionKey::new("ns", "deleted");
+        let e = idx.apply(k.clone(), FunctionConfig::default());
+        let _parked = park(&e);
+        let _parked2 = park(&e);
+        idx.delete(&k);
+        assert_eq!(idx.park_budget().used(), nothing, "deleted");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn over_the_budget_a_request_is_refused_and_logged_once_a_second() {
+        let idx = Index::new(
+            Metrics::new().unwrap(),
+            park_budget::Limits {
+                requests: 2,
+                bytes: 1 << 20,
+            },
+        );
+        let e = idx.apply(key(), FunctionConfig::default());
+        let t0 = Instant::now();
+        let _a = e.admit(t0);
+        let _b = e.admit(t0);
+        let over = |at| match e.admit(at) {
+            Admission::OverBudget(o) => o,
+            _ => panic!("expected a refusal"),
+        };
+        let o = over(t0);
+        assert_eq!(o.log, Some(1));
+        assert_eq!(o.refusal.why, park_budget::Why::Exhausted);
+        assert_eq!(over(t0 + Duration::from_millis(10)).log, None);
+        assert_eq!(over(t0 + Duration::from_millis(20)).log, None);
+        assert_eq!(over(t0 + Duration::from_secs(1)).log, Some(3));
+        assert_eq!(e.metrics.queued.get(), 2, "the refused never queued");
     }
 
     #[test]

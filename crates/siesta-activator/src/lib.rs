@@ -14,6 +14,7 @@ pub mod index;
 pub mod invariants;
 pub mod metrics;
 pub mod normalize;
+pub mod park_budget;
 pub mod probe;
 pub mod proxy;
 pub mod request_body;
@@ -84,6 +85,28 @@ pub struct Config {
     /// Largest request head in bytes; larger ones get 431.
     #[arg(long, default_value_t = 65536)]
     pub max_header_bytes: usize,
+    /// Most header fields in an HTTP/1 request; more get 431. (HTTP/2
+    /// requests are bounded by --max-header-bytes alone.)
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_request_headers: u16,
+    /// Most header fields in a function's HTTP/1 response; more get 502.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_response_headers: u16,
+    /// Most requests parked across all functions (waiting for a pod or a
+    /// free concurrency slot); beyond it, or beyond a function's fair share
+    /// of it, requests get 503 with Retry-After. A parked request costs
+    /// about 12 KiB on its own HTTP/1 connection, 4.5 KiB as one of many
+    /// HTTP/2 streams (peak 13.6 KiB while released): 10,000 are about
+    /// 136 MiB at most.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_parked_requests: u64,
+    /// Most bytes parked requests may pin across all functions beyond that:
+    /// their heads and the body bytes the server may hold for them before
+    /// they are sent on (HTTP/1: at most 8 KiB each, HTTP/2: the 128 KiB
+    /// stream window and its buffers, 171 KiB). With the default count, the
+    /// activator's parked requests stay under about 232 MiB.
+    #[arg(long, default_value_t = 96 << 20)]
+    pub max_parked_bytes: u64,
     /// How long a newly ready pod is probed (TCP connect) before it is used anyway.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub probe_timeout: Duration,
@@ -106,6 +129,10 @@ impl Config {
             shutdown_delay: Duration::ZERO,
             header_read_timeout: Duration::from_secs(30),
             max_header_bytes: 65536,
+            max_request_headers: 1000,
+            max_response_headers: 1000,
+            max_parked_requests: 10_000,
+            max_parked_bytes: 96 << 20,
             probe_timeout: Duration::from_secs(5),
             wake_interval: Duration::from_secs(2),
         }
@@ -181,7 +208,13 @@ impl Activator {
         let admin = TcpListener::bind(config.admin_addr)
             .await
             .with_context(|| format!("binding the admin port {}", config.admin_addr))?;
-        let index = Arc::new(Index::new(Metrics::new()?));
+        let index = Arc::new(Index::new(
+            Metrics::new()?,
+            park_budget::Limits {
+                requests: config.max_parked_requests,
+                bytes: config.max_parked_bytes,
+            },
+        ));
         let waker = Arc::new(Waker::new(
             config.controller_url.clone(),
             config.wake_interval,
@@ -192,6 +225,7 @@ impl Activator {
                 waker.clone(),
                 config.domain.clone(),
                 config.max_header_bytes,
+                config.max_response_headers.into(),
             )
             .with_trusted_proxies(TrustedProxies::new(config.trusted_proxies.clone())),
         );
@@ -235,6 +269,7 @@ impl Activator {
         let limits = server::Limits {
             header_read_timeout: self.config.header_read_timeout,
             max_header_bytes: self.config.max_header_bytes,
+            max_request_headers: self.config.max_request_headers.into(),
         };
         let delay = self.config.shutdown_delay;
         let shutdown = async move {
@@ -342,5 +377,18 @@ mod tests {
             err.to_string().contains("not an IP address or CIDR"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn loopback_repeats_every_default_but_the_addresses() {
+        let parsed = Cli::parse_from(["activator"]).config;
+        let lo = super::Config::loopback();
+        let show = |c: &super::Config| {
+            let mut c = c.clone();
+            c.listen = lo.listen;
+            c.admin_addr = lo.admin_addr;
+            format!("{c:?}")
+        };
+        assert_eq!(show(&parsed), show(&lo));
     }
 }

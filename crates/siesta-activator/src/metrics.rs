@@ -22,6 +22,9 @@ pub enum Reject {
     UnknownFunction,
     /// `queue.maxRequests` requests already parked: 503.
     QueueFull,
+    /// The activator-wide budget of parked requests (or the function's fair
+    /// share of it) is used up: 503.
+    ParkBudget,
     /// No pod became ready within `queue.timeoutSeconds`: 504.
     QueueTimeout,
     /// The whole request took longer than `timeoutSeconds`: 504.
@@ -50,9 +53,10 @@ pub enum Reject {
 }
 
 impl Reject {
-    pub const ALL: [Reject; 13] = [
+    pub const ALL: [Reject; 14] = [
         Reject::UnknownFunction,
         Reject::QueueFull,
+        Reject::ParkBudget,
         Reject::QueueTimeout,
         Reject::RequestTimeout,
         Reject::UpstreamUnavailable,
@@ -71,6 +75,7 @@ impl Reject {
         match self {
             Reject::UnknownFunction => "unknown_function",
             Reject::QueueFull => "queue_full",
+            Reject::ParkBudget => "park_budget",
             Reject::QueueTimeout => "queue_timeout",
             Reject::RequestTimeout => "request_timeout",
             Reject::UpstreamUnavailable => "upstream_unavailable",

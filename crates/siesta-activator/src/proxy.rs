@@ -18,8 +18,9 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::body::{ProxyBody, Ticket};
 use crate::forwarded;
-use crate::index::{Admission, FunctionEntry, Index, LookupCache};
+use crate::index::{Admission, FunctionEntry, Index, LookupCache, OverBudget};
 use crate::metrics::Reject;
+use crate::park_budget;
 use crate::request_body::{ClientFault, RequestBody, UpBody};
 use crate::target::{self, Target};
 use crate::trust::TrustedProxies;
@@ -37,18 +38,23 @@ pub struct Proxy {
     domain: String,
     trusted_proxies: TrustedProxies,
     max_header_bytes: usize,
+    /// Most header fields in a pod's HTTP/1 response (for the 502 message).
+    pub max_response_headers: usize,
     http1: Client<HttpConnector, UpBody>,
     h2c: Client<HttpConnector, UpBody>,
 }
 
 impl Proxy {
     /// `max_header_bytes` bounds a request's head (request line and
-    /// headers); a bigger one gets 431 and is never forwarded.
+    /// headers); a bigger one gets 431 and is never forwarded. A pod's
+    /// HTTP/1 response with more than `max_response_headers` header fields
+    /// fails (502).
     pub fn new(
         index: Arc<Index>,
         waker: Arc<Waker>,
         domain: String,
         max_header_bytes: usize,
+        max_response_headers: usize,
     ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -60,6 +66,7 @@ impl Proxy {
             .pool_max_idle_per_host(1024)
             .pool_timer(TokioTimer::new())
             .set_host(false)
+            .http1_max_headers(max_response_headers)
             .build(connector.clone());
         let h2c = Client::builder(TokioExecutor::new())
             .http2_only(true)
@@ -74,6 +81,7 @@ impl Proxy {
             domain,
             trusted_proxies: TrustedProxies::default(),
             max_header_bytes,
+            max_response_headers,
             http1,
             h2c,
         }
@@ -129,7 +137,8 @@ impl Proxy {
             return client_fault(&entry, ClientFault::TooLarge, limit);
         }
 
-        let (mut ticket, config, parked) = match entry.admit(start) {
+        let admission = entry.admit_costing(start, || park_budget::cost(&req));
+        let (mut ticket, config, parked) = match admission {
             Admission::Go { addr, config, .. } => {
                 (Ticket::new(entry, Some(addr), start), config, false)
             }
@@ -147,6 +156,7 @@ impl Proxy {
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 return r;
             }
+            Admission::OverBudget(over) => return over_budget(&entry, &over),
             Admission::Refused(why) => {
                 entry.metrics.request(503);
                 return refused(&entry, &why);
@@ -298,6 +308,10 @@ impl Proxy {
             }
             tracing::warn!(function = %ticket.entry.key, %addr, ?failure, attempt, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
             ticket.code = 502;
+            let head_too_large = format!(
+                "its response had too many headers (more than {}, --max-response-headers) or too large a head",
+                self.max_response_headers
+            );
             let (reason, why) = match failure {
                 upstream::Failure::Connect => (
                     Some(Reject::UpstreamUnavailable),
@@ -311,9 +325,12 @@ impl Proxy {
                         "the pod closed the connection before answering, and the request body was already streamed, so it could not be sent again"
                     },
                 ),
+                upstream::Failure::HeadTooLarge => {
+                    (Some(Reject::UpstreamBadResponse), head_too_large.as_str())
+                }
                 upstream::Failure::BadResponse => (
                     Some(Reject::UpstreamBadResponse),
-                    "the pod's response was not valid HTTP or its head was too large",
+                    "the pod's response was not valid HTTP",
                 ),
                 upstream::Failure::Other => (None, "the pod could not be reached"),
             };
@@ -349,7 +366,7 @@ impl Proxy {
 
 /// The size of a request's head as HTTP/1 sends it: request line, then each
 /// header as `name: value` and CRLF.
-fn head_bytes<B>(req: &Request<B>) -> usize {
+pub(crate) fn head_bytes<B>(req: &Request<B>) -> usize {
     let uri = req.uri();
     let target = uri.path_and_query().map_or(1, |p| p.as_str().len())
         + uri.authority().map_or(0, |a| a.as_str().len());
@@ -373,6 +390,37 @@ fn refused(entry: &FunctionEntry, why: &str) -> Response<ProxyBody> {
             why.trim_end()
         ),
     )
+}
+
+/// 503 + `Retry-After: 1` for a request the activator-wide budget of parked
+/// requests refused (see `park_budget`): waiting a little helps, as parked
+/// requests leave when their pods come up. Logged at most once a second per
+/// function, with the count.
+fn over_budget(entry: &FunctionEntry, over: &OverBudget) -> Response<ProxyBody> {
+    entry.metrics.reject(Reject::ParkBudget);
+    entry.metrics.request(503);
+    let r = &over.refusal;
+    if let Some(refused) = over.log {
+        tracing::warn!(
+            function = %entry.key,
+            refused,
+            limit = r.resource.flag(),
+            why = ?r.why,
+            parked = r.used,
+            of = r.limit,
+            function_parked = r.mine,
+            fair_share = r.fair_share,
+            functions_parking = r.parking,
+            "parked-request budget used up: answered 503 (the count is since the last such line)"
+        );
+    }
+    let mut resp = local(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("function {}: {}; retry later\n", entry.key, r.explain()),
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
 }
 
 /// A parked request; dropping it while armed leaves the queue.

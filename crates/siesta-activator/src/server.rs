@@ -29,6 +29,17 @@ use tokio_util::task::TaskTracker;
 use crate::index::LookupCache;
 use crate::proxy::Proxy;
 
+/// The HTTP/2 flow-control window of each client stream: how much of a
+/// request body a client may send before the activator reads it. A parked
+/// request's body is not read until it has a pod, so this is what each one
+/// may pin. hyper's default, 1 MiB, let a parked h2 upload pin 1.3 MiB
+/// (measured: 200 parked 4 MiB uploads, one connection each); at 128 KiB
+/// it is 163 KiB, and a single h2c upload through the activator is as fast
+/// as at 1 MiB (median 199 vs 199 MiB/s on loopback; 64 KiB was 22 %
+/// slower). The connection window stays at hyper's 1 MiB, so one
+/// connection's streams together pin at most that.
+pub const H2_STREAM_WINDOW: u32 = 128 * 1024;
+
 /// Limits applied to client connections.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -36,6 +47,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Largest request head; bigger ones get 431.
     pub max_header_bytes: usize,
+    /// Most header fields in an HTTP/1 request; more get 431.
+    pub max_request_headers: usize,
 }
 
 /// The connection builders, configured once from the limits.
@@ -55,19 +68,23 @@ impl Protocols {
         http1
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(max_buf);
+            .max_buf_size(max_buf)
+            .max_headers(limits.max_request_headers);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
-            .max_header_list_size(max_header_list);
+            .max_header_list_size(max_header_list)
+            .initial_stream_window_size(H2_STREAM_WINDOW);
         let mut auto = auto::Builder::new(TokioExecutor::new());
         auto.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(max_buf);
+            .max_buf_size(max_buf)
+            .max_headers(limits.max_request_headers);
         auto.http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(max_header_list);
+            .max_header_list_size(max_header_list)
+            .initial_stream_window_size(H2_STREAM_WINDOW);
         Self { http1, http2, auto }
     }
 }

@@ -38,7 +38,11 @@ pub enum Failure {
     /// The connection closed or was reset before any response byte, after the
     /// request went out.
     Closed,
-    /// The response was not valid HTTP, or its head was too large.
+    /// The response head was refused as too large: more header fields than
+    /// `--max-response-headers`, or over the client's read buffer (hyper's
+    /// ~400 KiB). It would be the same on any pod.
+    HeadTooLarge,
+    /// The response was not valid HTTP.
     BadResponse,
     /// Anything else (a protocol error, a stream reset with an error code).
     Other,
@@ -51,6 +55,7 @@ impl Failure {
             Failure::Connect => "connect_failed",
             Failure::NotProcessed => "not_processed",
             Failure::Closed => "connection_closed",
+            Failure::HeadTooLarge => "head_too_large",
             Failure::BadResponse => "bad_response",
             Failure::Other => "other",
         }
@@ -75,7 +80,10 @@ pub fn classify(e: &hyper_util::client::legacy::Error) -> Failure {
             if hy.is_incomplete_message() {
                 return Failure::Closed;
             }
-            if hy.is_parse() || hy.is_parse_too_large() || hy.is_parse_status() {
+            if hy.is_parse_too_large() {
+                return Failure::HeadTooLarge;
+            }
+            if hy.is_parse() || hy.is_parse_status() {
                 return Failure::BadResponse;
             }
         }
@@ -146,7 +154,9 @@ pub fn next(failure: Failure, r: Replay) -> Next {
         Failure::Connect => Next::OtherPod,
         Failure::NotProcessed => Next::SamePod,
         Failure::Closed if r.idempotent => Next::SamePod,
-        Failure::Closed | Failure::BadResponse | Failure::Other => Next::Fail,
+        Failure::Closed | Failure::HeadTooLarge | Failure::BadResponse | Failure::Other => {
+            Next::Fail
+        }
     }
 }
 
@@ -198,6 +208,7 @@ mod tests {
             assert_eq!(next(f, r(MAX_ATTEMPTS, true, true)), Next::Fail, "{f:?}");
         }
         assert_eq!(next(Failure::BadResponse, r(1, true, true)), Next::Fail);
+        assert_eq!(next(Failure::HeadTooLarge, r(1, true, true)), Next::Fail);
         assert_eq!(next(Failure::Other, r(1, true, true)), Next::Fail);
     }
 
@@ -226,5 +237,53 @@ mod tests {
         assert_eq!(classify_h2(&refused), Failure::Other);
         // The remote cases are exercised over real sockets in
         // tests/reliability/tests/upstream_lifecycle.rs.
+    }
+
+    /// A pod that answers every connection's first request with `headers`
+    /// header fields.
+    async fn pod(headers: usize) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let mut resp = String::from("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n");
+                    for i in 1..headers {
+                        resp.push_str(&format!("x-h{i}: v\r\n"));
+                    }
+                    resp.push_str("\r\nok");
+                    let _ = s.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn get(
+        max_headers: usize,
+        addr: std::net::SocketAddr,
+    ) -> Result<u16, hyper_util::client::legacy::Error> {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http1_max_headers(max_headers)
+                .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        let uri: http::Uri = format!("http://{addr}/").parse().unwrap();
+        client.get(uri).await.map(|r| r.status().as_u16())
+    }
+
+    #[tokio::test]
+    async fn too_many_response_headers_are_told_apart_from_an_unreachable_pod() {
+        assert_eq!(get(5, pod(5).await).await.unwrap(), 200);
+        let e = get(5, pod(6).await).await.unwrap_err();
+        assert_eq!(classify(&e), Failure::HeadTooLarge, "{e:?}");
+        let gone = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let e = get(5, gone).await.unwrap_err();
+        assert_eq!(classify(&e), Failure::Connect, "{e:?}");
     }
 }

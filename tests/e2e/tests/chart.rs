@@ -262,6 +262,15 @@ fn helm_template_renders_the_defaults() {
         }
     }
     assert!(args(activator).contains(&"--listen=0.0.0.0:8080".to_string()));
+    // The activator's own defaults, passed explicitly.
+    for flag in [
+        "--max-parked-requests=10000",
+        "--max-parked-bytes=100663296",
+        "--max-request-headers=1000",
+        "--max-response-headers=1000",
+    ] {
+        assert!(args(activator).contains(&flag.to_string()), "{flag}");
+    }
     assert!(args(controller).contains(&"--admin-addr=0.0.0.0:9090".to_string()));
     assert!(args(controller).contains(&"--lease-name=rel-siesta-controller".to_string()));
     assert!(args(controller).contains(&"--metrics-source=scrape".to_string()));
@@ -447,6 +456,14 @@ fn bad_values_are_rejected() {
         (
             &["--set", "activator.trustedProxies={my-ingress}"],
             "/activator/trustedProxies/0",
+        ),
+        (
+            &["--set", "activator.maxParkedRequests=0"],
+            "/activator/maxParkedRequests",
+        ),
+        (
+            &["--set", "activator.maxRequestHeaders=70000"],
+            "/activator/maxRequestHeaders",
         ),
         (
             &["--set", "autoscaler.metricsSource=pull"],
