@@ -46,4 +46,8 @@ bash hack/node/up.sh >/dev/null
 export KUBECONFIG="$KUBECONFIG_PATH" PATH="$TOOLS_BIN:$PATH"
 
 step "chart e2e on the real node"
+# kubectl finds the `kubectl siesta` plugin on PATH; the e2e runs it against
+# the real apiserver proxies and kubelet.
+cargo build -q -p siesta --bin kubectl-siesta
+export PATH="${CARGO_TARGET_DIR:-$SIESTA_ROOT/target}/debug:$PATH"
 cargo test -q -p siesta-e2e --test real_node -- --include-ignored --nocapture

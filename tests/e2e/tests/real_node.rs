@@ -329,6 +329,44 @@ async fn serve_from_zero(client: &Client, ns: &str, addr: &str) {
         warm[180].as_secs_f64() * 1e3
     );
 
+    step("kubectl siesta through the real apiserver and kubelet");
+    // invoke: the apiserver's service proxy to the activator; explain: the
+    // pod proxy to the leading controller; logs: the kubelet.
+    let out = run(
+        "kubectl",
+        &["siesta", "invoke", "hello", "-n", ns, "/"],
+        None,
+    )
+    .ok();
+    println!(
+        "    kubectl siesta invoke hello: {}",
+        out.lines().last().unwrap_or("")
+    );
+    assert!(out.contains("200") && out.contains("(warm)"), "{out}");
+    let out = run("kubectl", &["siesta", "explain", "hello", "-n", ns], None).ok();
+    assert!(out.contains("hello has 1 replica"), "{out}");
+    assert!(
+        out.contains("slowest"),
+        "the last cold start is explained: {out}"
+    );
+    assert!(
+        !out.contains("not reachable") && !out.contains("has not decided"),
+        "the leader's decision history was read: {out}"
+    );
+    let out = run(
+        "kubectl",
+        &["siesta", "logs", "hello", "-n", ns, "--tail", "3"],
+        None,
+    )
+    .ok();
+    assert!(out.lines().any(|l| l.starts_with("[hello-")), "{out}");
+    let out = run("kubectl", &["siesta", "list", "-n", ns, "-o", "json"], None).ok();
+    let list: serde_json::Value = serde_json::from_str(&out).expect("list -o json");
+    assert!(
+        list["items"].as_array().is_some_and(|i| !i.is_empty()),
+        "{out}"
+    );
+
     step("scale out under load, then back to zero");
     let load = Load::start(addr, &host, "/delay?ms=300", 12);
     let began = Instant::now();
