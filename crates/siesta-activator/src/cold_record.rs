@@ -96,10 +96,6 @@ impl ColdRecord {
     pub fn abandon(&mut self) {
         *self = ColdRecord::default();
     }
-
-    pub fn in_progress(&self) -> bool {
-        self.arrived.is_some()
-    }
 }
 
 #[cfg(test)]
@@ -144,7 +140,6 @@ mod tests {
         r.released(pod(), 1, now);
         assert!(r.first_byte(now).is_none());
         r.arrived(now);
-        assert!(r.in_progress());
         r.abandon();
         r.released(pod(), 1, now);
         assert!(r.first_byte(now).is_none());

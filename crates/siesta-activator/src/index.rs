@@ -133,8 +133,6 @@ pub enum Admission {
     Go {
         addr: SocketAddr,
         config: FunctionConfig,
-        /// Other pods exist, so a connect failure may be retried.
-        alternatives: bool,
     },
     Parked {
         id: u64,
@@ -145,6 +143,11 @@ pub enum Admission {
         wake: bool,
     },
     Full,
+    /// Its Content-Length is over the Function's `maxRequestBodyBytes`
+    /// (this limit): refused before it parks or wakes anything.
+    TooLarge {
+        limit: u64,
+    },
     /// The request would park, and the activator-wide budget of parked
     /// requests (or this function's fair share of it) says no.
     OverBudget(OverBudget),
@@ -202,16 +205,28 @@ impl FunctionEntry {
 
     /// Admits a request that pins no bytes when parked (for tests).
     pub fn admit(&self, now: Instant) -> Admission {
-        self.admit_costing(now, || 0)
+        self.admit_costing(now, None, || 0)
     }
 
     /// Admits a request: a pod now, a place in the queue, or a refusal. A
     /// request that is not refused is held until [`FunctionEntry::finish`].
     /// `parked_bytes` says what it would pin if parked
     /// ([`park_budget::cost`]); it is only called then, so the warm path
-    /// never touches the budget.
-    pub fn admit_costing(&self, now: Instant, parked_bytes: impl FnOnce() -> u64) -> Admission {
+    /// never touches the budget. `declared_body` is the request's
+    /// Content-Length, checked against `maxRequestBodyBytes` under the same
+    /// lock.
+    pub fn admit_costing(
+        &self,
+        now: Instant,
+        declared_body: Option<u64>,
+        parked_bytes: impl FnOnce() -> u64,
+    ) -> Admission {
         let mut st = self.lock();
+        if let (Some(n), Some(limit)) = (declared_body, st.config.max_request_body_bytes)
+            && n > limit
+        {
+            return Admission::TooLarge { limit };
+        }
         if st.dispatcher.endpoints() == 0
             && let Some((why, until)) = &st.refused
             && now < *until
@@ -241,7 +256,6 @@ impl FunctionEntry {
                 Admission::Go {
                     addr,
                     config: st.config,
-                    alternatives: st.dispatcher.endpoints() > 1,
                 }
             }
             (Admit::Parked(id), Some(rx)) => {
@@ -762,7 +776,7 @@ mod tests {
         );
         let nothing = (Usage::default(), 0);
         let now = Instant::now();
-        let park = |e: &FunctionEntry| match e.admit_costing(now, || 500) {
+        let park = |e: &FunctionEntry| match e.admit_costing(now, None, || 500) {
             Admission::Parked { id, rx, .. } => (id, rx),
             _ => panic!("expected a park"),
         };
@@ -786,7 +800,7 @@ mod tests {
         assert_eq!(idx.park_budget().used(), nothing, "handed a pod");
         // The warm path is never charged, nor costed.
         assert!(matches!(
-            e.admit_costing(now, || panic!("costed on the warm path")),
+            e.admit_costing(now, None, || panic!("costed on the warm path")),
             Admission::Go { .. }
         ));
         assert_eq!(idx.park_budget().used(), nothing);

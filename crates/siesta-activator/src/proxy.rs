@@ -127,20 +127,15 @@ impl Proxy {
             );
         };
 
-        // A body its Content-Length says is too long is refused before it
-        // parks or wakes anything.
-        if let Some(n) = declared_length(req.headers())
-            && let Some(limit) = entry.config().max_request_body_bytes
-            && n > limit
-        {
-            entry.metrics.request(413);
-            return client_fault(&entry, ClientFault::TooLarge, limit);
-        }
-
-        let admission = entry.admit_costing(start, || park_budget::cost(&req));
+        let declared = declared_length(req.headers());
+        let admission = entry.admit_costing(start, declared, || park_budget::cost(&req));
         let (mut ticket, config, parked) = match admission {
             Admission::Go { addr, config, .. } => {
                 (Ticket::new(entry, Some(addr), start), config, false)
+            }
+            Admission::TooLarge { limit } => {
+                entry.metrics.request(413);
+                return client_fault(&entry, ClientFault::TooLarge, limit);
             }
             Admission::Full => {
                 entry.metrics.reject(Reject::QueueFull);

@@ -27,6 +27,7 @@ use siesta_testkit::{wait_for, wait_for_state};
 pub const HELLO_IMAGE: &str = "siesta.dev/examples/hello:latest";
 
 pub use siesta_testkit::stack::{ActivatorRun, Stack, controller_config, scrape_activator};
+pub mod backend;
 pub mod nginx;
 
 /// A hello Function; `extra` is merged into `spec`.

@@ -13,56 +13,15 @@
 //! `--trusted-proxies` (default: none); see `request_target.rs` for the
 //! trusted case, the request-target rules and the Host rules.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use siesta_activator::Config;
 use siesta_activator::index::FunctionConfig;
 use siesta_activator::route::FunctionKey;
 use siesta_reliability::ActivatorRun;
+use siesta_reliability::backend::{Seen, raw, recording_backend, status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-type Seen = Arc<Mutex<Vec<(String, http::HeaderMap)>>>;
-
-/// A backend that records every request (target and headers) it gets.
-async fn recording_backend() -> (SocketAddr, Seen) {
-    let seen: Seen = Arc::default();
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let s2 = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let seen = s2.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let seen = seen.clone();
-                    async move {
-                        seen.lock()
-                            .expect("lock")
-                            .push((req.uri().to_string(), req.headers().clone()));
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
-                            b"from the function",
-                        ))))
-                    }
-                });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    (addr, seen)
-}
+use tokio::net::TcpStream;
 
 async fn setup(config: Config) -> (ActivatorRun, Seen) {
     let run = ActivatorRun::start(None, config).await.expect("activator");
@@ -81,20 +40,6 @@ async fn setup(config: Config) -> (ActivatorRun, Seen) {
         .await;
     // The probe connects without a request, so nothing is recorded yet.
     (run, seen)
-}
-
-/// Sends raw bytes, half-closes nothing, reads until the server closes or
-/// 10 s pass; returns what came back.
-async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    let _ = s.write_all(bytes).await;
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn status(resp: &str) -> Option<u16> {
-    resp.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
 }
 
 #[tokio::test]

@@ -4,7 +4,6 @@
 //! blamed on the pod (no `upstream_*` rejection, nothing sent again), over
 //! raw sockets against a real activator and an echoing backend.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,15 +11,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use siesta_activator::index::FunctionConfig;
 use siesta_activator::route::FunctionKey;
+use siesta_reliability::backend::{raw, serve, status};
 use siesta_reliability::{ActivatorRun, metric_sum};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 /// What the backend saw of each request: its body length, or the error
 /// reading it.
@@ -28,30 +25,19 @@ type Seen = Arc<Mutex<Vec<Result<usize, String>>>>;
 
 async fn echo_backend() -> (SocketAddr, Seen) {
     let seen: Seen = Arc::default();
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let s2 = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let seen = s2.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let seen = seen.clone();
-                    async move {
-                        let got = req.into_body().collect().await.map(|c| c.to_bytes().len());
-                        let text = format!("{got:?}");
-                        seen.lock()
-                            .expect("lock")
-                            .push(got.map_err(|e| e.to_string()));
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
-                    }
-                });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+    let addr = serve(move |req: Request<Incoming>| {
+        let seen = s2.clone();
+        async move {
+            let got = req.into_body().collect().await.map(|c| c.to_bytes().len());
+            let text = format!("{got:?}");
+            seen.lock()
+                .expect("lock")
+                .push(got.map_err(|e| e.to_string()));
+            Response::new(Full::new(Bytes::from(text)))
         }
-    });
+    })
+    .await;
     (addr, seen)
 }
 
@@ -73,20 +59,6 @@ async fn setup(limit: Option<u64>) -> (ActivatorRun, Seen) {
     run.wait_endpoints("ns", "f", 1, Duration::from_secs(5))
         .await;
     (run, seen)
-}
-
-/// Writes `bytes`, then reads the answer until the activator closes or
-/// two seconds pass.
-async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.write_all(bytes).await.expect("write");
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn status(resp: &str) -> Option<u16> {
-    resp.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn blamed_on_the_pod(m: &str) -> f64 {

@@ -9,57 +9,21 @@
 //! `answered` is the requests that got the specified outcome, `failed` the
 //! others (wrong status, wrong pod, wrong target forwarded).
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
+use http_body_util::{BodyExt, Empty};
+use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use siesta_activator::Config;
 use siesta_activator::index::FunctionConfig;
 use siesta_activator::route::FunctionKey;
+use siesta_reliability::backend::{Seen, raw, recording_backend, status};
 use siesta_reliability::{ActivatorRun, metric_sum};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const F: &str = "f.ns.siesta.local";
 const G: &str = "g.ns.siesta.local";
-
-type Seen = Arc<Mutex<Vec<(String, http::HeaderMap)>>>;
-
-/// A pod that records every request's target and headers.
-async fn recording_backend() -> (SocketAddr, Seen) {
-    let seen: Seen = Arc::default();
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let s2 = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let seen = s2.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let seen = seen.clone();
-                    async move {
-                        seen.lock()
-                            .expect("lock")
-                            .push((req.uri().to_string(), req.headers().clone()));
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"pod"))))
-                    }
-                });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    (addr, seen)
-}
 
 /// An activator serving ns/f and ns/g, each on its own recording pod.
 struct Setup {
@@ -114,24 +78,6 @@ impl Setup {
             r#"reason="bad_request""#,
         )
     }
-}
-
-/// Sends raw bytes and reads until the server closes (or 10 s pass).
-async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    let _ = s.write_all(bytes).await;
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The status of an HTTP/1.1 or (to an HTTP/1.0 request) HTTP/1.0 response.
-fn status(resp: &str) -> Option<u16> {
-    resp.strip_prefix("HTTP/1.1 ")
-        .or_else(|| resp.strip_prefix("HTTP/1.0 "))?
-        .get(..3)?
-        .parse()
-        .ok()
 }
 
 /// What a case must get: a status, and the pod and target when forwarded.
