@@ -23,6 +23,7 @@
 //! - A fragment (`#...`) never gets here: hyper's URI parser drops it, so
 //!   the path routed and the path forwarded are both without it.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use http::{HeaderValue, Method, StatusCode, Uri, Version};
@@ -300,10 +301,11 @@ pub fn resolve<'h>(
     };
 
     let raw = pq.as_str();
-    let (path, query) = match raw.split_once('?') {
+    let (raw_path, query) = match raw.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (raw, None),
     };
+    let path = raw_path;
     if path == "*" {
         return Err(Refusal::Asterisk);
     }
@@ -321,12 +323,20 @@ pub fn resolve<'h>(
         path: path.to_owned(),
         error,
     })?;
-    let mut normalized = String::with_capacity(raw.len() + 1);
-    normalized.push_str(&resolved);
-    if let Some(q) = query {
-        normalized.push('?');
-        normalized.push_str(q);
-    }
+    // Most targets need no change: route the request's own bytes, with no
+    // copy on the hot path.
+    let normalized: Cow<'_, str> =
+        if matches!(resolved, Cow::Borrowed(_)) && path.len() == raw_path.len() {
+            Cow::Borrowed(raw)
+        } else {
+            let mut n = String::with_capacity(raw.len() + 1);
+            n.push_str(&resolved);
+            if let Some(q) = query {
+                n.push('?');
+                n.push_str(q);
+            }
+            Cow::Owned(n)
+        };
     let routed = route::route(authority.as_ref().map(|a| a.raw), &normalized, domain)
         .ok_or(Refusal::NoFunction)?;
     Ok(Target {
