@@ -54,16 +54,18 @@ impl Drop for Ticket {
     }
 }
 
+/// An error that is one fixed sentence: what a body stream reports when
+/// the activator ends it.
 #[derive(Debug)]
-struct DeadlineExceeded;
+pub struct Ended(pub &'static str);
 
-impl std::fmt::Display for DeadlineExceeded {
+impl std::fmt::Display for Ended {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the request exceeded the function's timeoutSeconds while streaming")
+        f.write_str(self.0)
     }
 }
 
-impl std::error::Error for DeadlineExceeded {}
+impl std::error::Error for Ended {}
 
 pin_project! {
     /// The body sent to the client.
@@ -130,7 +132,10 @@ impl Body for ProxyBody {
                         if let Some(t) = ticket.take() {
                             t.entry.metrics.reject(Reject::RequestTimeout);
                         }
-                        return Poll::Ready(Some(Err(DeadlineExceeded.into())));
+                        return Poll::Ready(Some(Err(Ended(
+                            "the request exceeded the function's timeoutSeconds while streaming",
+                        )
+                        .into())));
                     }
                     Poll::Pending
                 }

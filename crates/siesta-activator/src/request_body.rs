@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-use crate::body::BoxError;
+use crate::body::{BoxError, Ended};
 
 /// The most of a request body kept for a replay (as linkerd2-proxy keeps
 /// 64 KiB): bodies up to this size can always be replayed; a longer body
@@ -40,31 +40,16 @@ pub enum ClientFault {
     TooLarge,
 }
 
-#[derive(Debug)]
-struct Fault(ClientFault);
-
-impl std::fmt::Display for Fault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self.0 {
+impl ClientFault {
+    fn error(self) -> BoxError {
+        Ended(match self {
             ClientFault::Malformed => "the client sent a malformed request body",
             ClientFault::Gone => "the client went away before sending the whole body",
             ClientFault::TooLarge => "the request body is larger than the function allows",
         })
+        .into()
     }
 }
-
-impl std::error::Error for Fault {}
-
-#[derive(Debug)]
-struct Superseded;
-
-impl std::fmt::Display for Superseded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a newer attempt of this request owns its body")
-    }
-}
-
-impl std::error::Error for Superseded {}
 
 /// A frame kept for replay.
 enum Kept {
@@ -227,10 +212,13 @@ impl Body for UpBody {
             return Poll::Ready(Some(Ok(kept.frame())));
         }
         if log.generation != generation {
-            return Poll::Ready(Some(Err(Superseded.into())));
+            return Poll::Ready(Some(Err(Ended(
+                "a newer attempt of this request owns its body",
+            )
+            .into())));
         }
         if let Some(fault) = log.fault {
-            return Poll::Ready(Some(Err(Fault(fault).into())));
+            return Poll::Ready(Some(Err(fault.error())));
         }
         let Some(inner) = log.inner.as_mut() else {
             return Poll::Ready(None);
@@ -246,7 +234,7 @@ impl Body for UpBody {
                 tracing::debug!(error = %e, ?fault, "reading the client's request body failed");
                 log.inner = None;
                 log.fault = Some(fault);
-                return Poll::Ready(Some(Err(Fault(fault).into())));
+                return Poll::Ready(Some(Err(fault.error())));
             }
             Poll::Ready(Some(Ok(frame))) => frame,
         };
@@ -255,7 +243,7 @@ impl Body for UpBody {
         if log.limit.is_some_and(|limit| log.read > limit) {
             log.inner = None;
             log.fault = Some(ClientFault::TooLarge);
-            return Poll::Ready(Some(Err(Fault(ClientFault::TooLarge).into())));
+            return Poll::Ready(Some(Err(ClientFault::TooLarge.error())));
         }
         if log.replayable {
             if log.kept_bytes + len <= REPLAY_BUFFER_BYTES {
