@@ -83,7 +83,7 @@ soak:
 ## fuzz: 60 s of cargo-fuzz per target (router, duration parser) on stable via RUSTC_BOOTSTRAP
 fuzz:
 	cargo install --locked cargo-fuzz
-	cd fuzz && for t in route duration; do RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none $$t corpus/$$t -- -max_total_time=$${FUZZ_SECONDS:-60} || exit 1; done
+	cd tests/fuzz && for t in route duration; do RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none $$t corpus/$$t -- -max_total_time=$${FUZZ_SECONDS:-60} || exit 1; done
 
 ## help: list the targets
 help:

@@ -2,7 +2,7 @@
 //! functions with full 60 s histories (one sample a second), as the loop
 //! runs it every 2 s.
 //!
-//! Run: `cargo run --release -p siesta-controller --example decide_bench`
+//! Run: `cargo bench -p siesta-bench --bench decide`
 
 use std::time::{Duration, Instant};
 

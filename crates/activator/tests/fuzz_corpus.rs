@@ -1,4 +1,4 @@
-//! Replays the committed fuzz corpus (fuzz/corpus, grown by `make fuzz`)
+//! Replays the committed fuzz corpus (tests/fuzz/corpus, grown by `make fuzz`)
 //! through the same checks the fuzz targets run, so every input the fuzzer
 //! ever found interesting stays a regression test on stable Rust.
 
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
+        .join("../../tests/fuzz/corpus")
         .join(target);
     let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let inputs: Vec<Vec<u8>> = entries

@@ -120,7 +120,7 @@ fn strip_port(host: &str) -> &str {
 }
 
 /// The router's invariants on arbitrary input, for the fuzzer
-/// (`fuzz/fuzz_targets/route.rs`) and the corpus replay test: host, request
+/// (`tests/fuzz/fuzz_targets/route.rs`) and the corpus replay test: host, request
 /// target and domain separated by 0xFF bytes. Checks the router alone and
 /// the whole decision of [`crate::target::resolve`] (see
 /// [`crate::invariants`]). Panics when an invariant breaks.

@@ -1,5 +1,5 @@
 //! What routing must never do, whatever comes in: checked by the fuzzer
-//! (`fuzz/fuzz_targets/route.rs`), the corpus replay test and the generated
+//! (`tests/fuzz/fuzz_targets/route.rs`), the corpus replay test and the generated
 //! request targets of the unit tests. Panics when an invariant breaks.
 #![doc(hidden)]
 

@@ -149,7 +149,7 @@ async fn kubectl_siesta_lists_explains_and_invokes_a_function_from_zero() {
         .await
         .unwrap_or_else(|e| panic!("reading CRD functions.siesta.dev: {e}"))
         .is_some();
-    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../../charts/siesta");
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/siesta");
     let watch = format!("controller.watchNamespace={}", ns.name);
     let mut args = vec![
         "install",
