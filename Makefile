@@ -5,6 +5,14 @@
 
 .PHONY: soak fuzz demo test cluster-up node-up cluster-down real-up real-down crd fmt lint bench kind-e2e images help test-real
 
+# The toolchain rust-toolchain.toml pins, made available with no download
+# on machines that have it installed as `stable` (hack/toolchain.sh), before
+# any target runs cargo.
+TOOLCHAIN_CHECK := $(shell bash hack/toolchain.sh >&2)
+ifneq ($(.SHELLSTATUS),0)
+$(error hack/toolchain.sh failed (see above))
+endif
+
 # NODE=real makes cluster-up/cluster-down act on the real-node cluster.
 NODE ?= process
 
@@ -13,7 +21,7 @@ NODE ?= process
 demo:
 	NODE=$(NODE) bash hack/demo.sh
 
-## test: fmt and clippy gates, unit tests, loopback tests and cluster tests
+## test: the static gates (as make lint), unit tests, loopback tests, cluster tests, the real-node tier
 test:
 	bash hack/test.sh
 
@@ -60,17 +68,20 @@ real-down:
 images:
 	bash hack/images/build.sh
 
-## crd: regenerate crds/function.yaml (and the chart's copy) from the Rust types
+## crd: regenerate both copies of the CRD, crds/function.yaml and charts/siesta/crds/function.yaml, from the Rust types
 crd:
-	cargo run -q -p siesta -- crd > crds/function.yaml
+	cargo run -q -p siesta -- crd > crds/function.yaml.new
+	mv crds/function.yaml.new crds/function.yaml
 	cp crds/function.yaml charts/siesta/crds/function.yaml
 
+## fmt: format every workspace crate (cargo fmt --all)
 fmt:
 	cargo fmt --all
 
+## lint: the static gates make test starts with: fmt check, clippy and rustdoc with warnings denied,
+##       cargo deny (licenses, duplicate versions, sources, advisories when reachable), cargo machete
 lint:
-	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets -- -D warnings
+	bash hack/lint.sh
 
 ## kind-e2e: the real-node e2e (tests/e2e/tests/real_node.rs) on a kind cluster (needs docker, kind, kubectl, helm, cargo)
 kind-e2e:

@@ -10,11 +10,8 @@ source hack/cluster/lib.sh
 
 step() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*"; }
 
-step "cargo fmt --check"
-cargo fmt --all -- --check
-
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy -q --workspace --all-targets -- -D warnings
+step "static gates (make lint: fmt, clippy, doc, deny, machete)"
+bash hack/lint.sh
 
 started_cluster=0
 if ! pid_alive "$STATE_DIR/kube-apiserver.pid"; then

@@ -1,5 +1,4 @@
 //! `siesta`: one binary, one image, every component.
-#![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;

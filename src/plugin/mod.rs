@@ -5,7 +5,7 @@
 //! `--kubeconfig`, `--context`, `-n`, `-A`, `-o json|yaml`): the activator
 //! through the apiserver's service proxy, the leading controller's decision
 //! history through the pod proxy. The pure parts (rows, tables, sentences)
-//! live in [`format`], [`list`] and [`explain`] and are tested without a
+//! live in [`format`](mod@format), [`list`] and [`explain`] and are tested without a
 //! cluster; [`cluster`] holds the IO.
 
 pub mod cluster;

@@ -4,7 +4,7 @@
 //! went out, a per-Function size limit, and a record of why it failed when
 //! the failure is the client's.
 //!
-//! Each attempt gets an [`UpBody`] handle on one shared [`Log`]. A handle
+//! Each attempt gets an [`UpBody`] handle on one shared `Log`. A handle
 //! first replays what earlier attempts read (cheap `Bytes` clones), then
 //! reads on from the client, appending to the log while it stays within
 //! [`REPLAY_BUFFER_BYTES`]; past that the log is dropped and the request can

@@ -2,8 +2,6 @@
 //! records every request's fate ([`Load`]) and cluster helpers (scale, pods,
 //! pod processes). The in-process controller and activator ([`Stack`],
 //! [`ActivatorRun`]) come from siesta-testkit.
-#![deny(rust_2018_idioms)]
-#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

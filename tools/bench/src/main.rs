@@ -11,8 +11,6 @@
 //!   from `/stream`, with throughput and the target process's peak RSS.
 //! - `cold`: one request, printing the wall-clock send and first-byte times
 //!   (to be lined up with the controller's and node agent's log timestamps).
-#![deny(rust_2018_idioms)]
-#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-/// Hands out addresses from 127.<second>.0.1 upward, skipping .0 and .255.
+/// Hands out addresses from `127.<second>.0.1` upward, skipping .0 and .255.
 #[derive(Debug)]
 pub struct PodIps {
     second_octet: u8,

@@ -2,8 +2,6 @@
 //! registers a Node, binds pending pods to it, runs each pod's container as a
 //! local process on its own 127.x.y.z address, probes readiness, reports
 //! status and honours graceful deletion.
-#![deny(rust_2018_idioms)]
-#![forbid(unsafe_code)]
 
 mod backoff;
 mod container;
@@ -35,7 +33,7 @@ struct Args {
     /// Where pod logs and process-group files go.
     #[arg(long, default_value = ".cluster/devnode")]
     state_dir: PathBuf,
-    /// Pods get addresses 127.<this>.x.y.
+    /// Pods get addresses `127.<this>.x.y`.
     #[arg(long, default_value_t = 10)]
     pod_ip_octet: u8,
     /// Log as JSON lines.
