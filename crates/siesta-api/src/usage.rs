@@ -32,8 +32,9 @@ const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageStatus {
-    /// When the record starts: when the controller first counted this
-    /// Function (to the whole second), or the oldest hour still kept.
+    /// When the record starts: the Function's creation when the leader saw
+    /// it created, else when it first counted it (to the whole second); or
+    /// the oldest hour still kept.
     pub since: String,
     /// The last time the leader wrote the record. A pod that disappeared
     /// while no controller ran is counted until here.
@@ -168,7 +169,13 @@ impl PodSpan {
         let all_terminated = !containers.is_empty() && finished.len() == containers.len();
         let phase_done = matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"));
         let end = if all_terminated {
-            Some(finished.iter().map(|f| f.unwrap_or(now)).max().unwrap_or(now))
+            Some(
+                finished
+                    .iter()
+                    .map(|f| f.unwrap_or(now))
+                    .max()
+                    .unwrap_or(now),
+            )
         } else if deleted || phase_done {
             Some(now)
         } else {
@@ -773,7 +780,11 @@ mod tests {
         assert_eq!((s.start, s.end), (T0, None));
         assert_eq!((s.cpu, s.memory), (0.25, 64.0 * 1024.0 * 1024.0));
         // One container done, one running: still running.
-        let s = PodSpan::of(&pod(vec![terminated(T0 + 5 * S), running.clone()]), now, false);
+        let s = PodSpan::of(
+            &pod(vec![terminated(T0 + 5 * S), running.clone()]),
+            now,
+            false,
+        );
         assert_eq!(s.unwrap().end, None);
         let s = PodSpan::of(
             &pod(vec![terminated(T0 + 5 * S), terminated(T0 + 7 * S)]),

@@ -85,7 +85,10 @@ impl Account {
             .iter()
             .map(|p| {
                 let upto = p.end.unwrap_or(i64::MAX);
-                (p.pod.clone(), ledger.recorded_at.clamp(p.start, upto.max(p.start)))
+                (
+                    p.pod.clone(),
+                    ledger.recorded_at.clamp(p.start, upto.max(p.start)),
+                )
             })
             .collect();
         Account {
@@ -146,10 +149,8 @@ impl Books {
             let f = self
                 .functions
                 .get(&reflector::ObjectRef::new(&key.name).within(&key.namespace))?;
-            self.accounts.insert(
-                key.clone(),
-                Account::load(&f, now, self.watching_since),
-            );
+            self.accounts
+                .insert(key.clone(), Account::load(&f, now, self.watching_since));
         }
         self.accounts.get_mut(key)
     }
@@ -302,7 +303,10 @@ pub async fn run(ctx: Arc<Context>) {
             Api::<Function>::namespaced(client.clone(), ns),
             Api::<Pod>::namespaced(client, ns),
         ),
-        None => (Api::<Function>::all(client.clone()), Api::<Pod>::all(client)),
+        None => (
+            Api::<Function>::all(client.clone()),
+            Api::<Pod>::all(client),
+        ),
     };
     let watching_since = now_ms();
     let (store, writer) = reflector::store();

@@ -147,7 +147,11 @@ pub async fn run(
         anyhow::anyhow!("could not list Functions (is the CRD installed? kubectl apply -f crds/function.yaml): {e}")
     })?;
     let now = Utc::now();
-    let mut rows: Vec<Row> = functions.items.iter().map(|f| Row::of(f, now, since)).collect();
+    let mut rows: Vec<Row> = functions
+        .items
+        .iter()
+        .map(|f| Row::of(f, now, since))
+        .collect();
     rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     if let Some(out) = out {
         #[derive(Serialize)]

@@ -47,8 +47,14 @@ pub fn cell(s: Option<&Savings>) -> String {
     }
 }
 
-fn percent(p: Option<f64>) -> String {
-    p.map_or("n/a".into(), |p| format!("{}%", number(p)))
+/// "saved 90% of the pod-seconds of", or "used 9% more pod-seconds than"
+/// when the function ran more than the baseline.
+fn versus(p: Option<f64>) -> String {
+    match p {
+        None => "no baseline to compare with (nothing covered yet) for".into(),
+        Some(p) if p < 0.0 => format!("used {}% more pod-seconds than", number(-p)),
+        Some(p) => format!("saved {}% of the pod-seconds of", number(p)),
+    }
 }
 
 /// The explain paragraph.
@@ -69,9 +75,9 @@ pub fn text(s: Option<&Savings>, asked: Duration) -> String {
     };
     let _ = writeln!(
         o,
-        "What scaling to zero saved over {span}: saved {} of the pod-seconds vs one pod always on, {} vs {} pods (today's maxReplicas) always on.",
-        percent(s.saved_vs_one_always_on_percent),
-        percent(s.saved_vs_max_replicas_percent),
+        "What scaling to zero saved over {span}: {} one pod always on, {} {} pods (today's maxReplicas) always on.",
+        versus(s.saved_vs_one_always_on_percent),
+        versus(s.saved_vs_max_replicas_percent),
         s.max_replicas
     );
     let _ = writeln!(
@@ -168,7 +174,7 @@ mod tests {
         assert_eq!(s.covered_seconds, 3600.0);
         assert_eq!(cell(Some(&s)), "90%");
         let t = text(Some(&s), Duration::from_secs(86_400));
-        assert!(t.contains("over the last 24h asked, 60m covered (the record starts at 2026-12-01T10:00:00Z): saved 90% of the pod-seconds vs one pod always on, 97.5% vs 4 pods (today's maxReplicas) always on."), "{t}");
+        assert!(t.contains("over the last 24h asked, 60m covered (the record starts at 2026-12-01T10:00:00Z): saved 90% of the pod-seconds of one pod always on, saved 97.5% of the pod-seconds of 4 pods (today's maxReplicas) always on."), "{t}");
         assert!(
             t.contains("pod-seconds:        used 360, at maxReplicas 14400, one always on 3600;"),
             "{t}"
@@ -183,7 +189,20 @@ mod tests {
         let s = savings_of(&f, Duration::from_secs(1800), at("2026-12-01T10:30:00Z")).unwrap();
         assert_eq!(s.used.pod_seconds, 360.0);
         let t = text(Some(&s), Duration::from_secs(1800));
-        assert!(t.contains("over the last 30m: saved 80%"), "{t}");
+        assert!(
+            t.contains("over the last 30m: saved 80% of the pod-seconds of one pod always on"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn more_than_one_pods_worth_is_said_as_more_not_as_a_negative_saving() {
+        let f = function(Some(usage()));
+        // 360 pod-seconds over 5 minutes: 20% more than one pod.
+        let s = savings_of(&f, Duration::from_secs(300), at("2026-12-01T10:15:00Z")).unwrap();
+        assert_eq!(cell(Some(&s)), "-20%");
+        let t = text(Some(&s), Duration::from_secs(300));
+        assert!(t.contains("over the last 5m: used 20% more pod-seconds than one pod always on, saved 70% of the pod-seconds of 4 pods"), "{t}");
     }
 
     #[test]
@@ -192,9 +211,16 @@ mod tests {
         for p in &mut u.pods {
             p.cpu_cores = 0.0;
         }
-        let s = savings_of(&function(Some(u)), Duration::from_secs(3600), at("2026-12-01T11:00:00Z"));
+        let s = savings_of(
+            &function(Some(u)),
+            Duration::from_secs(3600),
+            at("2026-12-01T11:00:00Z"),
+        );
         let t = text(s.as_ref(), Duration::from_secs(3600));
-        assert!(t.contains("its pods request no CPU, so none is counted"), "{t}");
+        assert!(
+            t.contains("its pods request no CPU, so none is counted"),
+            "{t}"
+        );
     }
 
     #[test]
