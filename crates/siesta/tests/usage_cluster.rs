@@ -416,6 +416,11 @@ async fn the_pod_seconds_match_the_pods_own_times_across_a_controller_restart() 
         "$ kubectl siesta -n {} explain hello --since 24h\n{explain}",
         ns.name
     );
+    println!(
+        "$ kubectl siesta -n {} explain hello --since 90m -o json | jq .saved\n{}",
+        ns.name,
+        serde_json::to_string_pretty(&json["saved"]).unwrap_or_default()
+    );
     println!("MEASURED test took {:.1}s", t0.elapsed().as_secs_f64());
     watch.abort();
     stack.stop().await;
