@@ -365,6 +365,54 @@ mod tests {
     }
 
     #[test]
+    fn usage_counters_add_resource_seconds_and_go_with_the_function() {
+        let m = Metrics::new().unwrap();
+        m.add_usage("ns", "f", 10.0, 0.5, 1024.0);
+        m.add_usage("ns", "f", 2.5, 0.5, 1024.0);
+        m.set_function_baseline(
+            "ns",
+            "f",
+            4,
+            siesta_api::usage::Requests {
+                cpu_cores: Some(0.5),
+                memory_bytes: None,
+            },
+        );
+        let text = m.render().unwrap();
+        let l = "{function=\"f\",namespace=\"ns\"}";
+        assert!(
+            text.contains(&format!(
+                "siesta_controller_function_pod_seconds_total{l} 12.5"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "siesta_controller_function_cpu_core_seconds_total{l} 6.25"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "siesta_controller_function_memory_byte_seconds_total{l} 12800"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("siesta_controller_function_max_replicas{l} 4")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "siesta_controller_function_pod_memory_request_bytes{l} 0"
+            )),
+            "{text}"
+        );
+        m.forget_usage("ns", "f");
+        assert!(!m.render().unwrap().contains("namespace=\"ns\""));
+    }
+
+    #[test]
     fn errors_are_counted_by_kind() {
         let m = Metrics::new().unwrap();
         m.reconciled(
