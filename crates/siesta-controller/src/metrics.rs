@@ -296,6 +296,15 @@ impl Metrics {
         per_pod: siesta_api::usage::Requests,
     ) {
         let l = [namespace, function];
+        // The counters exist from the start, at 0: `increase()` then sees
+        // the first pod's seconds instead of a series appearing mid-window.
+        for c in [
+            &self.pod_seconds,
+            &self.cpu_core_seconds,
+            &self.memory_byte_seconds,
+        ] {
+            c.with_label_values(&l);
+        }
         self.max_replicas
             .with_label_values(&l)
             .set(i64::from(max_replicas));
@@ -367,6 +376,10 @@ mod tests {
     #[test]
     fn usage_counters_add_resource_seconds_and_go_with_the_function() {
         let m = Metrics::new().unwrap();
+        m.set_function_baseline("ns", "f", 4, siesta_api::usage::Requests::default());
+        assert!(m.render().unwrap().contains(
+            "siesta_controller_function_pod_seconds_total{function=\"f\",namespace=\"ns\"} 0"
+        ));
         m.add_usage("ns", "f", 10.0, 0.5, 1024.0);
         m.add_usage("ns", "f", 2.5, 0.5, 1024.0);
         m.set_function_baseline(
