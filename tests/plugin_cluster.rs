@@ -259,6 +259,21 @@ async fn kubectl_siesta_lists_explains_and_invokes_a_function_from_zero() {
     assert_eq!(v["status"], 200, "{out}");
     assert_eq!(v["cold"], false, "{out}");
 
+    // What scaling to zero saved: the chart's controller, under the chart's
+    // RBAC, records the running pod in status.usage.
+    wait_for(
+        "status.usage to record the running pod",
+        Duration::from_secs(30),
+        || {
+            let functions = functions.clone();
+            async move {
+                let usage = functions.get("hello").await.ok()?.status?.usage?;
+                usage.pods.iter().any(|p| p.end.is_none()).then_some(())
+            }
+        },
+    )
+    .await;
+
     // list, through kubectl: it finds the plugin on PATH.
     let (ok, table, err) = run("kubectl", &["siesta", "list", "-n", &ns.name]);
     assert!(ok, "kubectl siesta list failed: {table}\n{err}");
@@ -268,6 +283,7 @@ async fn kubectl_siesta_lists_explains_and_invokes_a_function_from_zero() {
         cell(&table, "hello", "MEDIAN-COLD").ends_with('s'),
         "{table}"
     );
+    assert!(cell(&table, "hello", "SAVED").ends_with('%'), "{table}");
     let (ok, all, _) = run("kubectl", &["siesta", "list", "-A"]);
     assert!(ok && all.starts_with("NAMESPACE "), "{all}");
     let json = plugin(&["list", "-n", &ns.name, "-o", "json"]);
@@ -303,6 +319,10 @@ async fn kubectl_siesta_lists_explains_and_invokes_a_function_from_zero() {
         "{text}"
     );
     assert!(text.contains("The slowest phase was "), "{text}");
+    assert!(
+        text.contains("What scaling to zero saved over the last 24h"),
+        "{text}"
+    );
     let yaml = plugin(&[
         "-n",
         &ns.name,

@@ -44,7 +44,11 @@ pub struct Explanation {
     /// The `scale.schedules` window that sets the floor now, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active_schedule: Option<String>,
-    // §3 adds `saved` here and a paragraph in `text`.
+    /// What scaling to zero saved over `since` (none before the controller
+    /// wrote `status.usage`).
+    pub saved: Option<siesta_api::usage::Savings>,
+    /// The window asked for, in seconds.
+    pub since_seconds: f64,
 }
 
 impl Explanation {
@@ -52,6 +56,7 @@ impl Explanation {
         f: &Function,
         decisions: Result<Option<DecisionHistory>, String>,
         now: DateTime<Utc>,
+        since: Duration,
     ) -> Explanation {
         let status = f.status.clone().unwrap_or_default();
         let (history, unavailable) = match decisions {
@@ -83,6 +88,8 @@ impl Explanation {
                 .autoscaler
                 .as_ref()
                 .and_then(|a| a.active_schedule.clone()),
+            saved: super::saved::savings_of(f, since, now),
+            since_seconds: since.as_secs_f64(),
         }
     }
 
@@ -184,6 +191,11 @@ impl Explanation {
             "Cold starts in the last hour: {}.",
             self.cold_starts_last_hour
         );
+        o.push('\n');
+        o.push_str(&super::saved::text(
+            self.saved.as_ref(),
+            Duration::from_secs_f64(self.since_seconds),
+        ));
         o
     }
 }
@@ -304,6 +316,7 @@ pub async fn run(
     c: &Cluster,
     g: &Global,
     name: &str,
+    since: Duration,
     out: Option<Output>,
 ) -> anyhow::Result<ExitCode> {
     let f = c.function(&c.namespace, name).await?;
@@ -311,7 +324,7 @@ pub async fn run(
         .decisions(g, &c.namespace, name)
         .await
         .map_err(|e| format!("{e:#}"));
-    let e = Explanation::of(&f, decisions, Utc::now());
+    let e = Explanation::of(&f, decisions, Utc::now(), since);
     match out {
         Some(out) => print_object(&e, out)?,
         None => print!("{}", e.text()),
@@ -322,6 +335,8 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
 
     fn record(desired: i32, count: u64, reason: &str) -> DecisionRecord {
         DecisionRecord {
@@ -390,7 +405,7 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2026-12-01T10:01:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let t = Explanation::of(&function(), Ok(Some(h)), now).text();
+        let t = Explanation::of(&function(), Ok(Some(h)), now, DAY).text();
         assert!(
             t.starts_with(
                 "hello has 2 replicas (1 ready) because stable: concurrency 13.20 over the last 60s"
@@ -429,7 +444,7 @@ mod tests {
     #[test]
     fn without_a_history_it_says_why_and_falls_back_to_the_spec() {
         let now = Utc::now();
-        let t = Explanation::of(&function(), Err("no controller Lease".into()), now).text();
+        let t = Explanation::of(&function(), Err("no controller Lease".into()), now, DAY).text();
         assert!(
             t.contains("No decision history: no controller Lease."),
             "{t}"
@@ -440,6 +455,10 @@ mod tests {
         );
         assert!(
             t.contains("hello has 2 replicas (1 ready); the autoscaler has not decided"),
+            "{t}"
+        );
+        assert!(
+            t.ends_with("What scaling to zero saved: no record yet (the leading controller writes status.usage once it has seen the Function).\n"),
             "{t}"
         );
     }

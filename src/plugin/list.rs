@@ -11,6 +11,8 @@ use serde::Serialize;
 use siesta_api::Function;
 use siesta_api::cold_start::{RecentColdStart, format_duration, parse_duration};
 
+use siesta_api::usage::Savings;
+
 use super::cluster::Cluster;
 use super::format::{age, median, number, table};
 use super::{Global, Output, print_object};
@@ -31,8 +33,9 @@ pub struct Row {
     /// Median total of the last hour's cold starts.
     pub median_cold_start: Option<String>,
     pub created: Option<String>,
-    // §3 adds `saved` (what scaling to zero saved) here, and a SAVED column
-    // in `render` before AGE.
+    /// What scaling to zero saved over `--since` (none before the
+    /// controller wrote `status.usage`).
+    pub saved: Option<Savings>,
 }
 
 /// The last hour's cold starts: how many, and their median total.
@@ -53,7 +56,7 @@ pub fn cold_starts_within(
 }
 
 impl Row {
-    pub fn of(f: &Function, now: DateTime<Utc>) -> Row {
+    pub fn of(f: &Function, now: DateTime<Utc>, since: Duration) -> Row {
         let status = f.status.clone().unwrap_or_default();
         let autoscaler = status.autoscaler.clone().unwrap_or_default();
         let (cold, med) =
@@ -73,6 +76,7 @@ impl Row {
                 .creation_timestamp
                 .as_ref()
                 .map(|t| t.0.to_string()),
+            saved: super::saved::savings_of(f, since, now),
         }
     }
 }
@@ -87,6 +91,7 @@ pub fn render(rows: &[Row], all_namespaces: bool, now: DateTime<Utc>) -> String 
         "CONCURRENCY",
         "COLD-1H",
         "MEDIAN-COLD",
+        "SAVED",
         "AGE",
     ];
     if all_namespaces {
@@ -113,6 +118,7 @@ pub fn render(rows: &[Row], all_namespaces: bool, now: DateTime<Utc>) -> String 
                 r.median_cold_start
                     .clone()
                     .unwrap_or_else(|| "<none>".into()),
+                super::saved::cell(r.saved.as_ref()),
                 created.map_or("<unknown>".into(), |c| {
                     age((now - c.with_timezone(&Utc)).to_std().unwrap_or_default())
                 }),
@@ -126,7 +132,12 @@ pub fn render(rows: &[Row], all_namespaces: bool, now: DateTime<Utc>) -> String 
     table(&headers, &cells)
 }
 
-pub async fn run(c: &Cluster, g: &Global, out: Option<Output>) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    c: &Cluster,
+    g: &Global,
+    since: Duration,
+    out: Option<Output>,
+) -> anyhow::Result<ExitCode> {
     let api: Api<Function> = if g.all_namespaces {
         Api::all(c.client.clone())
     } else {
@@ -136,7 +147,11 @@ pub async fn run(c: &Cluster, g: &Global, out: Option<Output>) -> anyhow::Result
         anyhow::anyhow!("could not list Functions (is the CRD installed? kubectl apply -f crds/function.yaml): {e}")
     })?;
     let now = Utc::now();
-    let mut rows: Vec<Row> = functions.items.iter().map(|f| Row::of(f, now)).collect();
+    let mut rows: Vec<Row> = functions
+        .items
+        .iter()
+        .map(|f| Row::of(f, now, since))
+        .collect();
     rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     if let Some(out) = out {
         #[derive(Serialize)]
@@ -208,20 +223,34 @@ mod tests {
                 active_schedule: None,
             }),
             recent_cold_starts: vec![recent("2026-12-01T11:56:00.000Z", "1.309s")],
+            usage: Some(siesta_api::usage::UsageStatus {
+                since: "2026-12-01T11:55:00Z".into(),
+                recorded_at: "2026-12-01T11:59:00Z".into(),
+                pods: vec![siesta_api::usage::PodInterval {
+                    pod: "hello-a".into(),
+                    start: "2026-12-01T11:56:00Z".into(),
+                    end: Some("2026-12-01T11:56:30Z".into()),
+                    cpu_cores: 0.0,
+                    memory_bytes: 0.0,
+                }],
+                hours: vec![],
+            }),
             ..FunctionStatus::default()
         });
-        let row = Row::of(&f, now());
+        let row = Row::of(&f, now(), Duration::from_secs(86_400));
+        // 30 pod-seconds of the 300 s the record covers.
+        assert_eq!(row.saved.as_ref().unwrap().used.pod_seconds, 30.0);
         assert_eq!(row.cold_starts_last_hour, 1);
         assert_eq!(row.median_cold_start.as_deref(), Some("1.309s"));
         let t = render(&[row], true, now());
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(
             lines[0],
-            "NAMESPACE   NAME    READY   MODE     RPS   CONCURRENCY   COLD-1H   MEDIAN-COLD   AGE"
+            "NAMESPACE   NAME    READY   MODE     RPS   CONCURRENCY   COLD-1H   MEDIAN-COLD   SAVED   AGE"
         );
         assert_eq!(
             lines[1],
-            "team-a      hello   1/2     stable   40    13.2          1         1.309s        5m"
+            "team-a      hello   1/2     stable   40    13.2          1         1.309s        90%     5m"
         );
     }
 }

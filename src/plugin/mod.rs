@@ -14,6 +14,7 @@ pub mod format;
 pub mod invoke;
 pub mod list;
 pub mod logs;
+pub mod saved;
 
 use std::process::ExitCode;
 
@@ -73,13 +74,17 @@ pub enum Output {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Every Function with its replicas, traffic and cold starts.
-    List,
+    /// Every Function with its replicas, traffic, cold starts and what
+    /// scaling to zero saved (SAVED: pod-seconds saved vs one pod always on,
+    /// over --since).
+    List(saved::SinceArgs),
     /// Why a Function has the replicas it has, whether it is Ready, and its
     /// last cold start phase by phase.
     Explain {
         /// The Function's name.
         name: String,
+        #[command(flatten)]
+        since: saved::SinceArgs,
     },
     /// Call a Function through the activator (via the apiserver's service
     /// proxy) and say how long it took and whether it was a cold start.
@@ -117,8 +122,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let cluster = cluster::Cluster::connect(&cli.global).await?;
     let out = cli.global.output;
     match cli.command {
-        Command::List => list::run(&cluster, &cli.global, out).await,
-        Command::Explain { name } => explain::run(&cluster, &cli.global, &name, out).await,
+        Command::List(since) => list::run(&cluster, &cli.global, since.since, out).await,
+        Command::Explain { name, since } => {
+            explain::run(&cluster, &cli.global, &name, since.since, out).await
+        }
         Command::Invoke(args) => invoke::run(&cluster, &cli.global, &args, out).await,
         Command::Logs(args) => logs::run(&cluster, &args).await,
     }

@@ -18,6 +18,7 @@ pub mod proxy;
 pub mod request_body;
 pub mod route;
 pub mod server;
+pub mod stranded;
 pub mod target;
 pub mod trust;
 pub mod upstream;

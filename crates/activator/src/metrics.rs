@@ -280,7 +280,12 @@ const CACHED_CODES: [u16; 18] = [
 ];
 
 /// The failures a request is replayed after (the `reason` label values).
-const REPLAY_REASONS: [Failure; 3] = [Failure::Connect, Failure::NotProcessed, Failure::Closed];
+const REPLAY_REASONS: [Failure; 4] = [
+    Failure::Connect,
+    Failure::NotProcessed,
+    Failure::Stranded,
+    Failure::Closed,
+];
 
 fn code_str(code: u16) -> &'static str {
     match code {

@@ -22,6 +22,7 @@ use crate::index::{Admission, FunctionEntry, Index, LookupCache, OverBudget};
 use crate::metrics::Reject;
 use crate::park_budget;
 use crate::request_body::{ClientFault, RequestBody, UpBody};
+use crate::stranded::{self, WatchedConnector};
 use crate::target::{self, Target};
 use crate::trust::TrustedProxies;
 use crate::upstream::{self, Next};
@@ -40,8 +41,21 @@ pub struct Proxy {
     max_header_bytes: usize,
     /// Most header fields in a pod's HTTP/1 response (for the 502 message).
     pub max_response_headers: usize,
-    http1: Client<HttpConnector, UpBody>,
-    h2c: Client<HttpConnector, UpBody>,
+    http1: Clients,
+    h2c: Clients,
+}
+
+/// A protocol's upstream clients: the pool, and one that opens a connection
+/// for each request, for a replay the pool's connections could fail again.
+struct Clients {
+    pooled: Client<WatchedConnector, UpBody>,
+    fresh: Client<WatchedConnector, UpBody>,
+}
+
+impl Clients {
+    fn pick(&self, fresh: bool) -> &Client<WatchedConnector, UpBody> {
+        if fresh { &self.fresh } else { &self.pooled }
+    }
 }
 
 impl Proxy {
@@ -59,22 +73,39 @@ impl Proxy {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let connector = WatchedConnector(connector);
         // Pods come and go; an idle connection to a gone pod is worth little,
         // and the pool must not pin memory for functions that went to zero.
-        let http1 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(1024)
-            .pool_timer(TokioTimer::new())
-            .set_host(false)
-            .http1_max_headers(max_response_headers)
-            .build(connector.clone());
-        let h2c = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .set_host(false)
-            .build(connector);
+        let http1 = |max_idle| {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(max_idle)
+                .pool_timer(TokioTimer::new())
+                .set_host(false)
+                .http1_max_headers(max_response_headers)
+                .build(connector.clone())
+        };
+        let h2c = |max_idle| {
+            Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .timer(TokioTimer::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(max_idle)
+                .set_host(false)
+                .build(connector.clone())
+        };
+        // No idle connection at all disables the pool: one connection each.
+        let (http1, h2c) = (
+            Clients {
+                pooled: http1(1024),
+                fresh: http1(0),
+            },
+            Clients {
+                pooled: h2c(usize::MAX),
+                fresh: h2c(0),
+            },
+        );
         Self {
             index,
             waker,
@@ -245,6 +276,7 @@ impl Proxy {
         let idempotent = upstream::idempotent(&parts.method, &parts.headers);
         let mut up = Request::from_parts(parts, attempt_body(body.as_ref()));
         let mut attempt = 1;
+        let mut fresh = false;
         let mut resp = loop {
             let Some(addr) = ticket.addr else {
                 // Unreachable by construction: every path above took a slot.
@@ -252,8 +284,10 @@ impl Proxy {
                 return local(StatusCode::BAD_GATEWAY, "no pod\n");
             };
             *up.uri_mut() = upstream_uri(addr, &pq);
-            let client = if h2 { &self.h2c } else { &self.http1 };
-            let e = match timeout_at(deadline, client.request(up)).await {
+            let client = if h2 { &self.h2c } else { &self.http1 }.pick(fresh);
+            let watch = stranded::Watch::on(&mut up);
+            let sent = stranded::unless_stranded(client.request(up), watch);
+            let e = match timeout_at(deadline, sent).await {
                 Err(_) => {
                     ticket.entry.metrics.reject(Reject::RequestTimeout);
                     ticket.code = 504;
@@ -265,8 +299,10 @@ impl Proxy {
                         ),
                     );
                 }
-                Ok(Ok(resp)) => break resp,
-                Ok(Err(e)) => e,
+                Ok(Some(Ok(resp))) => break resp,
+                Ok(Some(Err(e))) => Some(e),
+                // Never written: its connection's socket is gone.
+                Ok(None) => None,
             };
             if let Some(fault) = body.as_ref().and_then(RequestBody::fault) {
                 let limit = config.max_request_body_bytes.unwrap_or(0);
@@ -274,14 +310,25 @@ impl Proxy {
                 ticket.code = r.status().as_u16();
                 return r;
             }
-            let failure = upstream::classify(&e);
+            let failure = e
+                .as_ref()
+                .map_or(upstream::Failure::Stranded, upstream::classify);
+            let e = e.map_or_else(
+                || "stranded on a closed connection, never written".to_owned(),
+                |e| format!("{e} ({:?})", std::error::Error::source(&e)),
+            );
             let replay = upstream::Replay {
                 attempt,
                 idempotent,
                 body_replayable: body.as_ref().is_none_or(RequestBody::replayable),
             };
+            fresh = false;
             let again = match upstream::next(failure, replay) {
                 Next::SamePod => true,
+                Next::NewConnection => {
+                    fresh = true;
+                    true
+                }
                 Next::OtherPod => match ticket.entry.repick(addr) {
                     Some(next) => {
                         ticket.addr = Some(next);
@@ -301,7 +348,7 @@ impl Proxy {
                 up = head.request(attempt_body(body.as_ref()));
                 continue;
             }
-            tracing::warn!(function = %ticket.entry.key, %addr, ?failure, attempt, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
+            tracing::warn!(function = %ticket.entry.key, %addr, ?failure, attempt, error = %e, "upstream request failed");
             ticket.code = 502;
             let head_too_large = format!(
                 "its response had too many headers (more than {}, --max-response-headers) or too large a head",
@@ -312,7 +359,9 @@ impl Proxy {
                     Some(Reject::UpstreamUnavailable),
                     "the pod could not be reached",
                 ),
-                upstream::Failure::NotProcessed | upstream::Failure::Closed => (
+                upstream::Failure::NotProcessed
+                | upstream::Failure::Stranded
+                | upstream::Failure::Closed => (
                     Some(Reject::UpstreamClosed),
                     if replay.body_replayable {
                         "the pod closed the connection before answering, and the request is not idempotent, so it was not sent again"

@@ -35,6 +35,9 @@ pub enum Failure {
     /// stream, REFUSED_STREAM, or the connection closed before the request was
     /// written.
     NotProcessed,
+    /// The request waited on a connection whose socket is gone, never
+    /// written (see [`crate::stranded`]).
+    Stranded,
     /// The connection closed or was reset before any response byte, after the
     /// request went out.
     Closed,
@@ -54,6 +57,7 @@ impl Failure {
         match self {
             Failure::Connect => "connect_failed",
             Failure::NotProcessed => "not_processed",
+            Failure::Stranded => "stranded",
             Failure::Closed => "connection_closed",
             Failure::HeadTooLarge => "head_too_large",
             Failure::BadResponse => "bad_response",
@@ -129,8 +133,14 @@ fn classify_h2(e: &h2::Error) -> Failure {
 pub enum Next {
     /// Send again to another pod (the connect failed).
     OtherPod,
-    /// Send again to the same pod; the pool gives a new connection.
+    /// Send again to the same pod; the pool gives a new connection (hyper
+    /// stops using a connection after GOAWAY or a refusal).
     SamePod,
+    /// Send again to the same pod on a connection opened for it: the pool
+    /// may hold more connections the server closed the same way (an HTTP/1
+    /// server that closes every N requests closes all of them), and four
+    /// sends in a row could meet only those.
+    NewConnection,
     /// Answer the client with an error.
     Fail,
 }
@@ -153,7 +163,8 @@ pub fn next(failure: Failure, r: Replay) -> Next {
     match failure {
         Failure::Connect => Next::OtherPod,
         Failure::NotProcessed => Next::SamePod,
-        Failure::Closed if r.idempotent => Next::SamePod,
+        Failure::Stranded => Next::NewConnection,
+        Failure::Closed if r.idempotent => Next::NewConnection,
         Failure::Closed | Failure::HeadTooLarge | Failure::BadResponse | Failure::Other => {
             Next::Fail
         }
@@ -191,9 +202,21 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_connection_replays_only_idempotent_requests() {
-        assert_eq!(next(Failure::Closed, r(1, true, true)), Next::SamePod);
+    fn a_closed_connection_replays_only_idempotent_requests_on_a_new_connection() {
+        assert_eq!(next(Failure::Closed, r(1, true, true)), Next::NewConnection);
         assert_eq!(next(Failure::Closed, r(1, false, true)), Next::Fail);
+    }
+
+    #[test]
+    fn a_stranded_request_goes_again_on_a_new_connection_whatever_its_method() {
+        assert_eq!(
+            next(Failure::Stranded, r(1, false, true)),
+            Next::NewConnection
+        );
+        assert_eq!(
+            next(Failure::Stranded, r(3, true, true)),
+            Next::NewConnection
+        );
     }
 
     #[test]
@@ -203,7 +226,12 @@ mod tests {
 
     #[test]
     fn nothing_goes_again_without_its_whole_body_or_past_the_attempt_limit() {
-        for f in [Failure::Connect, Failure::NotProcessed, Failure::Closed] {
+        for f in [
+            Failure::Connect,
+            Failure::NotProcessed,
+            Failure::Stranded,
+            Failure::Closed,
+        ] {
             assert_eq!(next(f, r(1, true, false)), Next::Fail, "{f:?}");
             assert_eq!(next(f, r(MAX_ATTEMPTS, true, true)), Next::Fail, "{f:?}");
         }

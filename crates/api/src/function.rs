@@ -229,6 +229,10 @@ pub struct FunctionStatus {
     /// Function alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_cold_starts: Vec<crate::cold_start::RecentColdStart>,
+    /// The pods it ran, from their own start and stop times, with what they
+    /// requested: what scaling to zero saved (`kubectl siesta explain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::usage::UsageStatus>,
 }
 
 /// The autoscaler's last decision and what it was based on.

@@ -10,6 +10,7 @@ mod function;
 pub mod names;
 pub mod quantity;
 pub mod schedule;
+pub mod usage;
 mod validate;
 pub mod watch_backoff;
 

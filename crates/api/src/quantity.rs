@@ -50,6 +50,13 @@ impl Quantity {
         self.negative && self.nanos != Some(0)
     }
 
+    /// The value in whole units (cores, bytes) as a float; `None` when too
+    /// large to hold. Exact to the nano-unit for any real request.
+    pub fn as_f64(&self) -> Option<f64> {
+        let v = self.nanos? as f64 / 1e9;
+        Some(if self.negative { -v } else { v })
+    }
+
     /// Compares two quantities; `None` when either is too large to hold.
     pub fn compare(&self, other: &Quantity) -> Option<Ordering> {
         Some(self.nanos?.cmp(&other.nanos?))

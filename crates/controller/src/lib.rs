@@ -18,6 +18,7 @@ mod reconcile;
 pub mod resources;
 pub mod scale;
 pub mod status;
+pub mod usage;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -310,6 +311,7 @@ async fn main_task(
                 tokio::select! {
                     () = run_controller(ctx.clone(), &config) => return,
                     () = autoscaler::run(ctx.clone(), config.autoscaler.clone()) => return,
+                    () = usage::run(ctx.clone()) => return,
                     _ = leader.wait_for(|l| !*l) => ctx.set_cache_synced(false),
                 }
             }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -31,6 +31,18 @@ pub struct Metrics {
     pub scale_writes: IntCounterVec,
     /// Each phase of each recorded cold start (namespace, function, phase).
     pub cold_start_phase: HistogramVec,
+    /// What the function's pods ran (namespace, function): pod-seconds and
+    /// requested resource-seconds, growing only while a pod runs.
+    pod_seconds: CounterVec,
+    cpu_core_seconds: CounterVec,
+    memory_byte_seconds: CounterVec,
+    /// The baselines' inputs (namespace, function): today's maxReplicas and
+    /// what one pod requests by the spec.
+    max_replicas: IntGaugeVec,
+    pod_cpu_request: GaugeVec,
+    pod_memory_request: GaugeVec,
+    /// Writes of `status.usage`, by result.
+    usage_writes: IntCounterVec,
 }
 
 impl Metrics {
@@ -132,6 +144,57 @@ impl Metrics {
             ]),
             &["namespace", "function", "phase"],
         )?;
+        let counter = |name: &str, help: &str| CounterVec::new(Opts::new(name, help), fl);
+        let pod_seconds = counter(
+            "siesta_controller_function_pod_seconds_total",
+            "Seconds the function's pods ran, from each pod's startTime to its containers' last finishedAt, summed over pods.",
+        )?;
+        let cpu_core_seconds = counter(
+            "siesta_controller_function_cpu_core_seconds_total",
+            "Requested CPU cores times the seconds each pod ran (a pod without a CPU request adds 0).",
+        )?;
+        let memory_byte_seconds = counter(
+            "siesta_controller_function_memory_byte_seconds_total",
+            "Requested memory bytes times the seconds each pod ran (a pod without a memory request adds 0).",
+        )?;
+        let max_replicas = IntGaugeVec::new(
+            Opts::new(
+                "siesta_controller_function_max_replicas",
+                "The function's scale.maxReplicas now: the pods a fixed-size deployment would run.",
+            ),
+            fl,
+        )?;
+        let pod_cpu_request = GaugeVec::new(
+            Opts::new(
+                "siesta_controller_function_pod_cpu_request_cores",
+                "CPU cores one of the function's pods requests by its spec (0 when none).",
+            ),
+            fl,
+        )?;
+        let pod_memory_request = GaugeVec::new(
+            Opts::new(
+                "siesta_controller_function_pod_memory_request_bytes",
+                "Memory bytes one of the function's pods requests by its spec (0 when none).",
+            ),
+            fl,
+        )?;
+        let usage_writes = IntCounterVec::new(
+            Opts::new(
+                "siesta_controller_usage_writes_total",
+                "Writes of status.usage (the record of the pods a function ran), by result (success or error).",
+            ),
+            &["result"],
+        )?;
+        for c in [&pod_seconds, &cpu_core_seconds, &memory_byte_seconds] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        registry.register(Box::new(max_replicas.clone()))?;
+        registry.register(Box::new(pod_cpu_request.clone()))?;
+        registry.register(Box::new(pod_memory_request.clone()))?;
+        registry.register(Box::new(usage_writes.clone()))?;
+        for result in ["success", "error"] {
+            usage_writes.with_label_values(&[result]);
+        }
         registry.register(Box::new(cold_start_phase.clone()))?;
         registry.register(Box::new(desired_replicas.clone()))?;
         registry.register(Box::new(observed_concurrency.clone()))?;
@@ -181,6 +244,13 @@ impl Metrics {
             source_errors,
             scale_writes,
             cold_start_phase,
+            pod_seconds,
+            cpu_core_seconds,
+            memory_byte_seconds,
+            max_replicas,
+            pod_cpu_request,
+            pod_memory_request,
+            usage_writes,
         })
     }
 
@@ -203,6 +273,62 @@ impl Metrics {
 
     pub fn activation(&self, result: &str) {
         self.activations.with_label_values(&[result]).inc();
+    }
+
+    /// Adds `seconds` of one pod that requests `cpu` cores and `memory` bytes.
+    pub fn add_usage(&self, namespace: &str, function: &str, seconds: f64, cpu: f64, memory: f64) {
+        let l = [namespace, function];
+        self.pod_seconds.with_label_values(&l).inc_by(seconds);
+        self.cpu_core_seconds
+            .with_label_values(&l)
+            .inc_by(seconds * cpu);
+        self.memory_byte_seconds
+            .with_label_values(&l)
+            .inc_by(seconds * memory);
+    }
+
+    /// The baselines' inputs for one function.
+    pub fn set_function_baseline(
+        &self,
+        namespace: &str,
+        function: &str,
+        max_replicas: i32,
+        per_pod: siesta_api::usage::Requests,
+    ) {
+        let l = [namespace, function];
+        // The counters exist from the start, at 0: `increase()` then sees
+        // the first pod's seconds instead of a series appearing mid-window.
+        for c in [
+            &self.pod_seconds,
+            &self.cpu_core_seconds,
+            &self.memory_byte_seconds,
+        ] {
+            c.with_label_values(&l);
+        }
+        self.max_replicas
+            .with_label_values(&l)
+            .set(i64::from(max_replicas));
+        self.pod_cpu_request
+            .with_label_values(&l)
+            .set(per_pod.cpu_cores.unwrap_or(0.0));
+        self.pod_memory_request
+            .with_label_values(&l)
+            .set(per_pod.memory_bytes.unwrap_or(0.0));
+    }
+
+    pub fn usage_write(&self, result: &str) {
+        self.usage_writes.with_label_values(&[result]).inc();
+    }
+
+    /// Drops a deleted function's usage series.
+    pub fn forget_usage(&self, namespace: &str, function: &str) {
+        let l = [namespace, function];
+        let _ = self.pod_seconds.remove_label_values(&l);
+        let _ = self.cpu_core_seconds.remove_label_values(&l);
+        let _ = self.memory_byte_seconds.remove_label_values(&l);
+        let _ = self.max_replicas.remove_label_values(&l);
+        let _ = self.pod_cpu_request.remove_label_values(&l);
+        let _ = self.pod_memory_request.remove_label_values(&l);
     }
 
     /// Drops a deleted function's autoscaler series.
@@ -245,6 +371,58 @@ mod tests {
         assert!(text.contains("siesta_controller_activations_total{result=\"woke\"} 1"));
         m.set_leader(false);
         assert!(m.render().unwrap().contains("siesta_controller_leader 0"));
+    }
+
+    #[test]
+    fn usage_counters_add_resource_seconds_and_go_with_the_function() {
+        let m = Metrics::new().unwrap();
+        m.set_function_baseline("ns", "f", 4, siesta_api::usage::Requests::default());
+        assert!(m.render().unwrap().contains(
+            "siesta_controller_function_pod_seconds_total{function=\"f\",namespace=\"ns\"} 0"
+        ));
+        m.add_usage("ns", "f", 10.0, 0.5, 1024.0);
+        m.add_usage("ns", "f", 2.5, 0.5, 1024.0);
+        m.set_function_baseline(
+            "ns",
+            "f",
+            4,
+            siesta_api::usage::Requests {
+                cpu_cores: Some(0.5),
+                memory_bytes: None,
+            },
+        );
+        let text = m.render().unwrap();
+        let l = "{function=\"f\",namespace=\"ns\"}";
+        assert!(
+            text.contains(&format!(
+                "siesta_controller_function_pod_seconds_total{l} 12.5"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "siesta_controller_function_cpu_core_seconds_total{l} 6.25"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "siesta_controller_function_memory_byte_seconds_total{l} 12800"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("siesta_controller_function_max_replicas{l} 4")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "siesta_controller_function_pod_memory_request_bytes{l} 0"
+            )),
+            "{text}"
+        );
+        m.forget_usage("ns", "f");
+        assert!(!m.render().unwrap().contains("namespace=\"ns\""));
     }
 
     #[test]

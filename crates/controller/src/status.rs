@@ -196,6 +196,7 @@ pub fn compute(o: &Observed<'_>) -> FunctionStatus {
         autoscaler: None,
         last_cold_start: None,
         recent_cold_starts: Vec::new(),
+        usage: None,
     }
 }
 

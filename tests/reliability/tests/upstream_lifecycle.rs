@@ -190,16 +190,21 @@ fn report(scenario: &str, t: &Tally, metrics: &str) {
         t.sent,
         t.ok,
         t.failed.len(),
-        ["connect_failed", "not_processed", "connection_closed"]
-            .map(|r| format!(
-                "{r}={}",
-                metric_sum(
-                    metrics,
-                    "siesta_activator_upstream_replays_total",
-                    &format!("reason=\"{r}\"")
-                )
-            ))
-            .join(" ")
+        [
+            "connect_failed",
+            "not_processed",
+            "stranded",
+            "connection_closed"
+        ]
+        .map(|r| format!(
+            "{r}={}",
+            metric_sum(
+                metrics,
+                "siesta_activator_upstream_replays_total",
+                &format!("reason=\"{r}\"")
+            )
+        ))
+        .join(" ")
     );
     for f in t.failed.iter().take(10) {
         println!("  {f}");
@@ -338,29 +343,18 @@ async fn an_h2c_server_that_sends_goaway_every_100_streams_loses_no_request() {
     .await;
     let m = run.metrics().await;
     report("nginx h2c, keepalive_requests 100", &t, &m);
-    // No GOAWAY reaches a client as a 502 or a reset. Known, not fixed: in
-    // one run of about fifteen (a full `make test` on a loaded machine) 4
-    // consecutive requests of 12,000 got no answer from the pooled h2
-    // client until timeoutSeconds (504); cause not found (a race between
-    // a GOAWAY and the hyper-util pool's HTTP/2 checkout is suspected).
-    // They are counted apart, bounded, and never pass as a 200.
-    let (hung, failed): (Vec<&String>, Vec<&String>) = t
-        .failed
-        .iter()
-        .partition(|f| f.contains("504") && f.contains("no response within timeoutSeconds"));
+    // No GOAWAY reaches a client as a 502, a reset or a 504: a request
+    // stranded in hyper's channel to a connection that nginx just ended is
+    // sent again once that connection's socket is gone (`stranded`), so
+    // none waits for timeoutSeconds.
     assert!(
-        failed.is_empty(),
-        "{} of {} failed: {failed:?}",
-        failed.len(),
-        t.sent
+        t.failed.is_empty(),
+        "{} of {} failed: {:?}",
+        t.failed.len(),
+        t.sent,
+        t.failed
     );
-    assert!(
-        hung.len() <= 8,
-        "{} of {} hung until the timeout",
-        hung.len(),
-        t.sent
-    );
-    assert_eq!(t.ok + hung.len(), 12_000);
+    assert_eq!(t.ok, 12_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,260 @@
+//! Requests stranded on a pooled connection that is already gone.
+//!
+//! hyper's client hands a request to a connection's task through a channel.
+//! When the server ends the connection just then (nginx sends GOAWAY after
+//! `keepalive_requests` streams and closes; any server closes an idle
+//! HTTP/1 connection), the task can stop after the request entered the
+//! channel but before it was written: the channel then keeps it, and its
+//! response future waits with no error until timeoutSeconds. Seen here about
+//! once in 5,000 requests to nginx h2c under load, with plain hyper-util and
+//! nginx, none of Siesta's code in between (`tests/reliability/tests/
+//! upstream_lifecycle.rs`).
+//!
+//! The activator cannot reach into that channel, but it owns the sockets:
+//! [`WatchedConnector`] wraps each connection's IO so that dropping it
+//! (hyper drops it when the connection's task ends) cancels a token, which
+//! every request finds through the connection's metadata. A request still
+//! waiting [`GRACE`] after its connection's socket is gone was never
+//! answered and can no longer be: a request that was written gets its error
+//! from the connection before the socket goes, so one still pending was
+//! never written, and is sent again as not processed.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Uri};
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{
+    CaptureConnection, Connected, Connection, HttpConnector, capture_connection,
+};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+/// How long a request may still wait once its connection's socket is gone.
+/// A written request's error travels from the connection's task through one
+/// more task to the waiting request: microseconds, or milliseconds on a
+/// loaded machine. A second is far past that, and short next to any
+/// timeoutSeconds.
+pub const GRACE: Duration = Duration::from_secs(1);
+
+/// Cancelled when the connection's socket is dropped.
+#[derive(Clone)]
+struct SocketGone(CancellationToken);
+
+/// An [`HttpConnector`] whose connections say when their socket is gone.
+#[derive(Clone)]
+pub struct WatchedConnector(pub HttpConnector);
+
+/// A connection's socket, which cancels its token when dropped.
+pub struct WatchedIo {
+    io: TokioIo<TcpStream>,
+    gone: CancellationToken,
+}
+
+impl Drop for WatchedIo {
+    fn drop(&mut self) {
+        self.gone.cancel();
+    }
+}
+
+impl tower_service::Service<Uri> for WatchedConnector {
+    type Response = WatchedIo;
+    type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<WatchedIo, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let connecting = self.0.call(dst);
+        Box::pin(async move {
+            let io = connecting.await?;
+            Ok(WatchedIo {
+                io,
+                gone: CancellationToken::new(),
+            })
+        })
+    }
+}
+
+impl Connection for WatchedIo {
+    fn connected(&self) -> Connected {
+        self.io.connected().extra(SocketGone(self.gone.clone()))
+    }
+}
+
+impl Read for WatchedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl Write for WatchedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
+/// Watches the connection a request is given.
+pub struct Watch(CaptureConnection);
+
+impl Watch {
+    /// Call on the request before it is sent.
+    pub fn on<B>(req: &mut Request<B>) -> Watch {
+        Watch(capture_connection(req))
+    }
+
+    /// The token of the socket the request was given, if it was given one
+    /// yet. Read without waiting: waiting would wake every request once
+    /// more when hyper gives it a connection.
+    fn socket(&self) -> Option<CancellationToken> {
+        let connected = self.0.connection_metadata();
+        let mut found = http::Extensions::new();
+        connected.as_ref()?.get_extras(&mut found);
+        found.remove::<SocketGone>().map(|g| g.0)
+    }
+}
+
+/// Resolves once the request has waited [`GRACE`] past the end of the
+/// socket it was given. A request answered within [`GRACE`] (nearly all)
+/// costs one timer and no look at its connection.
+async fn stranded(watch: Watch) {
+    loop {
+        tokio::time::sleep(GRACE).await;
+        let Some(socket) = watch.socket() else {
+            // Still connecting, or retried by hyper before it had a
+            // connection: look again later.
+            continue;
+        };
+        if socket.is_cancelled() {
+            // Gone at some point in the last GRACE: give it one whole more.
+            tokio::time::sleep(GRACE).await;
+        } else {
+            socket.cancelled().await;
+            tokio::time::sleep(GRACE).await;
+        }
+        // hyper may have sent it again on another connection meanwhile.
+        if watch.socket().is_some_and(|s| s.is_cancelled()) {
+            return;
+        }
+    }
+}
+
+/// The sent request's outcome, or `None` when it was stranded.
+pub async fn unless_stranded<F: Future>(send: F, watch: Watch) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        out = send => Some(out),
+        () = stranded(watch) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use tokio::io::AsyncReadExt;
+
+    /// A `Watch` as hyper-util leaves it once it gave the request a
+    /// connection: a real client, a socket the test controls.
+    async fn watch_given_a_socket() -> (Watch, CancellationToken) {
+        let (addr, _server) = silent_server().await;
+        let client: Client<_, Empty<Bytes>> =
+            Client::builder(TokioExecutor::new()).build(WatchedConnector(HttpConnector::new()));
+        let mut req = Request::get(format!("http://{addr}/"))
+            .body(Empty::new())
+            .expect("request");
+        let watch = Watch::on(&mut req);
+        let _ = client.request(req).await;
+        let socket = watch.socket().expect("the request was given a socket");
+        (watch, socket)
+    }
+
+    /// A server that reads a request head and closes without a word.
+    async fn silent_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+        });
+        (addr, server)
+    }
+
+    #[tokio::test]
+    async fn a_request_is_stranded_once_it_waited_a_grace_past_its_socket() {
+        let (watch, socket) = watch_given_a_socket().await;
+        tokio::time::timeout(Duration::from_secs(5), socket.cancelled())
+            .await
+            .expect("the socket's token is cancelled once hyper drops it");
+        // The socket is gone before the first look: two graces in all.
+        tokio::time::pause();
+        let start = tokio::time::Instant::now();
+        let out = unless_stranded(std::future::pending::<()>(), watch).await;
+        assert_eq!(out, None);
+        // (The paused clock rounds each timer up to its millisecond.)
+        let waited = start.elapsed();
+        assert!(
+            waited >= GRACE * 2 && waited < GRACE * 2 + Duration::from_millis(10),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answered_request_is_not_stranded() {
+        let mut req = Request::new(());
+        let watch = Watch::on(&mut req);
+        assert_eq!(unless_stranded(async { 7 }, watch).await, Some(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_without_a_socket_is_never_stranded() {
+        let mut req = Request::new(());
+        let watch = Watch::on(&mut req);
+        let waited = tokio::time::timeout(
+            GRACE * 10,
+            unless_stranded(std::future::pending::<()>(), watch),
+        )
+        .await;
+        assert!(waited.is_err(), "only the request's own timeout ends it");
+    }
+}
