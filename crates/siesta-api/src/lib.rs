@@ -10,6 +10,7 @@ pub mod crd;
 pub mod decisions;
 pub mod duration;
 mod function;
+pub mod lifecycle;
 pub mod names;
 pub mod quantity;
 pub mod schedule;

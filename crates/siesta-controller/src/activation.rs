@@ -20,6 +20,7 @@
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use siesta_api::Function;
+use siesta_api::names::FunctionKey;
 use siesta_api::names::{is_dns_label, is_dns_subdomain};
 
 use crate::Result;
@@ -28,19 +29,6 @@ use crate::error::api_call;
 use crate::events::{Note, reason};
 use crate::resources::ChildKind;
 use crate::scale::{self, Wake};
-
-/// The namespace and name of a Function.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FunctionKey {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl std::fmt::Display for FunctionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
 
 /// The path prefix of the activation endpoint.
 pub const PREFIX: &str = "/v1/activate/";

@@ -20,9 +20,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Resource};
 use siesta_api::cold_start::{self, ColdStartReport, ColdStartStatus, Ends};
+use siesta_api::names::FunctionKey;
 use siesta_api::{FUNCTION_LABEL, Function};
 
-use crate::activation::{Answer, FunctionKey};
+use crate::activation::Answer;
 use crate::context::Context;
 use crate::error::api_call;
 use crate::events::{Note, reason};

@@ -33,11 +33,11 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
+use siesta_api::names::FunctionKey;
 use siesta_api::schedule::Window;
 use siesta_api::{AutoscalerStatus, Function};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::activation::FunctionKey;
 use crate::context::Context;
 use crate::error::api_call;
 use crate::events::{Note, reason};

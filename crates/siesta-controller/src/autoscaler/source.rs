@@ -23,8 +23,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
-
-use crate::activation::FunctionKey;
+use siesta_api::names::FunctionKey;
 
 /// Metric names published by the activator (DESIGN.md, "Metrics").
 pub use siesta_api::names::metrics as names;
