@@ -25,7 +25,7 @@ use crate::request_body::{ClientFault, RequestBody, UpBody};
 use crate::target::{self, Target};
 use crate::trust::TrustedProxies;
 use crate::upstream::{self, Next};
-use crate::wake::Waker;
+use crate::wake::WakeClient;
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -34,7 +34,7 @@ static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 /// The request path's shared state.
 pub struct Proxy {
     pub index: Arc<Index>,
-    pub waker: Arc<Waker>,
+    pub waker: Arc<WakeClient>,
     domain: String,
     trusted_proxies: TrustedProxies,
     max_header_bytes: usize,
@@ -51,7 +51,7 @@ impl Proxy {
     /// fails (502).
     pub fn new(
         index: Arc<Index>,
-        waker: Arc<Waker>,
+        waker: Arc<WakeClient>,
         domain: String,
         max_header_bytes: usize,
         max_response_headers: usize,

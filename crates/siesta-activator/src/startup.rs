@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::route::FunctionKey;
 use crate::trust::TrustedProxies;
-use crate::wake::Waker;
+use crate::wake::WakeClient;
 use crate::{discovery, park_budget, probe, server, shutdown_signal};
 
 /// Feeds the activator what it knows about functions and pods: the watches
@@ -24,7 +24,7 @@ use crate::{discovery, park_budget, probe, server, shutdown_signal};
 #[derive(Clone)]
 pub struct Control {
     index: Arc<Index>,
-    waker: Arc<Waker>,
+    wake_client: Arc<WakeClient>,
     health: Arc<Health>,
     probe_timeout: Duration,
 }
@@ -58,7 +58,7 @@ impl Control {
     }
 
     pub fn set_controllers(&self, urls: Vec<String>) {
-        self.waker.set_targets(urls);
+        self.wake_client.set_targets(urls);
     }
 
     /// The initial state is loaded: /readyz may say ready.
@@ -92,14 +92,14 @@ impl Activator {
                 bytes: config.max_parked_bytes,
             },
         ));
-        let waker = Arc::new(Waker::new(
+        let wake_client = Arc::new(WakeClient::new(
             config.controller_url.clone(),
             config.wake_interval,
         ));
         let proxy = Arc::new(
             Proxy::new(
                 index.clone(),
-                waker.clone(),
+                wake_client.clone(),
                 config.domain.clone(),
                 config.max_header_bytes,
                 config.max_response_headers.into(),
@@ -108,7 +108,7 @@ impl Activator {
         );
         let control = Control {
             index,
-            waker,
+            wake_client,
             health: Arc::new(Health::default()),
             probe_timeout: config.probe_timeout,
         };

@@ -26,7 +26,7 @@ use siesta_api::names::{is_dns_label, is_dns_subdomain};
 use crate::Result;
 use crate::context::Context;
 use crate::error::api_call;
-use crate::events::{Note, reason};
+use crate::events::{Note, event_reason};
 use crate::resources::ChildKind;
 use crate::scale::{self, Wake};
 
@@ -144,7 +144,7 @@ async fn activate_inner(ctx: &Context, key: &FunctionKey) -> (&'static str, Answ
             let events = ctx.events.clone();
             tokio::spawn(async move {
                 let note = Note::normal(
-                    reason::WOKE_UP,
+                    event_reason::WOKE_UP,
                     format!("a request arrived while at zero; scaled from 0 to {to} replicas"),
                 );
                 events.publish(&function, note).await;

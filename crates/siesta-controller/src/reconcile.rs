@@ -17,7 +17,7 @@ use siesta_api::{FIELD_MANAGER, Function};
 
 use crate::context::Context;
 use crate::error::api_call;
-use crate::events::{self, Note, reason};
+use crate::events::{self, Note, event_reason};
 use crate::resources::{self, ChildKind, Owner};
 use crate::scale;
 use crate::status::{self, Problem};
@@ -132,7 +132,7 @@ impl Reconciler<'_> {
                     .events
                     .publish(
                         self.function,
-                        Note::warning(reason::RECONCILE_FAILED, e.to_string()),
+                        Note::warning(event_reason::RECONCILE_FAILED, e.to_string()),
                     )
                     .await;
                 Err(e)
@@ -234,7 +234,7 @@ impl Reconciler<'_> {
                 .publish(
                     self.function,
                     Note::normal(
-                        reason::SCALED,
+                        event_reason::SCALED,
                         format!(
                             "scaled from {current} to {target} replicas to stay within minReplicas {min} and maxReplicas {}",
                             spec.scale.max_replicas
@@ -265,7 +265,7 @@ impl Reconciler<'_> {
         let note = match how {
             Applied::Unchanged => return,
             Applied::Created => Note::normal(
-                reason::CREATED,
+                event_reason::CREATED,
                 format!("created Deployment and Service {name} running {image}"),
             ),
             Applied::Changed => {
@@ -277,7 +277,7 @@ impl Reconciler<'_> {
                     != self.function.metadata.generation;
                 if spec_changed {
                     Note::normal(
-                        reason::UPDATED,
+                        event_reason::UPDATED,
                         format!(
                             "updated Deployment {name} to the new spec (image {image}, Deployment generation {})",
                             applied.metadata.generation.unwrap_or_default()
@@ -285,7 +285,7 @@ impl Reconciler<'_> {
                     )
                 } else {
                     Note::normal(
-                        reason::DRIFT_CORRECTED,
+                        event_reason::DRIFT_CORRECTED,
                         format!(
                             "Deployment {name} was changed outside Siesta; restored it from the Function spec"
                         ),

@@ -40,7 +40,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::context::Context;
 use crate::error::api_call;
-use crate::events::{Note, reason};
+use crate::events::{Note, event_reason};
 use crate::resources;
 use crate::scale::{self, AUTOSCALER_MANAGER, Target};
 use siesta_api::duration;
@@ -653,17 +653,17 @@ async fn execute(ctx: &Context, plan: Plan) -> bool {
                 tracing::info!(function = %key, from, to = d.desired, mode = d.mode.as_str(), reason = %d.reason, "scaled");
                 let note = if d.desired == 0 {
                     Note::normal(
-                        reason::SCALED_TO_ZERO,
+                        event_reason::SCALED_TO_ZERO,
                         format!("scaled from {from} to zero: {}", d.reason),
                     )
                 } else if from == 0 {
                     Note::normal(
-                        reason::WOKE_UP,
+                        event_reason::WOKE_UP,
                         format!("scaled from 0 to {}: {}", d.desired, d.reason),
                     )
                 } else {
                     Note::normal(
-                        reason::SCALED,
+                        event_reason::SCALED,
                         format!("scaled from {from} to {} replicas: {}", d.desired, d.reason),
                     )
                 };
@@ -686,7 +686,7 @@ async fn execute(ctx: &Context, plan: Plan) -> bool {
         ctx.events
             .publish(
                 &function,
-                Note::normal(reason::PANIC_ENTERED, d.reason.clone()),
+                Note::normal(event_reason::PANIC_ENTERED, d.reason.clone()),
             )
             .await;
     }
