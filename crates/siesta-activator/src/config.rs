@@ -80,25 +80,17 @@ pub struct Config {
 }
 
 impl Config {
+    /// Every default, as on an empty command line.
+    pub fn defaults() -> Self {
+        siesta_api::cli::defaults()
+    }
+
     /// Every default, listening on ephemeral loopback ports (for tests).
     pub fn loopback() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            domain: "siesta.local".into(),
-            trusted_proxies: Vec::new(),
-            controller_url: Vec::new(),
-            controller_port: 9090,
-            drain_timeout: Duration::from_secs(30),
-            shutdown_delay: Duration::ZERO,
-            header_read_timeout: Duration::from_secs(30),
-            max_header_bytes: 65536,
-            max_request_headers: 1000,
-            max_response_headers: 1000,
-            max_parked_requests: 10_000,
-            max_parked_bytes: 96 << 20,
-            probe_timeout: Duration::from_secs(5),
-            wake_interval: Duration::from_secs(2),
+            ..Self::defaults()
         }
     }
 }

@@ -45,20 +45,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults as on the command line, for embedding (tests).
+    /// Defaults as on an empty command line, for embedding (tests).
     pub fn defaults() -> Self {
-        Self {
-            domain: "siesta.local".into(),
-            admin_addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
-            namespace: "default".into(),
-            lease_name: "siesta-controller".into(),
-            lease_duration: Duration::from_secs(15),
-            renew_period: Duration::from_secs(2),
-            identity: None,
-            watch_namespace: None,
-            concurrency: 16,
-            autoscaler: autoscaler::Settings::defaults(),
-        }
+        siesta_api::cli::defaults()
     }
 
     pub(crate) fn identity(&self) -> String {
@@ -73,5 +62,40 @@ impl Config {
                 .unwrap_or_else(|| "siesta-controller".into());
             format!("{host}-{}", std::process::id())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn the_defaults_are_those_of_an_empty_command_line() {
+        let parsed = Cli::parse_from(["controller"]).config;
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::defaults()));
+        assert_eq!(
+            format!("{:?}", parsed.autoscaler),
+            format!("{:?}", autoscaler::Settings::defaults())
+        );
+    }
+
+    #[test]
+    fn the_defaults_are_the_documented_ones() {
+        let d = Config::defaults();
+        assert_eq!(d.admin_addr, SocketAddr::from(([0, 0, 0, 0], 9090)));
+        assert_eq!(d.lease_duration, Duration::from_secs(15));
+        assert_eq!(d.renew_period, Duration::from_secs(2));
+        assert_eq!(d.concurrency, 16);
+        assert_eq!(d.autoscaler.autoscale_interval, Duration::from_secs(2));
+        assert_eq!(d.autoscaler.prometheus_window, Duration::from_secs(60));
+        assert_eq!(d.autoscaler.activator_metrics_port, 9091);
     }
 }

@@ -110,21 +110,9 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Defaults as on the command line.
+    /// Defaults as on an empty command line.
     pub fn defaults() -> Self {
-        Self {
-            metrics_source: SourceKind::Scrape,
-            prometheus_url: None,
-            prometheus_timeout: Duration::from_secs(2),
-            prometheus_window: Duration::from_secs(60),
-            autoscale_interval: Duration::from_secs(2),
-            scrape_interval: Duration::from_secs(1),
-            activator_metrics_port: 9091,
-            activator_selector:
-                "app.kubernetes.io/name=siesta,app.kubernetes.io/component=activator".into(),
-            activator_url: Vec::new(),
-            default_cold_start: Duration::from_secs(30),
-        }
+        siesta_api::cli::defaults()
     }
 
     /// Refuses settings that cannot work, before anything starts.
