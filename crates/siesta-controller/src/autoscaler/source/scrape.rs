@@ -1,121 +1,18 @@
-//! Where the autoscaler's numbers come from: the activators' own Prometheus
-//! metrics, either scraped directly (`scrape`, the default: nothing else to
-//! install) or asked of a Prometheus server that already scrapes them
-//! (`prometheus`, for clusters that run one).
-//!
-//! Both give, per function and per poll, the request rate, the average
-//! concurrency (from `siesta_activator_concurrency_seconds_total`, whose rate
-//! is the exact average of in-flight requests), the requests counted, and
-//! the in-flight and queued gauges, summed over all activators. A poll that
-//! could not see every activator says so (`complete: false`): the decision
-//! must then not read silence as idleness.
+//! The `scrape` source: each activator's `/metrics`, read directly. The
+//! counters become per-poll deltas per activator (a new or restarted
+//! activator is a baseline, not a burst), summed over activators.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, ResourceExt};
 use siesta_api::names::FunctionKey;
 
-/// Metric names published by the activator (DESIGN.md, "Metrics").
-pub use siesta_api::names::metrics as names;
-
-/// One function's traffic over one poll, summed over activators.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Reading {
-    pub rps: f64,
-    pub concurrency: f64,
-    /// Requests counted during the poll interval.
-    pub requests: f64,
-    pub in_flight: f64,
-    pub queued: f64,
-}
-
-/// The result of one poll of the source.
-#[derive(Clone, Debug)]
-pub struct Poll {
-    pub at: Instant,
-    /// The interval the readings cover.
-    pub dt: Duration,
-    /// Every activator was read (and the rates cover a whole interval); a
-    /// function missing from `functions` then has no traffic at all.
-    pub complete: bool,
-    pub functions: HashMap<FunctionKey, Reading>,
-}
-
-/// The metric source, chosen by `--metrics-source`.
-pub enum MetricSource {
-    Scrape(Scraper),
-    Prometheus(PromQuery),
-}
-
-impl MetricSource {
-    /// How often the source is polled.
-    pub fn interval(&self) -> Duration {
-        match self {
-            MetricSource::Scrape(s) => s.interval,
-            MetricSource::Prometheus(p) => p.interval,
-        }
-    }
-
-    pub async fn poll(&mut self) -> Poll {
-        match self {
-            MetricSource::Scrape(s) => s.poll().await,
-            MetricSource::Prometheus(p) => p.poll().await,
-        }
-    }
-}
-
-fn http_client() -> HttpClient<HttpConnector, Empty<Bytes>> {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_secs(1)));
-    HttpClient::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector)
-}
-
-/// GETs `url` and returns the body as text, within `timeout`.
-async fn get_text(
-    client: &HttpClient<HttpConnector, Empty<Bytes>>,
-    url: &str,
-    timeout: Duration,
-) -> Result<String, String> {
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|e| format!("{url:?} is not a valid http URL: {e}"))?;
-    let fetch = async {
-        let response = client
-            .get(uri)
-            .await
-            .map_err(|e| format!("GET {url} failed: {e}"))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer of GET {url} failed: {e}"))?
-            .to_bytes();
-        let text = String::from_utf8_lossy(&body).into_owned();
-        if !status.is_success() {
-            let head: String = text.chars().take(300).collect();
-            return Err(format!("GET {url} answered {status}: {head}"));
-        }
-        Ok(text)
-    };
-    tokio::time::timeout(timeout, fetch)
-        .await
-        .map_err(|_| format!("GET {url} took longer than {timeout:?}"))?
-}
-
-// ------------------------------------------------------------------ scrape
+use super::targets::Targets;
+use super::{Poll, Reading, get_text, http_client, names};
 
 /// One activator's numbers for one function, as published.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -255,88 +152,6 @@ pub fn advance(
     )
 }
 
-/// An activator to scrape.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Target {
-    /// Stable identity: the pod UID, or the URL for static targets.
-    pub id: String,
-    pub url: String,
-}
-
-/// Where the activators are.
-pub enum Targets {
-    /// `--activator-url`: fixed metrics URLs (tests, or activators outside the cluster).
-    Static(Vec<String>),
-    /// Activator pods found by a watch: ready, with a pod IP.
-    Pods { store: Store<Pod>, port: u16 },
-}
-
-impl Targets {
-    /// Watches pods matching `selector` in all namespaces (the chart grants
-    /// the controller a cluster-wide pod watch). The returned task feeds the
-    /// store; abort it to stop watching.
-    pub fn watch(
-        client: kube::Client,
-        selector: &str,
-        port: u16,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (store, writer) = reflector::store();
-        let api: Api<Pod> = Api::all(client);
-        let stream = reflector::reflector(
-            writer,
-            watcher(api, watcher::Config::default().labels(selector)),
-        )
-        .backoff(siesta_api::watch_backoff::WatchBackoff::default())
-        .touched_objects();
-        let selector = selector.to_string();
-        let task = tokio::spawn(async move {
-            futures::pin_mut!(stream);
-            while let Some(event) = stream.next().await {
-                if let Err(e) = event {
-                    tracing::warn!(error = %e, %selector, "watching activator pods failed; retrying (check the controller may list and watch pods)");
-                }
-            }
-        });
-        (Targets::Pods { store, port }, task)
-    }
-
-    fn list(&self) -> Vec<Target> {
-        match self {
-            Targets::Static(urls) => urls
-                .iter()
-                .map(|u| Target {
-                    id: u.clone(),
-                    url: u.clone(),
-                })
-                .collect(),
-            Targets::Pods { store, port } => store
-                .state()
-                .iter()
-                .filter(|p| pod_ready(p) && p.metadata.deletion_timestamp.is_none())
-                .filter_map(|p| {
-                    let ip = p.status.as_ref()?.pod_ip.as_deref()?;
-                    let host = if ip.contains(':') {
-                        format!("[{ip}]")
-                    } else {
-                        ip.to_string()
-                    };
-                    Some(Target {
-                        id: p.uid().unwrap_or_else(|| p.name_any()),
-                        url: format!("http://{host}:{port}/metrics"),
-                    })
-                })
-                .collect(),
-        }
-    }
-}
-
-fn pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 struct ActivatorState {
     url: String,
     last_at: Instant,
@@ -346,7 +161,7 @@ struct ActivatorState {
 /// The `scrape` source.
 pub struct Scraper {
     targets: Targets,
-    interval: Duration,
+    pub(super) interval: Duration,
     timeout: Duration,
     client: HttpClient<HttpConnector, Empty<Bytes>>,
     activators: HashMap<String, ActivatorState>,
@@ -458,172 +273,6 @@ impl Scraper {
             functions,
         }
     }
-}
-
-// -------------------------------------------------------------- prometheus
-
-/// One query's values per function, or why it failed.
-type QueryResult = Result<HashMap<FunctionKey, f64>, String>;
-
-/// Puts one query's value into a reading.
-type Setter = fn(&mut Reading, f64);
-
-/// The `prometheus` source: PromQL instant queries.
-pub struct PromQuery {
-    base: String,
-    /// The range of `rate()`; at least twice Prometheus' scrape interval.
-    window: Duration,
-    timeout: Duration,
-    interval: Duration,
-    client: HttpClient<HttpConnector, Empty<Bytes>>,
-}
-
-impl PromQuery {
-    pub fn new(base: &str, window: Duration, timeout: Duration, interval: Duration) -> Self {
-        Self {
-            base: base.trim_end_matches('/').to_string(),
-            window,
-            timeout,
-            interval,
-            client: http_client(),
-        }
-    }
-
-    /// The four queries: rate of requests, rate of the concurrency integral
-    /// (average concurrency), and the two gauges, per function.
-    pub fn queries(&self) -> [String; 4] {
-        let w = format!("{}s", self.window.as_secs().max(1));
-        [
-            format!(
-                "sum by (namespace, function) (rate({}[{w}]))",
-                names::REQUESTS
-            ),
-            format!(
-                "sum by (namespace, function) (rate({}[{w}]))",
-                names::CONCURRENCY_SECONDS
-            ),
-            format!("sum by (namespace, function) ({})", names::IN_FLIGHT),
-            format!("sum by (namespace, function) ({})", names::QUEUED),
-        ]
-    }
-
-    /// Runs one instant query; returns the value per function.
-    pub async fn query(&self, promql: &str) -> QueryResult {
-        let url = format!(
-            "{}/api/v1/query?query={}",
-            self.base,
-            percent_encode(promql)
-        );
-        let text = get_text(&self.client, &url, self.timeout)
-            .await
-            .map_err(|e| format!("{e} (check --prometheus-url and that Prometheus is up)"))?;
-        parse_vector(&text).map_err(|e| format!("query {promql:?} to {}: {e}", self.base))
-    }
-
-    pub async fn poll(&mut self) -> Poll {
-        let started = Instant::now();
-        let [rps_q, conc_q, fl_q, q_q] = self.queries();
-        let (rps, conc, fl, queued) = tokio::join!(
-            self.query(&rps_q),
-            self.query(&conc_q),
-            self.query(&fl_q),
-            self.query(&q_q)
-        );
-        let mut functions: HashMap<FunctionKey, Reading> = HashMap::new();
-        let mut complete = true;
-        let results: [(QueryResult, Setter); 4] = [
-            (rps, |r, v| r.rps = v),
-            (conc, |r, v| r.concurrency = v),
-            (fl, |r, v| r.in_flight = v),
-            (queued, |r, v| r.queued = v),
-        ];
-        for (result, set) in results {
-            match result {
-                Ok(values) => {
-                    for (key, v) in values {
-                        set(functions.entry(key).or_default(), v);
-                    }
-                }
-                Err(e) => {
-                    complete = false;
-                    tracing::warn!(error = %e, "a Prometheus query failed; scale-down waits until it answers");
-                }
-            }
-        }
-        let dt = self.interval;
-        for r in functions.values_mut() {
-            r.requests = r.rps * dt.as_secs_f64();
-        }
-        Poll {
-            at: started,
-            dt,
-            complete,
-            functions,
-        }
-    }
-}
-
-/// Parses a Prometheus `/api/v1/query` answer of result type vector.
-pub fn parse_vector(text: &str) -> Result<HashMap<FunctionKey, f64>, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("the answer is not JSON: {e}"))?;
-    if v.get("status").and_then(|s| s.as_str()) != Some("success") {
-        return Err(format!(
-            "Prometheus said {}: {}",
-            v.get("errorType")
-                .and_then(|s| s.as_str())
-                .unwrap_or("error"),
-            v.get("error")
-                .and_then(|s| s.as_str())
-                .unwrap_or("no message")
-        ));
-    }
-    let data = v.get("data").ok_or("the answer has no data")?;
-    if data.get("resultType").and_then(|s| s.as_str()) != Some("vector") {
-        return Err("the answer is not an instant vector".into());
-    }
-    let mut out = HashMap::new();
-    for item in data
-        .get("result")
-        .and_then(|r| r.as_array())
-        .ok_or("the answer has no result list")?
-    {
-        let metric = item.get("metric");
-        let label = |name: &str| metric.and_then(|m| m.get(name)).and_then(|s| s.as_str());
-        let (Some(namespace), Some(name)) = (label("namespace"), label("function")) else {
-            continue;
-        };
-        let Some(value) = item
-            .get("value")
-            .and_then(|v| v.get(1))
-            .and_then(|s| s.as_str())
-            .and_then(|s| s.parse::<f64>().ok())
-            .filter(|v| v.is_finite())
-        else {
-            continue;
-        };
-        out.insert(
-            FunctionKey {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-            },
-            value,
-        );
-    }
-    Ok(out)
-}
-
-/// Percent-encodes a query parameter value (RFC 3986 unreserved kept).
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 2);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -761,27 +410,5 @@ siesta_activator_request_duration_seconds_count{function="hello",namespace="demo
         assert!((d.concurrency_seconds - 0.2).abs() < 1e-9, "{d:?}");
         assert!((total - 10.2).abs() < 1e-9);
         assert_eq!(d.requests, 1.0);
-    }
-
-    #[test]
-    fn prometheus_vectors_parse_and_errors_say_why() {
-        let ok = r#"{"status":"success","data":{"resultType":"vector","result":[
-            {"metric":{"namespace":"demo","function":"hello"},"value":[1700000000.1,"2.5"]},
-            {"metric":{"namespace":"demo"},"value":[1700000000.1,"9"]}]}}"#;
-        let v = parse_vector(ok).unwrap();
-        assert_eq!(v.len(), 1);
-        assert_eq!(v[&key("hello")], 2.5);
-        let bad = r#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#;
-        let e = parse_vector(bad).unwrap_err();
-        assert!(e.contains("bad_data") && e.contains("parse error"), "{e}");
-        assert!(parse_vector("<html>").is_err());
-    }
-
-    #[test]
-    fn queries_are_percent_encoded() {
-        assert_eq!(
-            percent_encode("sum by (a) (x[5s])"),
-            "sum%20by%20%28a%29%20%28x%5B5s%5D%29"
-        );
     }
 }
