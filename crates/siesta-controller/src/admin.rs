@@ -100,28 +100,7 @@ async fn route(ctx: &Context, req: Request<Incoming>) -> Response<Body> {
             }
             Ok(key) => key,
         };
-        let body = Limited::new(req.into_body(), cold_start::MAX_REPORT_BYTES);
-        let bytes = match body.collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(_) => {
-                return text(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "a cold-start report is at most {} bytes\n",
-                        cold_start::MAX_REPORT_BYTES
-                    ),
-                );
-            }
-        };
-        return match cold_start::parse_report(&bytes) {
-            Err(why) => text(StatusCode::BAD_REQUEST, format!("{why}\n")),
-            Ok(report) => {
-                let answer = cold_start::record(ctx, &key, report).await;
-                let status = StatusCode::from_u16(answer.status)
-                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                text(status, answer.body)
-            }
-        };
+        return cold_start_report(ctx, &key, req.into_body()).await;
     }
     if let Some(parsed) = activation::parse_path(path) {
         if method != Method::POST {
@@ -146,6 +125,42 @@ async fn route(ctx: &Context, req: Request<Incoming>) -> Response<Body> {
             Ok(key) => decisions(ctx, key).await,
         };
     }
+    fixed_path(ctx, method, path)
+}
+
+/// `POST /v1/coldstart/NS/NAME`: an activator's record of one cold start,
+/// at most [`cold_start::MAX_REPORT_BYTES`].
+async fn cold_start_report(
+    ctx: &Context,
+    key: &siesta_api::names::FunctionKey,
+    body: Incoming,
+) -> Response<Body> {
+    let body = Limited::new(body, cold_start::MAX_REPORT_BYTES);
+    let bytes = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "a cold-start report is at most {} bytes\n",
+                    cold_start::MAX_REPORT_BYTES
+                ),
+            );
+        }
+    };
+    match cold_start::parse_report(&bytes) {
+        Err(why) => text(StatusCode::BAD_REQUEST, format!("{why}\n")),
+        Ok(report) => {
+            let answer = cold_start::record(ctx, key, report).await;
+            let status =
+                StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            text(status, answer.body)
+        }
+    }
+}
+
+/// `/metrics`, `/healthz`, `/readyz` (GET or HEAD), and 404 for the rest.
+fn fixed_path(ctx: &Context, method: &Method, path: &str) -> Response<Body> {
     let read_only = |resp: Response<Body>| {
         if method == Method::GET || method == Method::HEAD {
             resp
