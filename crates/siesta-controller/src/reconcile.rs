@@ -214,8 +214,27 @@ impl Reconciler<'_> {
         )
         .await?;
 
-        // Bounds: raise to minReplicas (and lower to maxReplicas) with a scale
-        // write, as the autoscaler would; zero stays the autoscaler's call.
+        self.keep_within_bounds(owner, &mut applied).await?;
+
+        let before = existing.and_then(|d| d.metadata.generation);
+        let how = if created {
+            Applied::Created
+        } else if before != applied.metadata.generation {
+            Applied::Changed
+        } else {
+            Applied::Unchanged
+        };
+        Ok((applied, how))
+    }
+
+    /// Bounds: raise to minReplicas (and lower to maxReplicas) with a scale
+    /// write, as the autoscaler would; zero stays the autoscaler's call.
+    /// `applied` then shows the count written.
+    async fn keep_within_bounds(&self, owner: &Owner, applied: &mut Deployment) -> Result<()> {
+        let client = &self.ctx.client;
+        let (ns, name) = (owner.namespace.as_str(), owner.name.as_str());
+        let spec = &self.function.spec;
+        let min = spec.scale.min_replicas;
         let current = applied.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         if let Some(target) = scale::clamp_to_bounds(current, min, spec.scale.max_replicas)
             && scale::set_replicas(client, &scale::Target::from(owner), target)
@@ -246,16 +265,7 @@ impl Reconciler<'_> {
                 s.replicas = Some(target);
             }
         }
-
-        let before = existing.and_then(|d| d.metadata.generation);
-        let how = if created {
-            Applied::Created
-        } else if before != applied.metadata.generation {
-            Applied::Changed
-        } else {
-            Applied::Unchanged
-        };
-        Ok((applied, how))
+        Ok(())
     }
 
     /// Events for what the apply did.

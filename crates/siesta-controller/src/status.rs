@@ -120,53 +120,16 @@ pub fn compute(o: &Observed<'_>) -> FunctionStatus {
         .map(|d| d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1))
         .unwrap_or(0);
 
-    let (ready_status, ready_reason, ready_message) = match (o.problem, d) {
-        (Some(Problem::InvalidSpec(msg)), _) => {
-            (false, condition_reason::INVALID_SPEC, msg.clone())
-        }
-        (Some(Problem::Conflict { kind, message }), _) => {
-            (false, conflict_reason(*kind), message.clone())
-        }
-        (Some(Problem::ReconcileFailed(msg)), _) => (
-            false,
-            condition_reason::RECONCILE_FAILED,
-            format!("{msg}; the controller retries"),
-        ),
-        (None, None) => (
-            false,
-            condition_reason::DEPLOYING,
-            format!("creating Deployment {name}"),
-        ),
-        (None, Some(d)) => readiness(d, &name, desired_replicas, replicas, ready_replicas),
-    };
-
-    let (active_status, active_reason, active_message) = match d {
-        _ if conflict == Some(ChildKind::Service) => (
-            false,
-            condition_reason::SERVICE_CONFLICT,
-            "not woken: the Service of its name is not this Function's, and requests for it at zero are answered 503 until that is resolved (see Ready)".to_string(),
-        ),
-        None if conflict == Some(ChildKind::Deployment) => (
-            false,
-            condition_reason::DEPLOYMENT_CONFLICT,
-            "no pods of its own: the Deployment of its name is not this Function's, and requests are answered 503 until that is resolved (see Ready)".to_string(),
-        ),
-        None => (
-            false,
-            condition_reason::NOT_DEPLOYED,
-            "no Deployment exists for this function".to_string(),
-        ),
-        Some(_) if desired_replicas == 0 => (
-            false,
-            condition_reason::SCALED_TO_ZERO,
-            "no pods; the next request wakes it".to_string(),
-        ),
-        Some(_) => (
-            true,
-            condition_reason::SERVING,
-            format!("{desired_replicas} replicas wanted, {ready_replicas} ready"),
-        ),
-    };
+    let (ready_status, ready_reason, ready_message) = ready_condition(
+        o.problem,
+        d,
+        &name,
+        desired_replicas,
+        replicas,
+        ready_replicas,
+    );
+    let (active_status, active_reason, active_message) =
+        active_condition(d, conflict, desired_replicas, ready_replicas);
 
     let conditions = vec![
         condition(
@@ -198,6 +161,74 @@ pub fn compute(o: &Observed<'_>) -> FunctionStatus {
         autoscaler: None,
         last_cold_start: None,
         recent_cold_starts: Vec::new(),
+    }
+}
+
+/// The Ready condition's status, reason and message: a problem first, then
+/// whether the Deployment exists and how many of its pods are ready.
+fn ready_condition(
+    problem: Option<&Problem>,
+    d: Option<&Deployment>,
+    name: &str,
+    desired_replicas: i32,
+    replicas: i32,
+    ready_replicas: i32,
+) -> (bool, &'static str, String) {
+    match (problem, d) {
+        (Some(Problem::InvalidSpec(msg)), _) => {
+            (false, condition_reason::INVALID_SPEC, msg.clone())
+        }
+        (Some(Problem::Conflict { kind, message }), _) => {
+            (false, conflict_reason(*kind), message.clone())
+        }
+        (Some(Problem::ReconcileFailed(msg)), _) => (
+            false,
+            condition_reason::RECONCILE_FAILED,
+            format!("{msg}; the controller retries"),
+        ),
+        (None, None) => (
+            false,
+            condition_reason::DEPLOYING,
+            format!("creating Deployment {name}"),
+        ),
+        (None, Some(d)) => readiness(d, name, desired_replicas, replicas, ready_replicas),
+    }
+}
+
+/// The Active condition's status, reason and message: whether pods are
+/// wanted, and what keeps them from being the Function's own.
+fn active_condition(
+    d: Option<&Deployment>,
+    conflict: Option<ChildKind>,
+    desired_replicas: i32,
+    ready_replicas: i32,
+) -> (bool, &'static str, String) {
+    match d {
+        _ if conflict == Some(ChildKind::Service) => (
+            false,
+            condition_reason::SERVICE_CONFLICT,
+            "not woken: the Service of its name is not this Function's, and requests for it at zero are answered 503 until that is resolved (see Ready)".to_string(),
+        ),
+        None if conflict == Some(ChildKind::Deployment) => (
+            false,
+            condition_reason::DEPLOYMENT_CONFLICT,
+            "no pods of its own: the Deployment of its name is not this Function's, and requests are answered 503 until that is resolved (see Ready)".to_string(),
+        ),
+        None => (
+            false,
+            condition_reason::NOT_DEPLOYED,
+            "no Deployment exists for this function".to_string(),
+        ),
+        Some(_) if desired_replicas == 0 => (
+            false,
+            condition_reason::SCALED_TO_ZERO,
+            "no pods; the next request wakes it".to_string(),
+        ),
+        Some(_) => (
+            true,
+            condition_reason::SERVING,
+            format!("{desired_replicas} replicas wanted, {ready_replicas} ready"),
+        ),
     }
 }
 

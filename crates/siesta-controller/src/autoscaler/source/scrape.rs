@@ -11,7 +11,7 @@ use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use siesta_api::names::FunctionKey;
 
-use super::targets::Targets;
+use super::targets::{Target, Targets};
 use super::{Poll, Reading, get_text, http_client, names};
 
 /// One activator's numbers for one function, as published.
@@ -184,6 +184,69 @@ impl Scraper {
         }
     }
 
+    /// No activator to scrape: an incomplete poll (silence is not idleness),
+    /// and a warning at most once a minute.
+    fn no_activators(&mut self, started: Instant, dt: Duration) -> Poll {
+        if self
+            .warned_empty
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(60))
+        {
+            self.warned_empty = Some(started);
+            tracing::warn!(
+                "no ready activator to scrape; nothing is scaled down until one answers (check the activator pods and --activator-selector, or --activator-url)"
+            );
+        }
+        Poll {
+            at: started,
+            dt,
+            complete: false,
+            functions: HashMap::new(),
+        }
+    }
+
+    /// Adds one activator's scrape to `functions`: its counters' increases
+    /// since its previous scrape (a new activator is a baseline), as rates,
+    /// and its gauges.
+    fn add(
+        &mut self,
+        target: &Target,
+        at: Instant,
+        counters: HashMap<FunctionKey, Counters>,
+        functions: &mut HashMap<FunctionKey, Reading>,
+    ) {
+        let known = self.activators.contains_key(&target.id);
+        let state = self
+            .activators
+            .entry(target.id.clone())
+            .or_insert_with(|| ActivatorState {
+                url: target.url.clone(),
+                last_at: at,
+                series: HashMap::new(),
+            });
+        if state.url != target.url {
+            // Same pod, new address: treat as a new activator.
+            state.url = target.url.clone();
+            state.series.clear();
+        }
+        let adt = at.saturating_duration_since(state.last_at);
+        state.last_at = at;
+        let secs = adt.as_secs_f64();
+        let mut next = HashMap::with_capacity(counters.len());
+        for (key, now) in counters {
+            let (delta, series) = advance(state.series.get(&key), known, now, at, adt);
+            next.insert(key.clone(), series);
+            let r = functions.entry(key).or_default();
+            if secs > 0.0 {
+                r.rps += delta.requests / secs;
+                r.concurrency += delta.concurrency_seconds / secs;
+            }
+            r.requests += delta.requests;
+            r.in_flight += now.in_flight;
+            r.queued += now.queued;
+        }
+        state.series = next;
+    }
+
     pub async fn poll(&mut self) -> Poll {
         let targets = self.targets.list();
         let started = Instant::now();
@@ -193,21 +256,7 @@ impl Scraper {
         let mut complete = self.last_poll.is_some();
         self.last_poll = Some(started);
         if targets.is_empty() {
-            if self
-                .warned_empty
-                .is_none_or(|t| t.elapsed() > Duration::from_secs(60))
-            {
-                self.warned_empty = Some(started);
-                tracing::warn!(
-                    "no ready activator to scrape; nothing is scaled down until one answers (check the activator pods and --activator-selector, or --activator-url)"
-                );
-            }
-            return Poll {
-                at: started,
-                dt,
-                complete: false,
-                functions: HashMap::new(),
-            };
+            return self.no_activators(started, dt);
         }
         let scrapes = futures::future::join_all(targets.iter().map(|t| {
             let client = &self.client;
@@ -234,37 +283,7 @@ impl Scraper {
                     continue;
                 }
             };
-            let known = self.activators.contains_key(&target.id);
-            let state =
-                self.activators
-                    .entry(target.id.clone())
-                    .or_insert_with(|| ActivatorState {
-                        url: target.url.clone(),
-                        last_at: at,
-                        series: HashMap::new(),
-                    });
-            if state.url != target.url {
-                // Same pod, new address: treat as a new activator.
-                state.url = target.url.clone();
-                state.series.clear();
-            }
-            let adt = at.saturating_duration_since(state.last_at);
-            state.last_at = at;
-            let secs = adt.as_secs_f64();
-            let mut next = HashMap::with_capacity(counters.len());
-            for (key, now) in counters {
-                let (delta, series) = advance(state.series.get(&key), known, now, at, adt);
-                next.insert(key.clone(), series);
-                let r = functions.entry(key).or_default();
-                if secs > 0.0 {
-                    r.rps += delta.requests / secs;
-                    r.concurrency += delta.concurrency_seconds / secs;
-                }
-                r.requests += delta.requests;
-                r.in_flight += now.in_flight;
-                r.queued += now.queued;
-            }
-            state.series = next;
+            self.add(target, at, counters, &mut functions);
         }
         Poll {
             at: started,
