@@ -228,11 +228,11 @@ fn help_parsing_finds_long_flags_and_subcommands() {
 }
 
 /// The event reasons the controller emits: the string constants of
-/// `pub mod reason` in crates/controller/src/events.rs.
+/// `pub mod event_reason` in crates/controller/src/events.rs.
 fn event_reasons(events_rs: &str) -> Vec<String> {
     events_rs
         .lines()
-        .skip_while(|l| !l.trim_start().starts_with("pub mod reason"))
+        .skip_while(|l| !l.trim_start().starts_with("pub mod event_reason"))
         .take_while(|l| l.trim() != "}")
         .filter_map(|l| {
             let (_, value) = l.split_once(": &str = \"")?;

@@ -80,13 +80,11 @@ pub fn took_line(elapsed: Duration, cold: bool, why: &str) -> String {
     }
 }
 
-pub async fn run(
-    c: &Cluster,
-    g: &Global,
-    a: &InvokeArgs,
-    out: Option<Output>,
-) -> anyhow::Result<ExitCode> {
-    let ns = &c.namespace;
+/// A request to send: method, headers, body.
+type Request = (http::Method, Vec<(String, String)>, Vec<u8>);
+
+/// The method, headers and body that `-X`, `-H` and `-d` ask for.
+fn request_of(a: &InvokeArgs) -> anyhow::Result<Request> {
     let mut headers = Vec::new();
     for h in &a.headers {
         headers.push(parse_header(h).map_err(anyhow::Error::msg)?);
@@ -104,24 +102,32 @@ pub async fn run(
         (None, Some(_)) => http::Method::POST,
         (None, None) => http::Method::GET,
     };
-    let before = c.function(ns, &a.name).await?;
-    // The activator gives up after the function's own timeout; a little
-    // more here so its answer (504) arrives rather than ours.
-    let timeout =
-        Duration::from_secs(u64::try_from(before.spec.timeout_seconds).unwrap_or(300) + 10);
-    let status_before = before.status.unwrap_or_default();
-    let started = Instant::now();
+    Ok((method, headers, body))
+}
+
+/// Sends the request to the activator, directly with `--activator-url`,
+/// else through the apiserver's service proxy.
+async fn send(
+    c: &Cluster,
+    g: &Global,
+    a: &InvokeArgs,
+    method: http::Method,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+    timeout: Duration,
+) -> anyhow::Result<cluster::Answer> {
+    let ns = &c.namespace;
     let answer = match &g.activator_url {
         Some(url) => {
             let route = proxy_path("", "", ns, &a.name, &a.path);
             let route = &route[route.find("/fn/").unwrap_or(0)..];
             let url = format!("{}{route}", url.trim_end_matches('/'));
-            cluster::plain_request(method, &url, &headers, body, timeout).await?
+            cluster::plain_request(method, &url, headers, body, timeout).await?
         }
         None => {
             let (svc_ns, svc) = c.activator_service(g).await?;
             let path = proxy_path(&svc_ns, &svc, ns, &a.name, &a.path);
-            let answer = tokio::time::timeout(timeout, c.raw(method, &path, &headers, body))
+            let answer = tokio::time::timeout(timeout, c.raw(method, &path, headers, body))
                 .await
                 .map_err(|_| {
                     anyhow::anyhow!(
@@ -141,11 +147,20 @@ pub async fn run(
             answer
         }
     };
-    let elapsed = started.elapsed();
+    Ok(answer)
+}
+
+/// Whether the call was a cold start, and why it counts as one or not:
+/// the function was at zero, or a new cold start was recorded meanwhile.
+async fn was_cold(
+    c: &Cluster,
+    name: &str,
+    status_before: &siesta_api::FunctionStatus,
+) -> anyhow::Result<(bool, String)> {
     let (cold, why) = if status_before.ready_replicas == 0 {
         (true, "the function was at zero".to_string())
     } else {
-        let after = c.function(ns, &a.name).await?;
+        let after = c.function(&c.namespace, name).await?;
         let at = |s: Option<&siesta_api::cold_start::ColdStartStatus>| s.map(|c| c.at.clone());
         let new = at(after
             .status
@@ -163,6 +178,27 @@ pub async fn run(
             )
         }
     };
+    Ok((cold, why))
+}
+
+pub async fn run(
+    c: &Cluster,
+    g: &Global,
+    a: &InvokeArgs,
+    out: Option<Output>,
+) -> anyhow::Result<ExitCode> {
+    let ns = &c.namespace;
+    let (method, headers, body) = request_of(a)?;
+    let before = c.function(ns, &a.name).await?;
+    // The activator gives up after the function's own timeout; a little
+    // more here so its answer (504) arrives rather than ours.
+    let timeout =
+        Duration::from_secs(u64::try_from(before.spec.timeout_seconds).unwrap_or(300) + 10);
+    let status_before = before.status.unwrap_or_default();
+    let started = Instant::now();
+    let answer = send(c, g, a, method, &headers, body, timeout).await?;
+    let elapsed = started.elapsed();
+    let (cold, why) = was_cold(c, &a.name, &status_before).await?;
     let text = String::from_utf8_lossy(&answer.body).into_owned();
     match out {
         Some(out) => print_object(

@@ -82,47 +82,72 @@ pub async fn run(c: &Cluster, a: &LogsArgs) -> anyhow::Result<ExitCode> {
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), ns);
     let selector = format!("{FUNCTION_LABEL}={}", a.name);
     let out: Stdout = Arc::new(Mutex::new(tokio::io::stdout()));
-    if !a.follow {
-        let list = pods
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|e| anyhow::anyhow!("could not list the pods of {ns}/{}: {e}", a.name))?;
-        let mut names: Vec<String> = list
-            .items
-            .iter()
-            .filter(|p| running(p))
-            .map(|p| p.name_any())
-            .collect();
-        names.sort();
-        if names.is_empty() {
-            eprintln!(
-                "No running pods of Function {ns}/{} (at zero?); `-f` waits for the next one.",
-                a.name
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
-        let mut failed = false;
-        for pod in names {
-            let lp = LogParams {
-                tail_lines: a.tail,
-                ..LogParams::default()
-            };
-            if let Err(e) = copy_log(pods.clone(), pod, lp, out.clone()).await {
-                eprintln!("error: {e}");
-                failed = true;
-            }
-        }
-        return Ok(if failed {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        });
+    if a.follow {
+        follow(c, a, &pods, &selector, out).await
+    } else {
+        print_once(c, a, &pods, &selector, out).await
     }
+}
 
+/// The logs of the pods running now, one after the other.
+async fn print_once(
+    c: &Cluster,
+    a: &LogsArgs,
+    pods: &Api<Pod>,
+    selector: &str,
+    out: Stdout,
+) -> anyhow::Result<ExitCode> {
+    let ns = &c.namespace;
+    let list = pods
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map_err(|e| anyhow::anyhow!("could not list the pods of {ns}/{}: {e}", a.name))?;
+    let mut names: Vec<String> = list
+        .items
+        .iter()
+        .filter(|p| running(p))
+        .map(|p| p.name_any())
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        eprintln!(
+            "No running pods of Function {ns}/{} (at zero?); `-f` waits for the next one.",
+            a.name
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut failed = false;
+    for pod in names {
+        let lp = LogParams {
+            tail_lines: a.tail,
+            ..LogParams::default()
+        };
+        if let Err(e) = copy_log(pods.clone(), pod, lp, out.clone()).await {
+            eprintln!("error: {e}");
+            failed = true;
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `-f`: every running pod's log, and each new pod's as it starts, until
+/// Ctrl-C.
+async fn follow(
+    c: &Cluster,
+    a: &LogsArgs,
+    pods: &Api<Pod>,
+    selector: &str,
+    out: Stdout,
+) -> anyhow::Result<ExitCode> {
+    let ns = &c.namespace;
     let tail = a.tail.or(Some(10));
     let mut followed: HashSet<String> = HashSet::new();
     let mut tasks = tokio::task::JoinSet::new();
-    let events = watcher(pods.clone(), watcher::Config::default().labels(&selector))
+    let events = watcher(pods.clone(), watcher::Config::default().labels(selector))
         .default_backoff()
         .applied_objects();
     futures::pin_mut!(events);

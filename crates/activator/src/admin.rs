@@ -3,12 +3,14 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
+use siesta_api::lifecycle;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
@@ -37,15 +39,7 @@ impl Health {
 
 /// Serves the admin port until the task is dropped.
 pub async fn serve(listener: TcpListener, index: Arc<Index>, health: Arc<Health>) {
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "admin accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                continue;
-            }
-        };
+    let serve_connection = |stream| {
         let index = index.clone();
         let health = health.clone();
         tokio::spawn(async move {
@@ -57,7 +51,15 @@ pub async fn serve(listener: TcpListener, index: Arc<Index>, health: Arc<Health>
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
-    }
+    };
+    lifecycle::accept_until(
+        &listener,
+        "the admin server",
+        Duration::from_millis(20),
+        std::future::pending(),
+        |stream, _| serve_connection(stream),
+    )
+    .await;
 }
 
 fn answer<B>(req: &Request<B>, index: &Index, health: &Health) -> Response<Full<Bytes>> {

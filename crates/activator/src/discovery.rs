@@ -59,45 +59,16 @@ pub async fn run(client: Client, control: Control, controller_port: Option<u16>)
     };
     let mut events = futures::stream::select_all([fns, pods, ctl]);
     let mut state = State::default();
-    let mut controllers: BTreeMap<(String, String), IpAddr> = BTreeMap::new();
-    let mut controllers_init: Option<BTreeMap<(String, String), IpAddr>> = None;
+    let mut controllers = Controllers::default();
     while let Some(ev) = events.next().await {
         match ev {
             Ev::Function(Ok(e)) => state.on_function(e, &control),
             Ev::Pod(Ok(e)) => state.on_pod(e, &control),
             Ev::Controller(Ok(e)) => {
-                let changed = match e {
-                    Event::Init => {
-                        controllers_init = Some(BTreeMap::new());
-                        false
-                    }
-                    Event::InitApply(p) => {
-                        if let (Some(init), Some(ip)) = (controllers_init.as_mut(), ready_ip(&p)) {
-                            init.insert(pod_key(&p), ip);
-                        }
-                        false
-                    }
-                    Event::InitDone => {
-                        controllers = controllers_init.take().unwrap_or_default();
-                        true
-                    }
-                    Event::Apply(p) => {
-                        match ready_ip(&p) {
-                            Some(ip) => controllers.insert(pod_key(&p), ip),
-                            None => controllers.remove(&pod_key(&p)),
-                        };
-                        true
-                    }
-                    Event::Delete(p) => {
-                        controllers.remove(&pod_key(&p));
-                        true
-                    }
-                };
-                if changed && let Some(port) = controller_port {
-                    let urls: Vec<String> = controllers
-                        .values()
-                        .map(|ip| format!("http://{}", SocketAddr::new(*ip, port)))
-                        .collect();
+                if controllers.on_event(e)
+                    && let Some(port) = controller_port
+                {
+                    let urls = controllers.urls(port);
                     tracing::info!(controllers = ?urls, "controller pods changed");
                     control.set_controllers(urls);
                 }
@@ -112,6 +83,55 @@ pub async fn run(client: Client, control: Control, controller_port: Option<u16>)
         if state.functions_synced && state.pods_synced {
             control.mark_synced();
         }
+    }
+}
+
+/// The ready controller pods, from their watch.
+#[derive(Default)]
+struct Controllers {
+    ready: BTreeMap<(String, String), IpAddr>,
+    /// Being filled during a (re-)list; replaces `ready` when it is done.
+    init: Option<BTreeMap<(String, String), IpAddr>>,
+}
+
+impl Controllers {
+    /// Applies one watch event; true when the set of ready pods may have changed.
+    fn on_event(&mut self, e: Event<Pod>) -> bool {
+        match e {
+            Event::Init => {
+                self.init = Some(BTreeMap::new());
+                false
+            }
+            Event::InitApply(p) => {
+                if let (Some(init), Some(ip)) = (self.init.as_mut(), ready_ip(&p)) {
+                    init.insert(pod_key(&p), ip);
+                }
+                false
+            }
+            Event::InitDone => {
+                self.ready = self.init.take().unwrap_or_default();
+                true
+            }
+            Event::Apply(p) => {
+                match ready_ip(&p) {
+                    Some(ip) => self.ready.insert(pod_key(&p), ip),
+                    None => self.ready.remove(&pod_key(&p)),
+                };
+                true
+            }
+            Event::Delete(p) => {
+                self.ready.remove(&pod_key(&p));
+                true
+            }
+        }
+    }
+
+    /// The controllers' admin URLs.
+    fn urls(&self, port: u16) -> Vec<String> {
+        self.ready
+            .values()
+            .map(|ip| format!("http://{}", SocketAddr::new(*ip, port)))
+            .collect()
     }
 }
 

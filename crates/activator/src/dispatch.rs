@@ -22,7 +22,8 @@ struct Slot {
 pub enum Admit {
     /// Send it to this pod now; its slot is taken.
     Go(SocketAddr),
-    /// It was parked with this ticket id.
+    /// It was parked; the number names its place in the queue, for
+    /// [`Dispatcher::cancel`].
     Parked(u64),
     /// The queue is full: refuse it.
     Full,

@@ -18,7 +18,7 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::body::{ProxyBody, Ticket};
 use crate::forwarded;
-use crate::index::{Admission, FunctionEntry, Index, LookupCache, OverBudget};
+use crate::index::{Admission, FunctionConfig, FunctionEntry, Index, LookupCache, OverBudget};
 use crate::metrics::Reject;
 use crate::park_budget;
 use crate::request_body::{ClientFault, RequestBody, UpBody};
@@ -26,7 +26,7 @@ use crate::stranded::{self, WatchedConnector};
 use crate::target::{self, Target};
 use crate::trust::TrustedProxies;
 use crate::upstream::{self, Next};
-use crate::wake::Waker;
+use crate::wake::WakeClient;
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -35,7 +35,7 @@ static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 /// The request path's shared state.
 pub struct Proxy {
     pub index: Arc<Index>,
-    pub waker: Arc<Waker>,
+    pub waker: Arc<WakeClient>,
     domain: String,
     trusted_proxies: TrustedProxies,
     max_header_bytes: usize,
@@ -65,7 +65,7 @@ impl Proxy {
     /// fails (502).
     pub fn new(
         index: Arc<Index>,
-        waker: Arc<Waker>,
+        waker: Arc<WakeClient>,
         domain: String,
         max_header_bytes: usize,
         max_response_headers: usize,
@@ -125,6 +125,9 @@ impl Proxy {
     }
 
     /// Answers one client request. Never fails: every error is a response.
+    /// The steps, in order: `route` (the early refusals and the function),
+    /// `admit` (a pod now, or parked until one), then `forward` (with
+    /// retry) and `respond` (an upgrade or the streamed body).
     pub async fn handle(
         &self,
         cache: &LookupCache,
@@ -132,14 +135,45 @@ impl Proxy {
         mut req: Request<Incoming>,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
+        let (routed, entry) = match self.route(cache, &req) {
+            Ok(found) => found,
+            Err(refusal) => return refusal,
+        };
+        let (mut ticket, config, parked) = match self.admit(entry, &req, start).await {
+            Ok(admitted) => admitted,
+            Err(refusal) => return refusal,
+        };
+        let deadline = start + config.timeout;
+        let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let outgoing = self.outgoing(req, remote, routed, &config, upgrade);
+        let resp = match self.forward(&mut ticket, outgoing, &config, deadline).await {
+            Ok(resp) => resp,
+            Err(failed) => return failed,
+        };
+        self.respond(ticket, resp, parked, client_upgrade, deadline)
+    }
+
+    /// The early refusals, before anything is held for the request: a head
+    /// over `--max-header-bytes` (431), a target that names no function
+    /// (see [`target::resolve`]), a function that does not exist (404).
+    /// Otherwise, where it goes and the function's entry.
+    // The refusal is the response itself, handed straight back to the
+    // client: boxing it would only add an allocation.
+    #[allow(clippy::result_large_err)]
+    fn route<B>(
+        &self,
+        cache: &LookupCache,
+        req: &Request<B>,
+    ) -> Result<(Target, Arc<FunctionEntry>), Response<ProxyBody>> {
         // hyper stops reading a head at its read buffer's limit, but how far
         // that buffer grows depends on how the bytes arrived: the limit is
         // enforced here, exactly, for HTTP/1 and HTTP/2 alike.
-        if head_bytes(&req) > self.max_header_bytes {
-            return local(
+        if head_bytes(req) > self.max_header_bytes {
+            return Err(local(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 format!("request head larger than {} bytes\n", self.max_header_bytes),
-            );
+            ));
         }
         let hosts = req.headers().get_all(header::HOST);
         let routed =
@@ -147,26 +181,39 @@ impl Proxy {
                 Ok(t) => t,
                 Err(refusal) => {
                     self.index.metrics().unrouted(refusal.reject());
-                    return local(refusal.status(), format!("{refusal}\n"));
+                    return Err(local(refusal.status(), format!("{refusal}\n")));
                 }
             };
         let Some(entry) = cache.get(&self.index, &routed.key) else {
             self.index.metrics().unknown_function();
-            return local(
+            return Err(local(
                 StatusCode::NOT_FOUND,
                 format!("function {} not found\n", routed.key),
-            );
+            ));
         };
+        Ok((routed, entry))
+    }
 
+    /// Takes a pod slot for the request, parking it until one is free if
+    /// need be (and starting the wake-up when it is the first at zero).
+    /// Returns the ticket holding the slot, the function's configuration,
+    /// and whether the request was parked; or the refusal (413, 503 for a
+    /// full queue, the parked-request budget or a refused wake-up).
+    async fn admit<B: hyper::body::Body>(
+        &self,
+        entry: Arc<FunctionEntry>,
+        req: &Request<B>,
+        start: Instant,
+    ) -> Result<(Ticket, FunctionConfig, bool), Response<ProxyBody>> {
         let declared = declared_length(req.headers());
-        let admission = entry.admit_costing(start, declared, || park_budget::cost(&req));
-        let (mut ticket, config, parked) = match admission {
+        let admission = entry.admit_costing(start, declared, || park_budget::cost(req));
+        match admission {
             Admission::Go { addr, config, .. } => {
-                (Ticket::new(entry, Some(addr), start), config, false)
+                Ok((Ticket::new(entry, Some(addr), start), config, false))
             }
             Admission::TooLarge { limit } => {
                 entry.metrics.request(413);
-                return client_fault(&entry, ClientFault::TooLarge, limit);
+                Err(client_fault(&entry, ClientFault::TooLarge, limit))
             }
             Admission::Full => {
                 entry.metrics.reject(Reject::QueueFull);
@@ -180,12 +227,12 @@ impl Proxy {
                 );
                 r.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return r;
+                Err(r)
             }
-            Admission::OverBudget(over) => return over_budget(&entry, &over),
+            Admission::OverBudget(over) => Err(over_budget(&entry, &over)),
             Admission::Refused(why) => {
                 entry.metrics.request(503);
-                return refused(&entry, &why);
+                Err(refused(&entry, &why))
             }
             Admission::Parked {
                 id,
@@ -196,62 +243,29 @@ impl Proxy {
                 if wake {
                     tokio::spawn(self.waker.clone().wake_loop(entry.clone()));
                 }
-                let mut ticket = Ticket::new(entry.clone(), None, start);
-                let queue_deadline = start + config.queue_timeout;
-                let request_deadline = start + config.timeout;
-                let mut park = Parked {
+                let park = Parked {
                     entry,
                     id,
                     rx,
                     armed: true,
                 };
-                match timeout_at(queue_deadline.min(request_deadline), &mut park.rx).await {
-                    Ok(Ok(Ok(addr))) => {
-                        park.armed = false;
-                        ticket.addr = Some(addr);
-                    }
-                    Ok(Ok(Err(why))) => {
-                        park.armed = false;
-                        ticket.code = 503;
-                        return refused(&ticket.entry, &why);
-                    }
-                    Ok(Err(_)) => {
-                        park.armed = false;
-                        ticket.entry.metrics.reject(Reject::FunctionDeleted);
-                        ticket.code = 503;
-                        return local(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            format!("function {} was deleted\n", ticket.entry.key),
-                        );
-                    }
-                    Err(_) => {
-                        drop(park);
-                        let (reason, msg) = if queue_deadline <= request_deadline {
-                            (
-                                Reject::QueueTimeout,
-                                "no ready pod within queue.timeoutSeconds",
-                            )
-                        } else {
-                            (
-                                Reject::RequestTimeout,
-                                "timeoutSeconds passed while waiting for a pod",
-                            )
-                        };
-                        ticket.entry.metrics.reject(reason);
-                        ticket.code = 504;
-                        return local(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            format!("function {}: {msg}\n", ticket.entry.key),
-                        );
-                    }
-                }
-                (ticket, config, true)
+                let ticket = wait_parked(park, &config, start).await?;
+                Ok((ticket, config, true))
             }
-        };
+        }
+    }
 
-        let deadline = start + config.timeout;
-        let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    /// The request as the pod gets it: hop-by-hop headers gone, forwarding
+    /// headers set, the function's protocol, the routed path; and what a
+    /// replay needs (see `upstream`): the head, and the body's log.
+    fn outgoing(
+        &self,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+        routed: Target,
+        config: &FunctionConfig,
+        upgrade: bool,
+    ) -> Outgoing {
         let (mut parts, body) = req.into_parts();
         let h2 = config.protocol == Protocol::H2c && !upgrade;
         let trusted = self.trusted_proxies.trusts(remote.ip());
@@ -274,14 +288,43 @@ impl Proxy {
             version,
         };
         let idempotent = upstream::idempotent(&parts.method, &parts.headers);
-        let mut up = Request::from_parts(parts, attempt_body(body.as_ref()));
+        let up = Request::from_parts(parts, attempt_body(body.as_ref()));
+        Outgoing {
+            up,
+            pq,
+            h2,
+            body,
+            head,
+            idempotent,
+        }
+    }
+
+    /// Sends the request to the ticket's pod until a response comes back,
+    /// sending it again (to the same pod or another, see
+    /// [`upstream::next`]) after a failure the pod did not process; or the
+    /// answer when it cannot (502, 504, or the client's own fault).
+    async fn forward(
+        &self,
+        ticket: &mut Ticket,
+        outgoing: Outgoing,
+        config: &FunctionConfig,
+        deadline: Instant,
+    ) -> Result<Response<Incoming>, Response<ProxyBody>> {
+        let Outgoing {
+            mut up,
+            pq,
+            h2,
+            body,
+            head,
+            idempotent,
+        } = outgoing;
         let mut attempt = 1;
         let mut fresh = false;
-        let mut resp = loop {
+        let resp = loop {
             let Some(addr) = ticket.addr else {
                 // Unreachable by construction: every path above took a slot.
                 ticket.code = 502;
-                return local(StatusCode::BAD_GATEWAY, "no pod\n");
+                return Err(local(StatusCode::BAD_GATEWAY, "no pod\n"));
             };
             *up.uri_mut() = upstream_uri(addr, &pq);
             let client = if h2 { &self.h2c } else { &self.http1 }.pick(fresh);
@@ -291,13 +334,13 @@ impl Proxy {
                 Err(_) => {
                     ticket.entry.metrics.reject(Reject::RequestTimeout);
                     ticket.code = 504;
-                    return local(
+                    return Err(local(
                         StatusCode::GATEWAY_TIMEOUT,
                         format!(
                             "function {}: no response within timeoutSeconds\n",
                             ticket.entry.key
                         ),
-                    );
+                    ));
                 }
                 Ok(Some(Ok(resp))) => break resp,
                 Ok(Some(Err(e))) => Some(e),
@@ -308,7 +351,7 @@ impl Proxy {
                 let limit = config.max_request_body_bytes.unwrap_or(0);
                 let r = client_fault(&ticket.entry, fault, limit);
                 ticket.code = r.status().as_u16();
-                return r;
+                return Err(r);
             }
             let failure = e
                 .as_ref()
@@ -350,43 +393,69 @@ impl Proxy {
             }
             tracing::warn!(function = %ticket.entry.key, %addr, ?failure, attempt, error = %e, "upstream request failed");
             ticket.code = 502;
-            let head_too_large = format!(
-                "its response had too many headers (more than {}, --max-response-headers) or too large a head",
-                self.max_response_headers
-            );
-            let (reason, why) = match failure {
-                upstream::Failure::Connect => (
-                    Some(Reject::UpstreamUnavailable),
-                    "the pod could not be reached",
-                ),
-                upstream::Failure::NotProcessed
-                | upstream::Failure::Stranded
-                | upstream::Failure::Closed => (
-                    Some(Reject::UpstreamClosed),
-                    if replay.body_replayable {
-                        "the pod closed the connection before answering, and the request is not idempotent, so it was not sent again"
-                    } else {
-                        "the pod closed the connection before answering, and the request body was already streamed, so it could not be sent again"
-                    },
-                ),
-                upstream::Failure::HeadTooLarge => {
-                    (Some(Reject::UpstreamBadResponse), head_too_large.as_str())
-                }
-                upstream::Failure::BadResponse => (
-                    Some(Reject::UpstreamBadResponse),
-                    "the pod's response was not valid HTTP",
-                ),
-                upstream::Failure::Other => (None, "the pod could not be reached"),
-            };
-            if let Some(reason) = reason {
-                ticket.entry.metrics.reject(reason);
-            }
-            return local(
-                StatusCode::BAD_GATEWAY,
-                format!("function {}: {why}\n", ticket.entry.key),
-            );
+            return Err(self.upstream_failed(&ticket.entry, failure, replay));
         };
+        Ok(resp)
+    }
 
+    /// 502 for a request that failed upstream and is not sent again, saying
+    /// why in the pod's terms.
+    fn upstream_failed(
+        &self,
+        entry: &FunctionEntry,
+        failure: upstream::Failure,
+        replay: upstream::Replay,
+    ) -> Response<ProxyBody> {
+        let head_too_large = format!(
+            "its response had too many headers (more than {}, --max-response-headers) or too large a head",
+            self.max_response_headers
+        );
+        let (reason, why) = match failure {
+            upstream::Failure::Connect => (
+                Some(Reject::UpstreamUnavailable),
+                "the pod could not be reached",
+            ),
+            upstream::Failure::NotProcessed
+            | upstream::Failure::Stranded
+            | upstream::Failure::Closed => (
+                Some(Reject::UpstreamClosed),
+                if !replay.body_replayable {
+                    "the pod closed the connection before answering, and the request body was already streamed, so it could not be sent again"
+                } else if !replay.idempotent && failure == upstream::Failure::Closed {
+                    "the pod closed the connection before answering, and the request is not idempotent, so it was not sent again"
+                } else {
+                    "the pod closed the connection before answering, on every send the request's timeoutSeconds and the replay limit allowed"
+                },
+            ),
+            upstream::Failure::HeadTooLarge => {
+                (Some(Reject::UpstreamBadResponse), head_too_large.as_str())
+            }
+            upstream::Failure::BadResponse => (
+                Some(Reject::UpstreamBadResponse),
+                "the pod's response was not valid HTTP",
+            ),
+            upstream::Failure::Other => (None, "the pod could not be reached"),
+        };
+        if let Some(reason) = reason {
+            entry.metrics.reject(reason);
+        }
+        local(
+            StatusCode::BAD_GATEWAY,
+            format!("function {}: {why}\n", entry.key),
+        )
+    }
+
+    /// The pod's response to the client: the first byte after a cold start
+    /// is reported to the controller; a 101 to an upgrade becomes a tunnel
+    /// that holds the ticket, anything else streams with it.
+    fn respond(
+        &self,
+        mut ticket: Ticket,
+        mut resp: Response<Incoming>,
+        parked: bool,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        deadline: Instant,
+    ) -> Response<ProxyBody> {
         ticket.code = resp.status().as_u16();
         if parked && let Some(report) = ticket.entry.first_byte(Instant::now()) {
             let waker = self.waker.clone();
@@ -406,6 +475,74 @@ impl Proxy {
         let (parts, body) = resp.into_parts();
         Response::from_parts(parts, ProxyBody::upstream(body, ticket, deadline))
     }
+}
+
+/// Waits for a parked request's pod, until its queue timeout or its request
+/// timeout, whichever comes first. The ticket holds the slot it was handed;
+/// the refusal says why there is none (503: refused wake-up or deleted
+/// function, 504: a timeout).
+async fn wait_parked(
+    park: Parked,
+    config: &FunctionConfig,
+    start: Instant,
+) -> Result<Ticket, Response<ProxyBody>> {
+    let mut ticket = Ticket::new(park.entry.clone(), None, start);
+    // Declared after the ticket, so dropped before it (as when the client
+    // leaves mid-wait): the request leaves the queue before its ticket ends.
+    let mut park = park;
+    let queue_deadline = start + config.queue_timeout;
+    let request_deadline = start + config.timeout;
+    match timeout_at(queue_deadline.min(request_deadline), &mut park.rx).await {
+        Ok(Ok(Ok(addr))) => {
+            park.armed = false;
+            ticket.addr = Some(addr);
+            Ok(ticket)
+        }
+        Ok(Ok(Err(why))) => {
+            park.armed = false;
+            ticket.code = 503;
+            Err(refused(&ticket.entry, &why))
+        }
+        Ok(Err(_)) => {
+            park.armed = false;
+            ticket.entry.metrics.reject(Reject::FunctionDeleted);
+            ticket.code = 503;
+            Err(local(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("function {} was deleted\n", ticket.entry.key),
+            ))
+        }
+        Err(_) => {
+            drop(park);
+            let (reason, msg) = if queue_deadline <= request_deadline {
+                (
+                    Reject::QueueTimeout,
+                    "no ready pod within queue.timeoutSeconds",
+                )
+            } else {
+                (
+                    Reject::RequestTimeout,
+                    "timeoutSeconds passed while waiting for a pod",
+                )
+            };
+            ticket.entry.metrics.reject(reason);
+            ticket.code = 504;
+            Err(local(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("function {}: {msg}\n", ticket.entry.key),
+            ))
+        }
+    }
+}
+
+/// The request to send, and what sending it again needs.
+struct Outgoing {
+    up: Request<UpBody>,
+    pq: PathAndQuery,
+    h2: bool,
+    body: Option<RequestBody>,
+    head: Head,
+    idempotent: bool,
 }
 
 /// The size of a request's head as HTTP/1 sends it: request line, then each
@@ -660,6 +797,161 @@ fn prepare_request_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use http_body_util::{BodyExt as _, Empty};
+
+    use crate::metrics::Metrics;
+    use crate::route::FunctionKey;
+
+    fn proxy(max_header_bytes: usize) -> Proxy {
+        let index = Arc::new(Index::new(
+            Metrics::new().expect("metrics"),
+            park_budget::Limits {
+                requests: 100,
+                bytes: 1 << 20,
+            },
+        ));
+        let waker = Arc::new(WakeClient::new(Vec::new(), Duration::from_secs(1)));
+        Proxy::new(index, waker, "siesta.local".into(), max_header_bytes, 100)
+    }
+
+    async fn text(r: Response<ProxyBody>) -> (StatusCode, String) {
+        let status = r.status();
+        let body = r
+            .into_body()
+            .collect()
+            .await
+            .expect("a local body")
+            .to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn get(host: &str, path: &str) -> Request<Empty<Bytes>> {
+        Request::get(path)
+            .header("host", host)
+            .body(Empty::new())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_head_over_the_limit_is_refused_with_431_before_routing() {
+        let p = proxy(200);
+        let mut req = get("a.b.siesta.local", "/");
+        req.headers_mut()
+            .insert("x-big", HeaderValue::from_str(&"x".repeat(200)).unwrap());
+        let Err(r) = p.route(&LookupCache::default(), &req) else {
+            panic!("routed a head over the limit");
+        };
+        let (status, body) = text(r).await;
+        assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(body, "request head larger than 200 bytes\n");
+    }
+
+    #[tokio::test]
+    async fn a_target_that_names_no_function_is_refused_with_the_resolvers_status() {
+        let p = proxy(8192);
+        let cache = LookupCache::default();
+        let Err(r) = p.route(&cache, &get("example.com", "/")) else {
+            panic!("routed a host outside the domain");
+        };
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        let connect = Request::connect("a.b.siesta.local:443").body(()).unwrap();
+        let Err(r) = p.route(&cache, &connect) else {
+            panic!("routed a CONNECT");
+        };
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_function_is_404_and_a_known_one_is_found() {
+        let p = proxy(8192);
+        let cache = LookupCache::default();
+        let Err(r) = p.route(&cache, &get("a.b.siesta.local", "/x")) else {
+            panic!("routed to a function that does not exist");
+        };
+        let (status, body) = text(r).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body, "function b/a not found\n");
+
+        p.index
+            .apply(FunctionKey::new("b", "a"), FunctionConfig::default());
+        let Ok((routed, entry)) = p.route(&cache, &get("a.b.siesta.local", "/x")) else {
+            panic!("a known function was refused");
+        };
+        assert_eq!(routed.key, FunctionKey::new("b", "a"));
+        assert_eq!(routed.path_and_query, "/x");
+        assert_eq!(entry.key, routed.key);
+    }
+
+    #[tokio::test]
+    async fn a_body_declared_over_the_limit_is_refused_with_413_before_it_parks() {
+        let p = proxy(8192);
+        let key = FunctionKey::new("b", "a");
+        let config = FunctionConfig {
+            max_request_body_bytes: Some(10),
+            ..FunctionConfig::default()
+        };
+        let entry = p.index.apply(key, config);
+        let req = Request::post("/")
+            .header(header::CONTENT_LENGTH, "11")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let Err(r) = p.admit(entry.clone(), &req, Instant::now()).await else {
+            panic!("admitted a body over the limit");
+        };
+        let (status, body) = text(r).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(body.contains("maxRequestBodyBytes (10 bytes)"), "{body}");
+        assert_eq!(entry.metrics.queued.get(), 0, "nothing was parked");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_parked_request_with_no_pod_gets_504_at_its_queue_timeout() {
+        let p = proxy(8192);
+        let config = FunctionConfig {
+            queue_timeout: Duration::from_secs(3),
+            timeout: Duration::from_secs(60),
+            ..FunctionConfig::default()
+        };
+        let entry = p.index.apply(FunctionKey::new("b", "a"), config);
+        let start = Instant::now();
+        let Err(r) = p
+            .admit(entry.clone(), &get("a.b.siesta.local", "/"), start)
+            .await
+        else {
+            panic!("admitted with no pod");
+        };
+        assert_eq!(Instant::now() - start, Duration::from_secs(3));
+        let (status, body) = text(r).await;
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            body,
+            "function b/a: no ready pod within queue.timeoutSeconds\n"
+        );
+        assert_eq!(entry.metrics.queued.get(), 0, "the request left the queue");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_parked_request_whose_timeout_comes_first_says_so() {
+        let p = proxy(8192);
+        let config = FunctionConfig {
+            queue_timeout: Duration::from_secs(30),
+            timeout: Duration::from_secs(2),
+            ..FunctionConfig::default()
+        };
+        let entry = p.index.apply(FunctionKey::new("b", "a"), config);
+        let start = Instant::now();
+        let Err(r) = p.admit(entry, &get("a.b.siesta.local", "/"), start).await else {
+            panic!("admitted with no pod");
+        };
+        assert_eq!(Instant::now() - start, Duration::from_secs(2));
+        let (status, body) = text(r).await;
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            body,
+            "function b/a: timeoutSeconds passed while waiting for a pod\n"
+        );
+    }
 
     #[test]
     fn head_size_counts_the_request_line_and_each_header_line() {

@@ -3,31 +3,10 @@
 //!
 //! Pure and total: every input, however malformed, gives `Some` or `None`.
 
-use std::fmt;
-
 use siesta_api::names::{is_dns_label, is_dns_subdomain};
 
-/// A Function's identity: its namespace and name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FunctionKey {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl FunctionKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for FunctionKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
+/// A Function's identity, shared with the controller.
+pub use siesta_api::names::FunctionKey;
 
 /// Where a request goes: the function, and the path and query to send it.
 #[derive(Clone, Debug, PartialEq, Eq)]

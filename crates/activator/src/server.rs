@@ -22,6 +22,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use siesta_api::lifecycle;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -126,35 +127,25 @@ pub async fn serve(
     // Fired when the drain timeout passes: what is still open is cut.
     let cut = CancellationToken::new();
     let connections = TaskTracker::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let (stream, remote) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off a
-                        // little instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                connections.spawn(connection(
-                    stream,
-                    remote,
-                    proxy.clone(),
-                    protocols.clone(),
-                    limits.header_read_timeout,
-                    stopping.clone(),
-                    cut.clone(),
-                ));
-            }
-        }
-    }
+    lifecycle::accept_until(
+        &listener,
+        "the traffic port",
+        Duration::from_millis(20),
+        shutdown,
+        |stream, remote| {
+            let _ = stream.set_nodelay(true);
+            connections.spawn(connection(
+                stream,
+                remote,
+                proxy.clone(),
+                protocols.clone(),
+                limits.header_read_timeout,
+                stopping.clone(),
+                cut.clone(),
+            ));
+        },
+    )
+    .await;
     drop(listener);
     tracing::info!(
         connections = connections.len(),

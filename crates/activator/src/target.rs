@@ -239,45 +239,77 @@ pub fn resolve<'h>(
         // leave an upgraded connection nobody serves.
         return Err(Refusal::Connect);
     }
+    let host = host_header(hosts)?;
+    let Some(pq) = uri.path_and_query() else {
+        return Err(Refusal::AuthorityForm);
+    };
+    let from_target = target_authority(uri)?;
+    let absolute = from_target.is_some();
+    let authority = choose_authority(from_target, host, version)?;
+    let normalized = normalized_path(pq.as_str(), absolute, version)?;
+    let routed = route::route(authority.as_ref().map(|a| a.raw), &normalized, domain)
+        .ok_or(Refusal::NoFunction)?;
+    Ok(Target {
+        key: routed.key,
+        path_and_query: routed.path_and_query,
+        authority: authority.map(|a| a.raw.to_owned()),
+        prefix: routed.prefix,
+    })
+}
+
+/// The one Host header, checked; none is `None`, two are a refusal.
+fn host_header<'h>(
+    hosts: impl IntoIterator<Item = &'h HeaderValue>,
+) -> Result<Option<Authority<'h>>, Refusal> {
     let mut hosts = hosts.into_iter();
-    let host = match (hosts.next(), hosts.next()) {
-        (None, _) => None,
+    match (hosts.next(), hosts.next()) {
+        (None, _) => Ok(None),
         (Some(h), None) => {
             let value = h.to_str().map_err(|_| Refusal::InvalidHost {
                 value: String::from_utf8_lossy(h.as_bytes()).into_owned(),
                 why: "not visible ASCII",
             })?;
-            Some(parse_authority(value).map_err(|why| Refusal::InvalidHost {
-                value: value.to_owned(),
-                why,
-            })?)
+            Ok(Some(parse_authority(value).map_err(|why| {
+                Refusal::InvalidHost {
+                    value: value.to_owned(),
+                    why,
+                }
+            })?))
         }
-        (Some(_), Some(_)) => return Err(Refusal::MultipleHosts),
-    };
-    let Some(pq) = uri.path_and_query() else {
-        return Err(Refusal::AuthorityForm);
-    };
+        (Some(_), Some(_)) => Err(Refusal::MultipleHosts),
+    }
+}
+
+/// The authority of the request target itself (HTTP/1 absolute-form, or
+/// HTTP/2 with `:authority`), with its scheme's default port.
+fn target_authority(uri: &Uri) -> Result<Option<(Authority<'_>, u16)>, Refusal> {
     // HTTP/1 absolute-form, or HTTP/2 with `:authority`: a scheme comes with it.
-    let from_target = match uri.authority() {
-        None => None,
-        Some(a) => {
-            let scheme = uri.scheme_str().unwrap_or_default();
-            let default_port = if scheme.eq_ignore_ascii_case("http") {
-                80
-            } else if scheme.eq_ignore_ascii_case("https") {
-                443
-            } else {
-                return Err(Refusal::Scheme(scheme.to_owned()));
-            };
-            let parsed = parse_authority(a.as_str()).map_err(|why| Refusal::InvalidAuthority {
-                value: a.as_str().to_owned(),
-                why,
-            })?;
-            Some((parsed, default_port))
-        }
+    let Some(a) = uri.authority() else {
+        return Ok(None);
     };
-    let absolute = from_target.is_some();
-    let authority = match (from_target, host) {
+    let scheme = uri.scheme_str().unwrap_or_default();
+    let default_port = if scheme.eq_ignore_ascii_case("http") {
+        80
+    } else if scheme.eq_ignore_ascii_case("https") {
+        443
+    } else {
+        return Err(Refusal::Scheme(scheme.to_owned()));
+    };
+    let parsed = parse_authority(a.as_str()).map_err(|why| Refusal::InvalidAuthority {
+        value: a.as_str().to_owned(),
+        why,
+    })?;
+    Ok(Some((parsed, default_port)))
+}
+
+/// The authority that routes: the target's and the Host must agree when
+/// both are given; which may be missing depends on the HTTP version.
+fn choose_authority<'a>(
+    from_target: Option<(Authority<'a>, u16)>,
+    host: Option<Authority<'a>>,
+    version: Version,
+) -> Result<Option<Authority<'a>>, Refusal> {
+    match (from_target, host) {
         (Some((a, default_port)), Some(h)) => {
             if !a.same_as(&h, default_port) {
                 return Err(Refusal::HostMismatch {
@@ -285,22 +317,23 @@ pub fn resolve<'h>(
                     authority: a.raw.to_owned(),
                 });
             }
-            Some(a)
+            Ok(Some(a))
         }
         (Some(_), None) if version == Version::HTTP_11 => {
-            return Err(Refusal::MissingHost { http2: false });
+            Err(Refusal::MissingHost { http2: false })
         }
-        (Some((a, _)), None) => Some(a),
-        (None, Some(h)) => Some(h),
-        (None, None) if version == Version::HTTP_10 || version == Version::HTTP_09 => None,
-        (None, None) => {
-            return Err(Refusal::MissingHost {
-                http2: version == Version::HTTP_2,
-            });
-        }
-    };
+        (Some((a, _)), None) => Ok(Some(a)),
+        (None, Some(h)) => Ok(Some(h)),
+        (None, None) if version == Version::HTTP_10 || version == Version::HTTP_09 => Ok(None),
+        (None, None) => Err(Refusal::MissingHost {
+            http2: version == Version::HTTP_2,
+        }),
+    }
+}
 
-    let raw = pq.as_str();
+/// The path and query to route: origin-form, dot segments resolved (see
+/// [`normalize::resolve_path`]), the query kept as it was.
+fn normalized_path(raw: &str, absolute: bool, version: Version) -> Result<Cow<'_, str>, Refusal> {
     let (raw_path, query) = match raw.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (raw, None),
@@ -325,26 +358,16 @@ pub fn resolve<'h>(
     })?;
     // Most targets need no change: route the request's own bytes, with no
     // copy on the hot path.
-    let normalized: Cow<'_, str> =
-        if matches!(resolved, Cow::Borrowed(_)) && path.len() == raw_path.len() {
-            Cow::Borrowed(raw)
-        } else {
-            let mut n = String::with_capacity(raw.len() + 1);
-            n.push_str(&resolved);
-            if let Some(q) = query {
-                n.push('?');
-                n.push_str(q);
-            }
-            Cow::Owned(n)
-        };
-    let routed = route::route(authority.as_ref().map(|a| a.raw), &normalized, domain)
-        .ok_or(Refusal::NoFunction)?;
-    Ok(Target {
-        key: routed.key,
-        path_and_query: routed.path_and_query,
-        authority: authority.map(|a| a.raw.to_owned()),
-        prefix: routed.prefix,
-    })
+    if matches!(resolved, Cow::Borrowed(_)) && path.len() == raw_path.len() {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let mut n = String::with_capacity(raw.len() + 1);
+    n.push_str(&resolved);
+    if let Some(q) = query {
+        n.push('?');
+        n.push_str(q);
+    }
+    Ok(Cow::Owned(n))
 }
 
 #[cfg(test)]

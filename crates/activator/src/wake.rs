@@ -42,14 +42,14 @@ pub enum Signal {
 }
 
 /// Sends activation signals to whichever controller answers.
-pub struct Waker {
+pub struct WakeClient {
     client: Client<HttpConnector, Full<Bytes>>,
     /// Base URLs like `http://127.0.0.1:9090`, tried in order.
     targets: RwLock<Vec<String>>,
     interval: Duration,
 }
 
-impl Waker {
+impl WakeClient {
     pub fn new(targets: Vec<String>, interval: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(1)));
@@ -144,7 +144,7 @@ impl Waker {
     }
 }
 
-impl Waker {
+impl WakeClient {
     /// Sends the record of a cold start to the first controller that takes
     /// it. Best effort: each controller is tried once; a lost record loses
     /// no request.

@@ -2,11 +2,13 @@
 //! Names follow DESIGN.md; ranges and enums live in the OpenAPI schema so the
 //! apiserver refuses what it can, and `validate` reports the rest on status.
 
+pub mod cli;
 pub mod cold_start;
 pub mod crd;
 pub mod decisions;
 pub mod duration;
 mod function;
+pub mod lifecycle;
 pub mod names;
 pub mod quantity;
 pub mod schedule;

@@ -1,7 +1,32 @@
-//! Names shared by the controller and the activator: the Kubernetes name
-//! rules both check requests against, and the activator's metric names the
-//! autoscaler reads (DESIGN.md, "Metrics"). One spelling, so the two sides
-//! cannot drift apart.
+//! Names shared by the controller and the activator: a Function's identity,
+//! the Kubernetes name rules both check requests against, and the
+//! activator's metric names the autoscaler reads (DESIGN.md, "Metrics").
+//! One spelling, so the two sides cannot drift apart.
+
+use std::fmt;
+
+/// A Function's identity: its namespace and name. The activator routes and
+/// parks by it, the controller wakes and autoscales by it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FunctionKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl FunctionKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for FunctionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
 
 /// RFC 1123 label, as Kubernetes namespaces are: lowercase letters, digits
 /// and '-', 1 to 63 bytes, not starting or ending with '-'.

@@ -20,27 +20,15 @@
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use siesta_api::Function;
+use siesta_api::names::FunctionKey;
 use siesta_api::names::{is_dns_label, is_dns_subdomain};
 
 use crate::Result;
 use crate::context::Context;
 use crate::error::api_call;
-use crate::events::{Note, reason};
+use crate::events::{Note, event_reason};
 use crate::resources::ChildKind;
 use crate::scale::{self, Wake};
-
-/// The namespace and name of a Function.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FunctionKey {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl std::fmt::Display for FunctionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
 
 /// The path prefix of the activation endpoint.
 pub const PREFIX: &str = "/v1/activate/";
@@ -97,10 +85,32 @@ pub async fn activate(ctx: &Context, key: &FunctionKey) -> Answer {
     answer
 }
 
-async fn activate_inner(ctx: &Context, key: &FunctionKey) -> (&'static str, Answer) {
-    let answer = |status: u16, body: String| Answer { status, body };
+/// The result label and the answer of one activation.
+type Outcome = (&'static str, Answer);
+
+fn answer(status: u16, body: String) -> Answer {
+    Answer { status, body }
+}
+
+async fn activate_inner(ctx: &Context, key: &FunctionKey) -> Outcome {
+    let (function, target) = match wakeable(ctx, key).await {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
+    };
+    let replicas = function.spec.scale.min_replicas.max(1);
+    let woken = async {
+        service_is_its_own(ctx, &target).await?;
+        scale::wake(&ctx.client, &target, replicas).await
+    }
+    .await;
+    answer_wake(ctx, key, function, woken)
+}
+
+/// The Function and its scale target, when this controller may wake it:
+/// served here, existing, valid. Otherwise the refusal (404, 409, 500).
+async fn wakeable(ctx: &Context, key: &FunctionKey) -> Result<(Function, scale::Target), Outcome> {
     if !ctx.serves(&key.namespace) {
-        return (
+        return Err((
             "not_found",
             answer(
                 404,
@@ -109,44 +119,51 @@ async fn activate_inner(ctx: &Context, key: &FunctionKey) -> (&'static str, Answ
                     ctx.watch_namespace.as_deref().unwrap_or("")
                 ),
             ),
-        );
+        ));
     }
     let api: Api<Function> = Api::namespaced(ctx.client.clone(), &key.namespace);
     let function = match api_call(|| format!("read Function {key}"), api.get_opt(&key.name)).await {
         Ok(Some(f)) => f,
         Ok(None) => {
-            return (
+            return Err((
                 "not_found",
                 answer(404, format!("function {key} not found\n")),
-            );
+            ));
         }
         Err(e) => {
             tracing::warn!(error = %e, function = %key, "activation failed");
-            return (
+            return Err((
                 "error",
                 answer(500, format!("could not read function {key}: {e}; retry\n")),
-            );
+            ));
         }
     };
     if let Err(e) = siesta_api::validate(&function.spec) {
-        return (
+        return Err((
             "invalid",
             answer(409, format!("function {key} has an invalid spec: {e}\n")),
-        );
+        ));
     }
     let target = match scale::Target::of(&function) {
         Ok(target) => target,
         Err(e) => {
             tracing::warn!(error = %e, function = %key, "activation failed");
-            return ("error", answer(500, format!("could not wake {key}: {e}\n")));
+            return Err(("error", answer(500, format!("could not wake {key}: {e}\n"))));
         }
     };
-    let replicas = function.spec.scale.min_replicas.max(1);
-    let woken = async {
-        service_is_its_own(ctx, &target).await?;
-        scale::wake(&ctx.client, &target, replicas).await
-    }
-    .await;
+    Ok((function, target))
+}
+
+/// The answer to a wake: 202 when woken or already awake (the autoscaler is
+/// told, and a `WokeUp` event published on an actual wake), 409 when the
+/// Deployment or Service is not the Function's, 503 before its Deployment
+/// exists, 500 otherwise.
+fn answer_wake(
+    ctx: &Context,
+    key: &FunctionKey,
+    function: Function,
+    woken: Result<Wake>,
+) -> Outcome {
     match woken {
         Ok(Wake::Woke { to }) => {
             tracing::info!(function = %key, replicas = to, "woke up on an activation");
@@ -156,7 +173,7 @@ async fn activate_inner(ctx: &Context, key: &FunctionKey) -> (&'static str, Answ
             let events = ctx.events.clone();
             tokio::spawn(async move {
                 let note = Note::normal(
-                    reason::WOKE_UP,
+                    event_reason::WOKE_UP,
                     format!("a request arrived while at zero; scaled from 0 to {to} replicas"),
                 );
                 events.publish(&function, note).await;

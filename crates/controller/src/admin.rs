@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use siesta_api::lifecycle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -28,23 +29,10 @@ type Body = Full<Bytes>;
 /// Serves until `stop`, then lets open connections finish their request.
 pub async fn serve(listener: TcpListener, ctx: Arc<Context>, stop: CancellationToken) {
     let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = stop.cancelled() => break,
-        };
-        let (stream, _peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Out of file descriptors and the like: back off, don't spin.
-                tracing::warn!(error = %e, "admin server could not accept a connection");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    let serve_connection = |stream| {
         let ctx = ctx.clone();
         let stop = stop.clone();
-        connections.spawn(async move {
+        async move {
             let service = service_fn(move |req| {
                 let ctx = ctx.clone();
                 async move { Ok::<_, Infallible>(route(&ctx, req).await) }
@@ -62,10 +50,20 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, stop: CancellationT
                     let _ = conn.await;
                 }
             }
-        });
-        // Reap finished connections so the set does not grow.
-        while connections.try_join_next().is_some() {}
-    }
+        }
+    };
+    lifecycle::accept_until(
+        &listener,
+        "the admin server",
+        std::time::Duration::from_millis(100),
+        stop.cancelled(),
+        |stream, _peer| {
+            // Reap finished connections so the set does not grow.
+            while connections.try_join_next().is_some() {}
+            connections.spawn(serve_connection(stream));
+        },
+    )
+    .await;
     while connections.join_next().await.is_some() {}
 }
 
@@ -102,28 +100,7 @@ async fn route(ctx: &Context, req: Request<Incoming>) -> Response<Body> {
             }
             Ok(key) => key,
         };
-        let body = Limited::new(req.into_body(), cold_start::MAX_REPORT_BYTES);
-        let bytes = match body.collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(_) => {
-                return text(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "a cold-start report is at most {} bytes\n",
-                        cold_start::MAX_REPORT_BYTES
-                    ),
-                );
-            }
-        };
-        return match cold_start::parse_report(&bytes) {
-            Err(why) => text(StatusCode::BAD_REQUEST, format!("{why}\n")),
-            Ok(report) => {
-                let answer = cold_start::record(ctx, &key, report).await;
-                let status = StatusCode::from_u16(answer.status)
-                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                text(status, answer.body)
-            }
-        };
+        return cold_start_report(ctx, &key, req.into_body()).await;
     }
     if let Some(parsed) = activation::parse_path(path) {
         if method != Method::POST {
@@ -148,6 +125,42 @@ async fn route(ctx: &Context, req: Request<Incoming>) -> Response<Body> {
             Ok(key) => decisions(ctx, key).await,
         };
     }
+    fixed_path(ctx, method, path)
+}
+
+/// `POST /v1/coldstart/NS/NAME`: an activator's record of one cold start,
+/// at most [`cold_start::MAX_REPORT_BYTES`].
+async fn cold_start_report(
+    ctx: &Context,
+    key: &siesta_api::names::FunctionKey,
+    body: Incoming,
+) -> Response<Body> {
+    let body = Limited::new(body, cold_start::MAX_REPORT_BYTES);
+    let bytes = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "a cold-start report is at most {} bytes\n",
+                    cold_start::MAX_REPORT_BYTES
+                ),
+            );
+        }
+    };
+    match cold_start::parse_report(&bytes) {
+        Err(why) => text(StatusCode::BAD_REQUEST, format!("{why}\n")),
+        Ok(report) => {
+            let answer = cold_start::record(ctx, key, report).await;
+            let status =
+                StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            text(status, answer.body)
+        }
+    }
+}
+
+/// `/metrics`, `/healthz`, `/readyz` (GET or HEAD), and 404 for the rest.
+fn fixed_path(ctx: &Context, method: &Method, path: &str) -> Response<Body> {
     let read_only = |resp: Response<Body>| {
         if method == Method::GET || method == Method::HEAD {
             resp
@@ -188,7 +201,7 @@ async fn route(ctx: &Context, req: Request<Incoming>) -> Response<Body> {
 /// `GET /v1/decisions/NS/NAME`: the leader's recent decisions as JSON; 404
 /// when it has decided nothing for that Function; 503 on a standby, naming
 /// the leader when the Lease says who it is.
-async fn decisions(ctx: &Context, key: activation::FunctionKey) -> Response<Body> {
+async fn decisions(ctx: &Context, key: siesta_api::names::FunctionKey) -> Response<Body> {
     if !ctx.is_leader() {
         let holder = match ctx.lease.get() {
             Some((ns, name)) => {

@@ -20,12 +20,13 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Resource};
 use siesta_api::cold_start::{self, ColdStartReport, ColdStartStatus, Ends};
+use siesta_api::names::FunctionKey;
 use siesta_api::{FUNCTION_LABEL, Function};
 
-use crate::activation::{Answer, FunctionKey};
+use crate::activation::Answer;
 use crate::context::Context;
 use crate::error::api_call;
-use crate::events::{Note, reason};
+use crate::events::{Note, event_reason};
 
 /// The path prefix of the cold-start endpoint.
 pub const PREFIX: &str = "/v1/coldstart/";
@@ -99,7 +100,10 @@ pub async fn record(ctx: &Context, key: &FunctionKey, report: ColdStartReport) -
     ctx.events
         .publish(
             &function,
-            Note::normal(reason::COLD_START, sentence(&status, slowest, &report)),
+            Note::normal(
+                event_reason::COLD_START,
+                sentence(&status, slowest, &report),
+            ),
         )
         .await;
     tracing::info!(function = %key, total = %status.total, slowest = slowest.name(), "cold start recorded");

@@ -3,9 +3,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use kube::Client;
+use siesta_api::names::FunctionKey;
 use tokio::sync::{broadcast, watch};
 
-use crate::activation::FunctionKey;
 use crate::decisions::DecisionLog;
 use crate::events::Events;
 use crate::metrics::Metrics;

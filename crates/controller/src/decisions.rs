@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, SecondsFormat, Utc};
 use siesta_api::ScaleSpec;
 use siesta_api::decisions::DecisionRecord;
+use siesta_api::names::FunctionKey;
 
-use crate::activation::FunctionKey;
 use crate::autoscaler::decision::Decision;
 
 /// Records kept per Function.

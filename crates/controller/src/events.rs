@@ -8,8 +8,9 @@ use siesta_api::{Function, FunctionStatus};
 
 use crate::status;
 
-/// Event reasons.
-pub mod reason {
+/// Event reasons (the `reason` of an events.k8s.io Event). Apart from
+/// [`status::condition_reason`]: some words are the same, the contract is not.
+pub mod event_reason {
     pub const CREATED: &str = "Created";
     pub const UPDATED: &str = "Updated";
     pub const DRIFT_CORRECTED: &str = "DriftCorrected";
@@ -120,22 +121,22 @@ pub fn for_status_change(old: Option<&FunctionStatus>, new: &FunctionStatus) -> 
     if same {
         return notes;
     }
-    if ready.reason == status::reason::INVALID_SPEC {
+    if ready.reason == status::condition_reason::INVALID_SPEC {
         notes.push(Note::warning(
-            reason::INVALID_SPEC,
+            event_reason::INVALID_SPEC,
             format!(
                 "{}; the Deployment is not changed until the spec is fixed",
                 ready.message
             ),
         ));
-    } else if ready.reason == status::reason::DEPLOYMENT_CONFLICT {
+    } else if ready.reason == status::condition_reason::DEPLOYMENT_CONFLICT {
         notes.push(Note::warning(
-            reason::DEPLOYMENT_CONFLICT,
+            event_reason::DEPLOYMENT_CONFLICT,
             ready.message.clone(),
         ));
-    } else if ready.reason == status::reason::SERVICE_CONFLICT {
+    } else if ready.reason == status::condition_reason::SERVICE_CONFLICT {
         notes.push(Note::warning(
-            reason::SERVICE_CONFLICT,
+            event_reason::SERVICE_CONFLICT,
             ready.message.clone(),
         ));
     }
@@ -192,13 +193,13 @@ mod tests {
 
     #[test]
     fn invalid_spec_is_reported_once_per_message() {
-        let bad = st(0, status::reason::INVALID_SPEC, "min above max");
+        let bad = st(0, status::condition_reason::INVALID_SPEC, "min above max");
         let notes = for_status_change(None, &bad);
         assert_eq!(notes.len(), 1);
         assert!(notes[0].warning);
         assert!(notes[0].note.starts_with("min above max"));
         assert_eq!(for_status_change(Some(&bad), &bad), vec![]);
-        let other = st(0, status::reason::INVALID_SPEC, "empty image");
+        let other = st(0, status::condition_reason::INVALID_SPEC, "empty image");
         assert_eq!(for_status_change(Some(&bad), &other).len(), 1);
     }
 
@@ -206,13 +207,13 @@ mod tests {
     fn a_deployment_conflict_is_a_warning_once_per_message() {
         let conflict = st(
             0,
-            status::reason::DEPLOYMENT_CONFLICT,
+            status::condition_reason::DEPLOYMENT_CONFLICT,
             "Deployment demo/hello exists and is not controlled by this Function",
         );
         let notes = for_status_change(Some(&st(0, "Deploying", "")), &conflict);
         assert_eq!(notes.len(), 1);
         assert!(notes[0].warning);
-        assert_eq!(notes[0].reason, reason::DEPLOYMENT_CONFLICT);
+        assert_eq!(notes[0].reason, event_reason::DEPLOYMENT_CONFLICT);
         assert!(notes[0].note.contains("not controlled by this Function"));
         assert_eq!(for_status_change(Some(&conflict), &conflict), vec![]);
     }
@@ -221,20 +222,20 @@ mod tests {
     fn a_service_conflict_is_a_warning_once_per_message() {
         let conflict = st(
             0,
-            status::reason::SERVICE_CONFLICT,
+            status::condition_reason::SERVICE_CONFLICT,
             "Service demo/hello exists and is not controlled by this Function",
         );
         let notes = for_status_change(Some(&st(0, "Deploying", "")), &conflict);
         assert_eq!(notes.len(), 1);
         assert!(notes[0].warning);
-        assert_eq!(notes[0].reason, reason::SERVICE_CONFLICT);
+        assert_eq!(notes[0].reason, event_reason::SERVICE_CONFLICT);
         assert!(notes[0].note.starts_with("Service demo/hello"));
         assert_eq!(for_status_change(Some(&conflict), &conflict), vec![]);
         // The Deployment's name freed but the Service's still taken: a new
         // reason, so a new warning.
         let was_deployment = st(
             0,
-            status::reason::DEPLOYMENT_CONFLICT,
+            status::condition_reason::DEPLOYMENT_CONFLICT,
             "Deployment demo/hello exists and is not controlled by this Function",
         );
         assert_eq!(for_status_change(Some(&was_deployment), &conflict).len(), 1);

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use prometheus::core::Collector;
 use prometheus::{
     CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -48,175 +49,176 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let reconciles = IntCounterVec::new(
-            Opts::new(
+        let r = &registry;
+        let fl = &["namespace", "function"];
+        let m = Self {
+            reconciles: counters(
+                r,
                 "siesta_controller_reconcile_total",
                 "Reconciles of Functions, by result (success or error).",
-            ),
-            &["result"],
-        )?;
-        let reconcile_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "siesta_controller_reconcile_duration_seconds",
-                "Time one reconcile of a Function took.",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0,
-            ]),
-        )?;
-        let reconcile_errors = IntCounterVec::new(
-            Opts::new(
+                &["result"],
+            )?,
+            reconcile_duration: registered(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "siesta_controller_reconcile_duration_seconds",
+                        "Time one reconcile of a Function took.",
+                    )
+                    .buckets(vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0,
+                    ]),
+                )?,
+            )?,
+            reconcile_errors: counters(
+                r,
                 "siesta_controller_reconcile_errors_total",
                 "Failed reconciles, by kind of error.",
-            ),
-            &["error"],
-        )?;
-        let leader = IntGauge::new(
-            "siesta_controller_leader",
-            "1 while this replica holds the leader Lease and reconciles, else 0.",
-        )?;
-        let activations = IntCounterVec::new(
-            Opts::new(
+                &["error"],
+            )?,
+            leader: registered(
+                r,
+                IntGauge::new(
+                    "siesta_controller_leader",
+                    "1 while this replica holds the leader Lease and reconciles, else 0.",
+                )?,
+            )?,
+            activations: counters(
+                r,
                 "siesta_controller_activations_total",
                 "Wake-up requests from activators, by result (woke, awake, not_found, invalid, conflict, not_ready, error).",
-            ),
-            &["result"],
-        )?;
-        let fl = &["namespace", "function"];
-        let desired_replicas = IntGaugeVec::new(
-            Opts::new(
-                "siesta_controller_desired_replicas",
-                "Replicas the autoscaler last decided for the function.",
-            ),
-            fl,
-        )?;
-        let observed_concurrency = GaugeVec::new(
-            Opts::new(
+                &["result"],
+            )?,
+            desired_replicas: registered(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "siesta_controller_desired_replicas",
+                        "Replicas the autoscaler last decided for the function.",
+                    ),
+                    fl,
+                )?,
+            )?,
+            observed_concurrency: gauges(
+                r,
                 "siesta_controller_observed_concurrency",
                 "Average in-flight requests over the stable window, summed over activators.",
-            ),
-            fl,
-        )?;
-        let observed_rps = GaugeVec::new(
-            Opts::new(
+                fl,
+            )?,
+            observed_rps: gauges(
+                r,
                 "siesta_controller_observed_rps",
                 "Requests per second over the stable window, summed over activators.",
-            ),
-            fl,
-        )?;
-        let panic_mode = IntGaugeVec::new(
-            Opts::new(
-                "siesta_controller_panic_mode",
-                "1 while the function's autoscaler is in panic mode, else 0.",
-            ),
-            fl,
-        )?;
-        let decision_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "siesta_controller_autoscaler_decision_duration_seconds",
-                "Time one autoscaler decision round over all functions took (API writes excluded).",
-            )
-            .buckets(vec![
-                0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
-            ]),
-        )?;
-        let source_errors = IntCounterVec::new(
-            Opts::new(
+                fl,
+            )?,
+            panic_mode: registered(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "siesta_controller_panic_mode",
+                        "1 while the function's autoscaler is in panic mode, else 0.",
+                    ),
+                    fl,
+                )?,
+            )?,
+            decision_duration: registered(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "siesta_controller_autoscaler_decision_duration_seconds",
+                        "Time one autoscaler decision round over all functions took (API writes excluded).",
+                    )
+                    .buckets(vec![
+                        0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
+                    ]),
+                )?,
+            )?,
+            source_errors: counters(
+                r,
                 "siesta_controller_metrics_source_incomplete_total",
                 "Polls of the autoscaler's metric source that missed an activator or a query, by source.",
-            ),
-            &["source"],
-        )?;
-        let scale_writes = IntCounterVec::new(
-            Opts::new(
+                &["source"],
+            )?,
+            scale_writes: counters(
+                r,
                 "siesta_controller_autoscaler_scale_writes_total",
                 "Replica changes the autoscaler wrote, by result (success or error).",
-            ),
-            &["result"],
-        )?;
-        let cold_start_phase = HistogramVec::new(
-            HistogramOpts::new(
-                "siesta_controller_cold_start_phase_seconds",
-                "Each phase of a wake from zero, as the activator reported it: scaleWrite, schedule, containerStart, ready, release, firstByte.",
-            )
-            .buckets(vec![
-                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-            ]),
-            &["namespace", "function", "phase"],
-        )?;
-        let counter = |name: &str, help: &str| CounterVec::new(Opts::new(name, help), fl);
-        let pod_seconds = counter(
-            "siesta_controller_function_pod_seconds_total",
-            "Seconds the function's pods ran, from each pod's startTime to its containers' last finishedAt, summed over pods.",
-        )?;
-        let cpu_core_seconds = counter(
-            "siesta_controller_function_cpu_core_seconds_total",
-            "Requested CPU cores times the seconds each pod ran (a pod without a CPU request adds 0).",
-        )?;
-        let memory_byte_seconds = counter(
-            "siesta_controller_function_memory_byte_seconds_total",
-            "Requested memory bytes times the seconds each pod ran (a pod without a memory request adds 0).",
-        )?;
-        let max_replicas = IntGaugeVec::new(
-            Opts::new(
-                "siesta_controller_function_max_replicas",
-                "The function's scale.maxReplicas now: the pods a fixed-size deployment would run.",
-            ),
-            fl,
-        )?;
-        let pod_cpu_request = GaugeVec::new(
-            Opts::new(
+                &["result"],
+            )?,
+            cold_start_phase: registered(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "siesta_controller_cold_start_phase_seconds",
+                        "Each phase of a wake from zero, as the activator reported it: scaleWrite, schedule, containerStart, ready, release, firstByte.",
+                    )
+                    .buckets(vec![
+                        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                        60.0,
+                    ]),
+                    &["namespace", "function", "phase"],
+                )?,
+            )?,
+            pod_seconds: float_counters(
+                r,
+                "siesta_controller_function_pod_seconds_total",
+                "Seconds the function's pods ran, from each pod's startTime to its containers' last finishedAt, summed over pods.",
+                fl,
+            )?,
+            cpu_core_seconds: float_counters(
+                r,
+                "siesta_controller_function_cpu_core_seconds_total",
+                "Requested CPU cores times the seconds each pod ran (a pod without a CPU request adds 0).",
+                fl,
+            )?,
+            memory_byte_seconds: float_counters(
+                r,
+                "siesta_controller_function_memory_byte_seconds_total",
+                "Requested memory bytes times the seconds each pod ran (a pod without a memory request adds 0).",
+                fl,
+            )?,
+            max_replicas: registered(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "siesta_controller_function_max_replicas",
+                        "The function's scale.maxReplicas now: the pods a fixed-size deployment would run.",
+                    ),
+                    fl,
+                )?,
+            )?,
+            pod_cpu_request: gauges(
+                r,
                 "siesta_controller_function_pod_cpu_request_cores",
                 "CPU cores one of the function's pods requests by its spec (0 when none).",
-            ),
-            fl,
-        )?;
-        let pod_memory_request = GaugeVec::new(
-            Opts::new(
+                fl,
+            )?,
+            pod_memory_request: gauges(
+                r,
                 "siesta_controller_function_pod_memory_request_bytes",
                 "Memory bytes one of the function's pods requests by its spec (0 when none).",
-            ),
-            fl,
-        )?;
-        let usage_writes = IntCounterVec::new(
-            Opts::new(
+                fl,
+            )?,
+            usage_writes: counters(
+                r,
                 "siesta_controller_usage_writes_total",
                 "Writes of status.usage (the record of the pods a function ran), by result (success or error).",
-            ),
-            &["result"],
-        )?;
-        for c in [&pod_seconds, &cpu_core_seconds, &memory_byte_seconds] {
-            registry.register(Box::new(c.clone()))?;
-        }
-        registry.register(Box::new(max_replicas.clone()))?;
-        registry.register(Box::new(pod_cpu_request.clone()))?;
-        registry.register(Box::new(pod_memory_request.clone()))?;
-        registry.register(Box::new(usage_writes.clone()))?;
-        for result in ["success", "error"] {
-            usage_writes.with_label_values(&[result]);
-        }
-        registry.register(Box::new(cold_start_phase.clone()))?;
-        registry.register(Box::new(desired_replicas.clone()))?;
-        registry.register(Box::new(observed_concurrency.clone()))?;
-        registry.register(Box::new(observed_rps.clone()))?;
-        registry.register(Box::new(panic_mode.clone()))?;
-        registry.register(Box::new(decision_duration.clone()))?;
-        registry.register(Box::new(source_errors.clone()))?;
-        registry.register(Box::new(scale_writes.clone()))?;
+                &["result"],
+            )?,
+            registry,
+        };
+        m.precreate_zero_series();
+        Ok(m)
+    }
+
+    /// Pre-creates the series a dashboard expects to see at zero.
+    fn precreate_zero_series(&self) {
         for source in ["scrape", "prometheus"] {
-            source_errors.with_label_values(&[source]);
+            self.source_errors.with_label_values(&[source]);
         }
         for result in ["success", "error"] {
-            scale_writes.with_label_values(&[result]);
-        }
-        registry.register(Box::new(reconciles.clone()))?;
-        registry.register(Box::new(reconcile_duration.clone()))?;
-        registry.register(Box::new(reconcile_errors.clone()))?;
-        registry.register(Box::new(leader.clone()))?;
-        registry.register(Box::new(activations.clone()))?;
-        // Pre-create the series a dashboard expects to see at zero.
-        for result in ["success", "error"] {
-            reconciles.with_label_values(&[result]);
+            self.scale_writes.with_label_values(&[result]);
+            self.reconciles.with_label_values(&[result]);
         }
         for result in [
             "woke",
@@ -227,31 +229,11 @@ impl Metrics {
             "not_ready",
             "error",
         ] {
-            activations.with_label_values(&[result]);
+            self.activations.with_label_values(&[result]);
         }
-        Ok(Self {
-            registry,
-            reconciles,
-            reconcile_duration,
-            reconcile_errors,
-            leader,
-            activations,
-            desired_replicas,
-            observed_concurrency,
-            observed_rps,
-            panic_mode,
-            decision_duration,
-            source_errors,
-            scale_writes,
-            cold_start_phase,
-            pod_seconds,
-            cpu_core_seconds,
-            memory_byte_seconds,
-            max_replicas,
-            pod_cpu_request,
-            pod_memory_request,
-            usage_writes,
-        })
+        for result in ["success", "error"] {
+            self.usage_writes.with_label_values(&[result]);
+        }
     }
 
     pub fn reconciled(&self, took: Duration, error: Option<&Error>) {
@@ -351,6 +333,45 @@ impl Metrics {
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
         String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
     }
+}
+
+/// Registers `metric` and hands it back.
+fn registered<M: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> Result<M, prometheus::Error> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+/// A registered counter family.
+fn counters(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
+}
+
+/// A registered family of counters that grow by fractions.
+fn float_counters(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<CounterVec, prometheus::Error> {
+    registered(registry, CounterVec::new(Opts::new(name, help), labels)?)
+}
+
+/// A registered gauge family.
+fn gauges(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<GaugeVec, prometheus::Error> {
+    registered(registry, GaugeVec::new(Opts::new(name, help), labels)?)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use siesta_api::{FIELD_MANAGER, Function};
 
 use crate::context::Context;
 use crate::error::api_call;
-use crate::events::{self, Note, reason};
+use crate::events::{self, Note, event_reason};
 use crate::resources::{self, ChildKind, Owner};
 use crate::scale;
 use crate::status::{self, Problem};
@@ -132,7 +132,7 @@ impl Reconciler<'_> {
                     .events
                     .publish(
                         self.function,
-                        Note::warning(reason::RECONCILE_FAILED, e.to_string()),
+                        Note::warning(event_reason::RECONCILE_FAILED, e.to_string()),
                     )
                     .await;
                 Err(e)
@@ -214,8 +214,27 @@ impl Reconciler<'_> {
         )
         .await?;
 
-        // Bounds: raise to minReplicas (and lower to maxReplicas) with a scale
-        // write, as the autoscaler would; zero stays the autoscaler's call.
+        self.keep_within_bounds(owner, &mut applied).await?;
+
+        let before = existing.and_then(|d| d.metadata.generation);
+        let how = if created {
+            Applied::Created
+        } else if before != applied.metadata.generation {
+            Applied::Changed
+        } else {
+            Applied::Unchanged
+        };
+        Ok((applied, how))
+    }
+
+    /// Bounds: raise to minReplicas (and lower to maxReplicas) with a scale
+    /// write, as the autoscaler would; zero stays the autoscaler's call.
+    /// `applied` then shows the count written.
+    async fn keep_within_bounds(&self, owner: &Owner, applied: &mut Deployment) -> Result<()> {
+        let client = &self.ctx.client;
+        let (ns, name) = (owner.namespace.as_str(), owner.name.as_str());
+        let spec = &self.function.spec;
+        let min = spec.scale.min_replicas;
         let current = applied.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         if let Some(target) = scale::clamp_to_bounds(current, min, spec.scale.max_replicas)
             && scale::set_replicas(client, &scale::Target::from(owner), target)
@@ -234,7 +253,7 @@ impl Reconciler<'_> {
                 .publish(
                     self.function,
                     Note::normal(
-                        reason::SCALED,
+                        event_reason::SCALED,
                         format!(
                             "scaled from {current} to {target} replicas to stay within minReplicas {min} and maxReplicas {}",
                             spec.scale.max_replicas
@@ -246,16 +265,7 @@ impl Reconciler<'_> {
                 s.replicas = Some(target);
             }
         }
-
-        let before = existing.and_then(|d| d.metadata.generation);
-        let how = if created {
-            Applied::Created
-        } else if before != applied.metadata.generation {
-            Applied::Changed
-        } else {
-            Applied::Unchanged
-        };
-        Ok((applied, how))
+        Ok(())
     }
 
     /// Events for what the apply did.
@@ -265,7 +275,7 @@ impl Reconciler<'_> {
         let note = match how {
             Applied::Unchanged => return,
             Applied::Created => Note::normal(
-                reason::CREATED,
+                event_reason::CREATED,
                 format!("created Deployment and Service {name} running {image}"),
             ),
             Applied::Changed => {
@@ -277,7 +287,7 @@ impl Reconciler<'_> {
                     != self.function.metadata.generation;
                 if spec_changed {
                     Note::normal(
-                        reason::UPDATED,
+                        event_reason::UPDATED,
                         format!(
                             "updated Deployment {name} to the new spec (image {image}, Deployment generation {})",
                             applied.metadata.generation.unwrap_or_default()
@@ -285,7 +295,7 @@ impl Reconciler<'_> {
                     )
                 } else {
                     Note::normal(
-                        reason::DRIFT_CORRECTED,
+                        event_reason::DRIFT_CORRECTED,
                         format!(
                             "Deployment {name} was changed outside Siesta; restored it from the Function spec"
                         ),
@@ -350,5 +360,310 @@ impl Reconciler<'_> {
             self.ctx.events.publish(self.function, note).await;
         }
         Ok(())
+    }
+}
+
+/// The reconciler against a scripted apiserver on loopback: what it writes,
+/// in which order, and what it does on a conflict, without a cluster.
+#[cfg(test)]
+mod scripted_apiserver {
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use serde_json::{Value, json};
+    use siesta_api::FunctionSpec;
+
+    use super::*;
+    use crate::events::Events;
+    use crate::metrics::Metrics;
+    use crate::scale::AUTOSCALER_MANAGER;
+
+    const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/demo/deployments/hello";
+    const SERVICE: &str = "/api/v1/namespaces/demo/services/hello";
+
+    /// One request as the apiserver saw it.
+    #[derive(Clone, Debug)]
+    struct Seen {
+        method: String,
+        path: String,
+        field_manager: Option<String>,
+        body: Value,
+    }
+
+    /// The script: answers by method and path; `conflicts` hand-overs are
+    /// refused with 409 before one is taken.
+    #[derive(Default)]
+    struct Script {
+        seen: Vec<Seen>,
+        conflicts: usize,
+        /// The Deployment's resourceVersion, bumped by every write.
+        version: u64,
+    }
+
+    fn deployment(version: u64, replicas: i32) -> Value {
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "hello", "namespace": "demo", "resourceVersion": version.to_string(), "generation": 1},
+            "spec": {"replicas": replicas, "selector": {}, "template": {}},
+        })
+    }
+
+    fn answer(script: &mut Script, seen: &Seen) -> (u16, Value) {
+        let manager = seen.field_manager.as_deref();
+        match (seen.method.as_str(), seen.path.as_str()) {
+            ("GET", DEPLOYMENT) if script.version == 0 => (404, not_found()),
+            // After a refused hand-over: someone scaled to 2 meanwhile.
+            ("GET", DEPLOYMENT) => (200, deployment(script.version, 2)),
+            ("GET", SERVICE) => (404, not_found()),
+            ("PATCH", DEPLOYMENT) if manager == Some(AUTOSCALER_MANAGER) => {
+                if script.conflicts > 0 {
+                    script.conflicts -= 1;
+                    script.version += 1;
+                    return (409, conflict());
+                }
+                script.version += 1;
+                let replicas = seen.body["spec"]["replicas"].as_i64().unwrap_or(-1);
+                (200, deployment(script.version, replicas as i32))
+            }
+            ("PATCH", DEPLOYMENT) => {
+                script.version += 1;
+                let replicas = seen.body["spec"]["replicas"].as_i64().unwrap_or(0);
+                (200, deployment(script.version, replicas as i32))
+            }
+            ("PATCH", SERVICE) => (200, seen.body.clone()),
+            ("PATCH", p) if p.ends_with("/functions/hello/status") => (200, function_json()),
+            ("POST", p) if p.ends_with("/events") => (201, seen.body.clone()),
+            _ => (404, not_found()),
+        }
+    }
+
+    fn not_found() -> Value {
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
+    }
+
+    fn conflict() -> Value {
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "the object has been modified"})
+    }
+
+    fn function() -> Function {
+        let spec: FunctionSpec =
+            serde_json::from_value(json!({"image": "example/hello:1"})).expect("a spec");
+        let mut f = Function::new("hello", spec);
+        f.metadata.namespace = Some("demo".into());
+        f.metadata.uid = Some("uid-1".into());
+        f.metadata.generation = Some(1);
+        f
+    }
+
+    fn function_json() -> Value {
+        serde_json::to_value(function()).expect("a Function serializes")
+    }
+
+    async fn apiserver(script: Arc<Mutex<Script>>) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let script = script.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let script = script.clone();
+                        async move {
+                            let method = req.method().to_string();
+                            let path = req.uri().path().to_string();
+                            let field_manager = req.uri().query().and_then(|q| {
+                                q.split('&')
+                                    .find_map(|kv| kv.strip_prefix("fieldManager="))
+                                    .map(str::to_string)
+                            });
+                            let bytes = req.into_body().collect().await.map(|b| b.to_bytes());
+                            let body = bytes
+                                .ok()
+                                .and_then(|b| serde_json::from_slice(&b).ok())
+                                .unwrap_or(Value::Null);
+                            let seen = Seen {
+                                method,
+                                path,
+                                field_manager,
+                                body,
+                            };
+                            let (status, value) = {
+                                let mut s = script.lock().expect("script lock");
+                                let a = answer(&mut s, &seen);
+                                s.seen.push(seen);
+                                a
+                            };
+                            let mut resp =
+                                http::Response::new(Full::new(Bytes::from(value.to_string())));
+                            *resp.status_mut() =
+                                http::StatusCode::from_u16(status).expect("a status");
+                            resp.headers_mut().insert(
+                                http::header::CONTENT_TYPE,
+                                http::HeaderValue::from_static("application/json"),
+                            );
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn reconcile_once(conflicts: usize) -> (Result<Action>, Vec<Seen>) {
+        let script = Arc::new(Mutex::new(Script {
+            conflicts,
+            ..Script::default()
+        }));
+        let addr = apiserver(script.clone()).await;
+        let config = kube::Config::new(format!("http://{addr}").parse().expect("url"));
+        let client = kube::Client::try_from(config).expect("client");
+        let (_leader_tx, leader_rx) = tokio::sync::watch::channel(true);
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            "siesta.local".into(),
+            None,
+            Metrics::new().expect("metrics"),
+            Events::new(client, "test"),
+            leader_rx,
+        ));
+        let result = reconcile(Arc::new(function()), ctx).await;
+        let seen = script.lock().expect("script lock").seen.clone();
+        (result, seen)
+    }
+
+    /// The Deployment writes, in order: (field manager, spec.replicas sent).
+    fn deployment_writes(seen: &[Seen]) -> Vec<(String, Option<i64>)> {
+        seen.iter()
+            .filter(|s| s.method == "PATCH" && s.path == DEPLOYMENT)
+            .map(|s| {
+                (
+                    s.field_manager.clone().unwrap_or_default(),
+                    s.body["spec"]["replicas"].as_i64(),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_new_function_is_applied_with_replicas_handed_over_then_applied_without() {
+        let (result, seen) = reconcile_once(0).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(
+            deployment_writes(&seen),
+            vec![
+                // The create carries minReplicas (0: no pod for a function
+                // that starts at zero)...
+                (FIELD_MANAGER.to_string(), Some(0)),
+                // ...the autoscaler's manager takes the field at that value...
+                (AUTOSCALER_MANAGER.to_string(), Some(0)),
+                // ...and the re-apply leaves it out.
+                (FIELD_MANAGER.to_string(), None),
+            ]
+        );
+        let handover = seen
+            .iter()
+            .find(|s| s.field_manager.as_deref() == Some(AUTOSCALER_MANAGER))
+            .expect("a hand-over");
+        assert_eq!(
+            handover.body["metadata"]["resourceVersion"], "1",
+            "the hand-over is conditional on the create it follows"
+        );
+        let order: Vec<&str> = seen
+            .iter()
+            .filter(|s| s.method == "PATCH")
+            .map(|s| s.path.rsplit('/').next().unwrap_or(""))
+            .collect();
+        assert_eq!(order, ["hello", "hello", "hello", "hello", "status"]);
+        assert_eq!(
+            seen.iter()
+                .filter(|s| s.method == "PATCH" && s.path == SERVICE)
+                .count(),
+            1,
+            "the Service is applied once, after the Deployment"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_conflicting_hand_over_is_retried_at_the_count_just_read() {
+        let (result, seen) = reconcile_once(1).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(
+            deployment_writes(&seen),
+            vec![
+                (FIELD_MANAGER.to_string(), Some(0)),
+                (AUTOSCALER_MANAGER.to_string(), Some(0)),
+                // Refused (409): someone scaled to 2 in between. The retry
+                // hands over their count, read again, not the stale 0.
+                (AUTOSCALER_MANAGER.to_string(), Some(2)),
+                (FIELD_MANAGER.to_string(), None),
+            ]
+        );
+        let handovers: Vec<&Seen> = seen
+            .iter()
+            .filter(|s| s.field_manager.as_deref() == Some(AUTOSCALER_MANAGER))
+            .collect();
+        assert_eq!(handovers[1].body["metadata"]["resourceVersion"], "2");
+        let reads = seen
+            .iter()
+            .filter(|s| s.method == "GET" && s.path == DEPLOYMENT)
+            .count();
+        assert_eq!(reads, 2, "read once at the start, once after the 409");
+    }
+
+    #[tokio::test]
+    async fn a_hand_over_that_keeps_conflicting_fails_the_reconcile_without_the_re_apply() {
+        let (result, seen) = reconcile_once(usize::MAX).await;
+        let error = result.expect_err("the reconcile fails");
+        assert!(error.is_conflict(), "{error}");
+        let writes = deployment_writes(&seen);
+        assert_eq!(writes[0], (FIELD_MANAGER.to_string(), Some(0)));
+        assert!(
+            writes[1..]
+                .iter()
+                .all(|(manager, _)| manager == AUTOSCALER_MANAGER),
+            "no re-apply without replicas after a failed hand-over: {writes:?}"
+        );
+        assert!(
+            !seen
+                .iter()
+                .any(|s| s.method == "PATCH" && s.path == SERVICE),
+            "nothing more is applied"
+        );
+        let status = seen
+            .iter()
+            .find(|s| s.path.ends_with("/status"))
+            .expect("the status says why");
+        let ready = &status.body["status"]["conditions"][0];
+        assert_eq!(ready["reason"], "ReconcileFailed", "{ready}");
+        assert_eq!(
+            error_policy(Arc::new(function()), &error, Arc::new(dummy_ctx().await)),
+            Action::requeue(Duration::from_secs(1)),
+            "a conflict is retried soon"
+        );
+    }
+
+    async fn dummy_ctx() -> Context {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let client = kube::Client::try_from(config).expect("client");
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        Context::new(
+            client.clone(),
+            "siesta.local".into(),
+            None,
+            Metrics::new().expect("metrics"),
+            Events::new(client, "test"),
+            rx,
+        )
     }
 }

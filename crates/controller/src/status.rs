@@ -14,7 +14,7 @@ pub const READY: &str = "Ready";
 pub const ACTIVE: &str = "Active";
 
 /// Condition reasons. They are the contract a user (and `kubectl get fn -o wide`) reads.
-pub mod reason {
+pub mod condition_reason {
     /// Ready=True: at least one pod is ready.
     pub const PODS_READY: &str = "PodsReady";
     /// Ready=True / Active=False: no pods on purpose; the next request wakes it.
@@ -120,51 +120,16 @@ pub fn compute(o: &Observed<'_>) -> FunctionStatus {
         .map(|d| d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1))
         .unwrap_or(0);
 
-    let (ready_status, ready_reason, ready_message) = match (o.problem, d) {
-        (Some(Problem::InvalidSpec(msg)), _) => (false, reason::INVALID_SPEC, msg.clone()),
-        (Some(Problem::Conflict { kind, message }), _) => {
-            (false, conflict_reason(*kind), message.clone())
-        }
-        (Some(Problem::ReconcileFailed(msg)), _) => (
-            false,
-            reason::RECONCILE_FAILED,
-            format!("{msg}; the controller retries"),
-        ),
-        (None, None) => (
-            false,
-            reason::DEPLOYING,
-            format!("creating Deployment {name}"),
-        ),
-        (None, Some(d)) => readiness(d, &name, desired_replicas, replicas, ready_replicas),
-    };
-
-    let (active_status, active_reason, active_message) = match d {
-        _ if conflict == Some(ChildKind::Service) => (
-            false,
-            reason::SERVICE_CONFLICT,
-            "not woken: the Service of its name is not this Function's, and requests for it at zero are answered 503 until that is resolved (see Ready)".to_string(),
-        ),
-        None if conflict == Some(ChildKind::Deployment) => (
-            false,
-            reason::DEPLOYMENT_CONFLICT,
-            "no pods of its own: the Deployment of its name is not this Function's, and requests are answered 503 until that is resolved (see Ready)".to_string(),
-        ),
-        None => (
-            false,
-            reason::NOT_DEPLOYED,
-            "no Deployment exists for this function".to_string(),
-        ),
-        Some(_) if desired_replicas == 0 => (
-            false,
-            reason::SCALED_TO_ZERO,
-            "no pods; the next request wakes it".to_string(),
-        ),
-        Some(_) => (
-            true,
-            reason::SERVING,
-            format!("{desired_replicas} replicas wanted, {ready_replicas} ready"),
-        ),
-    };
+    let (ready_status, ready_reason, ready_message) = ready_condition(
+        o.problem,
+        d,
+        &name,
+        desired_replicas,
+        replicas,
+        ready_replicas,
+    );
+    let (active_status, active_reason, active_message) =
+        active_condition(d, conflict, desired_replicas, ready_replicas);
 
     let conditions = vec![
         condition(
@@ -200,11 +165,79 @@ pub fn compute(o: &Observed<'_>) -> FunctionStatus {
     }
 }
 
+/// The Ready condition's status, reason and message: a problem first, then
+/// whether the Deployment exists and how many of its pods are ready.
+fn ready_condition(
+    problem: Option<&Problem>,
+    d: Option<&Deployment>,
+    name: &str,
+    desired_replicas: i32,
+    replicas: i32,
+    ready_replicas: i32,
+) -> (bool, &'static str, String) {
+    match (problem, d) {
+        (Some(Problem::InvalidSpec(msg)), _) => {
+            (false, condition_reason::INVALID_SPEC, msg.clone())
+        }
+        (Some(Problem::Conflict { kind, message }), _) => {
+            (false, conflict_reason(*kind), message.clone())
+        }
+        (Some(Problem::ReconcileFailed(msg)), _) => (
+            false,
+            condition_reason::RECONCILE_FAILED,
+            format!("{msg}; the controller retries"),
+        ),
+        (None, None) => (
+            false,
+            condition_reason::DEPLOYING,
+            format!("creating Deployment {name}"),
+        ),
+        (None, Some(d)) => readiness(d, name, desired_replicas, replicas, ready_replicas),
+    }
+}
+
+/// The Active condition's status, reason and message: whether pods are
+/// wanted, and what keeps them from being the Function's own.
+fn active_condition(
+    d: Option<&Deployment>,
+    conflict: Option<ChildKind>,
+    desired_replicas: i32,
+    ready_replicas: i32,
+) -> (bool, &'static str, String) {
+    match d {
+        _ if conflict == Some(ChildKind::Service) => (
+            false,
+            condition_reason::SERVICE_CONFLICT,
+            "not woken: the Service of its name is not this Function's, and requests for it at zero are answered 503 until that is resolved (see Ready)".to_string(),
+        ),
+        None if conflict == Some(ChildKind::Deployment) => (
+            false,
+            condition_reason::DEPLOYMENT_CONFLICT,
+            "no pods of its own: the Deployment of its name is not this Function's, and requests are answered 503 until that is resolved (see Ready)".to_string(),
+        ),
+        None => (
+            false,
+            condition_reason::NOT_DEPLOYED,
+            "no Deployment exists for this function".to_string(),
+        ),
+        Some(_) if desired_replicas == 0 => (
+            false,
+            condition_reason::SCALED_TO_ZERO,
+            "no pods; the next request wakes it".to_string(),
+        ),
+        Some(_) => (
+            true,
+            condition_reason::SERVING,
+            format!("{desired_replicas} replicas wanted, {ready_replicas} ready"),
+        ),
+    }
+}
+
 /// The condition reason for a child's name taken by someone else.
 pub fn conflict_reason(kind: ChildKind) -> &'static str {
     match kind {
-        ChildKind::Deployment => reason::DEPLOYMENT_CONFLICT,
-        ChildKind::Service => reason::SERVICE_CONFLICT,
+        ChildKind::Deployment => condition_reason::DEPLOYMENT_CONFLICT,
+        ChildKind::Service => condition_reason::SERVICE_CONFLICT,
     }
 }
 
@@ -219,7 +252,7 @@ fn readiness(
     if ready > 0 {
         return (
             true,
-            reason::PODS_READY,
+            condition_reason::PODS_READY,
             format!("{ready} of {desired} pods ready"),
         );
     }
@@ -230,7 +263,7 @@ fn readiness(
     if let Some(failure) = deployment_failure(d) {
         return (
             false,
-            reason::PODS_NOT_READY,
+            condition_reason::PODS_NOT_READY,
             format!("{failure}; {pods_hint}"),
         );
     }
@@ -238,26 +271,26 @@ fn readiness(
         if observed(d) {
             return (
                 true,
-                reason::SCALED_TO_ZERO,
+                condition_reason::SCALED_TO_ZERO,
                 "no pods; the next request wakes it".to_string(),
             );
         }
         return (
             false,
-            reason::DEPLOYING,
+            condition_reason::DEPLOYING,
             format!("waiting for the Deployment controller to observe Deployment {name}"),
         );
     }
     if replicas == 0 {
         (
             false,
-            reason::DEPLOYING,
+            condition_reason::DEPLOYING,
             format!("waiting for {desired} pods to be created; {pods_hint}"),
         )
     } else {
         (
             false,
-            reason::PODS_NOT_READY,
+            condition_reason::PODS_NOT_READY,
             format!("0 of {replicas} pods ready; {pods_hint}"),
         )
     }
@@ -388,14 +421,14 @@ mod tests {
         let ready = cond(&s, READY);
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
-            ("True", reason::PODS_READY)
+            ("True", condition_reason::PODS_READY)
         );
         assert_eq!(ready.message, "1 of 2 pods ready");
         assert_eq!(ready.observed_generation, Some(3));
         let active = cond(&s, ACTIVE);
         assert_eq!(
             (active.status.as_str(), active.reason.as_str()),
-            ("True", reason::SERVING)
+            ("True", condition_reason::SERVING)
         );
     }
 
@@ -406,13 +439,13 @@ mod tests {
         let ready = cond(&s, READY);
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
-            ("True", reason::SCALED_TO_ZERO)
+            ("True", condition_reason::SCALED_TO_ZERO)
         );
         assert_eq!(ready.message, "no pods; the next request wakes it");
         let active = cond(&s, ACTIVE);
         assert_eq!(
             (active.status.as_str(), active.reason.as_str()),
-            ("False", reason::SCALED_TO_ZERO)
+            ("False", condition_reason::SCALED_TO_ZERO)
         );
     }
 
@@ -422,7 +455,7 @@ mod tests {
         let mut d = deployment(0, 0, 0);
         d.metadata.generation = Some(3);
         let s = status_of(&f, Some(&d), None);
-        assert_eq!(cond(&s, READY).reason, reason::DEPLOYING);
+        assert_eq!(cond(&s, READY).reason, condition_reason::DEPLOYING);
         assert_eq!(cond(&s, READY).status, "False");
     }
 
@@ -430,12 +463,12 @@ mod tests {
     fn wanted_pods_not_ready_say_which_and_where_to_look() {
         let f = function(serde_json::json!({"image": "x"}));
         let s = status_of(&f, Some(&deployment(1, 0, 0)), None);
-        assert_eq!(cond(&s, READY).reason, reason::DEPLOYING);
+        assert_eq!(cond(&s, READY).reason, condition_reason::DEPLOYING);
         let s = status_of(&f, Some(&deployment(1, 1, 0)), None);
         let ready = cond(&s, READY);
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
-            ("False", reason::PODS_NOT_READY)
+            ("False", condition_reason::PODS_NOT_READY)
         );
         assert!(
             ready
@@ -459,7 +492,7 @@ mod tests {
         }]);
         let s = status_of(&f, Some(&d), None);
         let ready = cond(&s, READY);
-        assert_eq!(ready.reason, reason::PODS_NOT_READY);
+        assert_eq!(ready.reason, condition_reason::PODS_NOT_READY);
         assert!(ready.message.contains("exceeded quota"));
     }
 
@@ -473,10 +506,10 @@ mod tests {
         let ready = cond(&s, READY);
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
-            ("False", reason::INVALID_SPEC)
+            ("False", condition_reason::INVALID_SPEC)
         );
         assert_eq!(ready.message, msg);
-        assert_eq!(cond(&s, ACTIVE).reason, reason::NOT_DEPLOYED);
+        assert_eq!(cond(&s, ACTIVE).reason, condition_reason::NOT_DEPLOYED);
         assert_eq!(s.observed_generation, Some(3));
     }
 
@@ -485,7 +518,7 @@ mod tests {
         let f = function(serde_json::json!({"image": "x"}));
         let p = Problem::ReconcileFailed("apply Deployment demo/hello failed: forbidden".into());
         let s = status_of(&f, Some(&deployment(2, 2, 2)), Some(&p));
-        assert_eq!(cond(&s, READY).reason, reason::RECONCILE_FAILED);
+        assert_eq!(cond(&s, READY).reason, condition_reason::RECONCILE_FAILED);
         assert!(cond(&s, READY).message.contains("forbidden"));
         assert_eq!(s.ready_replicas, 2);
         assert_eq!(cond(&s, ACTIVE).status, "True");
@@ -508,13 +541,13 @@ mod tests {
             let ready = cond(&s, READY);
             assert_eq!(
                 (ready.status.as_str(), ready.reason.as_str()),
-                ("False", reason::DEPLOYMENT_CONFLICT)
+                ("False", condition_reason::DEPLOYMENT_CONFLICT)
             );
             assert!(ready.message.contains("not controlled by this Function"));
             let active = cond(&s, ACTIVE);
             assert_eq!(
                 (active.status.as_str(), active.reason.as_str()),
-                ("False", reason::DEPLOYMENT_CONFLICT)
+                ("False", condition_reason::DEPLOYMENT_CONFLICT)
             );
             assert!(
                 !active.message.contains("wakes"),
@@ -546,7 +579,7 @@ mod tests {
             let ready = cond(&s, READY);
             assert_eq!(
                 (ready.status.as_str(), ready.reason.as_str()),
-                ("False", reason::SERVICE_CONFLICT)
+                ("False", condition_reason::SERVICE_CONFLICT)
             );
             for says in [
                 "Service demo/hello exists and is not controlled by this Function: it has no controller owner reference.",
@@ -563,7 +596,7 @@ mod tests {
             let active = cond(&s, ACTIVE);
             assert_eq!(
                 (active.status.as_str(), active.reason.as_str()),
-                ("False", reason::SERVICE_CONFLICT)
+                ("False", condition_reason::SERVICE_CONFLICT)
             );
             assert!(active.message.contains("Service of its name"));
             assert!(

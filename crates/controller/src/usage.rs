@@ -35,9 +35,9 @@ use kube::{Resource, ResourceExt};
 use siesta_api::usage::{Ledger, PodSpan, Requests, UsageStatus};
 use siesta_api::{FUNCTION_LABEL, Function};
 
-use crate::activation::FunctionKey;
 use crate::context::Context;
 use crate::error::api_call;
+use siesta_api::names::FunctionKey;
 
 /// The field manager of `status.usage`.
 pub const MANAGER: &str = "siesta-usage";

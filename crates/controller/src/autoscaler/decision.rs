@@ -159,6 +159,12 @@ impl History {
         self.last_demand = Some(self.last_demand.map_or(now, |t| t.max(now)));
     }
 
+    /// How long the current stretch of unbroken data has lasted at `now`.
+    fn covered(&self, now: Instant) -> Duration {
+        self.data_since
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+    }
+
     /// Weighted averages (concurrency, rps) of the samples within `window`
     /// before `now`; the latest sample alone when none falls inside (a panic
     /// window shorter than the sampling interval).
@@ -212,7 +218,8 @@ fn pods_for(value: f64, target: f64) -> i32 {
 
 /// Decides the replica count of one function at `now`, with the floor of
 /// the `scale.schedules` window open at that time, if any. Updates the
-/// history's panic state and its record of recent counts.
+/// history's panic state and its record of recent counts. Each numbered
+/// rule of the module doc is one function below, applied in that order.
 pub fn decide(
     h: &mut History,
     spec: &ScaleSpec,
@@ -220,62 +227,173 @@ pub fn decide(
     floor: Option<&Floor>,
     now: Instant,
 ) -> Decision {
-    let stable_window = secs(spec.stable_window_seconds).max(Duration::from_secs(1));
-    let panic_window = stable_window
-        .mul_f64(f64::from(spec.panic_window_percent.clamp(1, 100)) / 100.0)
-        .max(Duration::from_secs(1));
-    let target = if spec.target.is_finite() && spec.target > 0.0 {
-        spec.target
-    } else {
-        1.0
-    };
-    let spec_min = spec.min_replicas.max(0);
-    let max = spec.max_replicas.max(spec_min).max(1);
-    // A window's floor replaces minReplicas only where it is higher (and
-    // never passes maxReplicas, which validation refuses anyway).
-    let raised_by = floor.filter(|f| f.min_replicas.min(max) > spec_min);
-    let min = raised_by.map_or(spec_min, |f| f.min_replicas.min(max));
-    let min_why = match raised_by {
-        Some(f) => format!("floor {min} from {}", f.window),
-        None => format!("minReplicas {min}"),
-    };
+    let b = Bounds::of(spec, floor);
     let current = replicas.current.max(0);
-    // Raised from zero by another writer (a controller replica that is not
-    // the leader took the activation, or a user's `kubectl scale`): that is
-    // demand this history has not seen yet, so the idle timer restarts
-    // instead of the function going straight back to zero.
+    note_raised_from_zero(h, current, now);
+
+    let avg = rule1_averages(h, spec.metric, &b, now);
+    let panic = rule2_panic(
+        h,
+        &avg,
+        replicas.ready,
+        &b,
+        spec.panic_threshold_percent,
+        now,
+    );
+    let mut want = wanted_by_mode(h, &avg, &panic, current, replicas.ready, &b, spec);
+    wanted_by_parked(h, current, replicas.ready, b.target, &mut want);
+    rule3_zero(h, spec, &b, current, panic.mode, now, &mut want);
+    rule4_scale_down_delay(h, spec.scale_down_delay_seconds, current, now, &mut want);
+    let covered = h.covered(now);
+    if !rule5_hold_without_a_stable_window(current, covered, b.stable_window, &mut want) {
+        rule6_halve_at_most(current, &mut want);
+    }
+    rule7_clamp(&b, &mut want);
+
+    Decision {
+        desired: want.desired,
+        mode: panic.mode,
+        concurrency: avg.stable_c,
+        rps: avg.stable_r,
+        reason: want.reason,
+        panic_entered: panic.entered,
+        schedule: floor.map(|f| f.window.clone()),
+    }
+}
+
+/// The spec's numbers made safe to compute with, and the bounds of rule 7.
+#[derive(Clone, Debug, PartialEq)]
+struct Bounds {
+    stable_window: Duration,
+    panic_window: Duration,
+    target: f64,
+    metric_name: &'static str,
+    /// `minReplicas`, or the open schedule window's floor when higher.
+    min: i32,
+    max: i32,
+    /// Where `min` comes from, in the reason's words.
+    min_why: String,
+    /// A schedule window raised `min` above `minReplicas`.
+    raised: bool,
+}
+
+impl Bounds {
+    fn of(spec: &ScaleSpec, floor: Option<&Floor>) -> Self {
+        let stable_window = secs(spec.stable_window_seconds).max(Duration::from_secs(1));
+        let panic_window = stable_window
+            .mul_f64(f64::from(spec.panic_window_percent.clamp(1, 100)) / 100.0)
+            .max(Duration::from_secs(1));
+        let target = if spec.target.is_finite() && spec.target > 0.0 {
+            spec.target
+        } else {
+            1.0
+        };
+        let spec_min = spec.min_replicas.max(0);
+        let max = spec.max_replicas.max(spec_min).max(1);
+        // A window's floor replaces minReplicas only where it is higher (and
+        // never passes maxReplicas, which validation refuses anyway).
+        let raised_by = floor.filter(|f| f.min_replicas.min(max) > spec_min);
+        let min = raised_by.map_or(spec_min, |f| f.min_replicas.min(max));
+        let min_why = match raised_by {
+            Some(f) => format!("floor {min} from {}", f.window),
+            None => format!("minReplicas {min}"),
+        };
+        let metric_name = match spec.metric {
+            ScaleMetric::Concurrency => "concurrency",
+            ScaleMetric::Rps => "rps",
+        };
+        Self {
+            stable_window,
+            panic_window,
+            target,
+            metric_name,
+            min,
+            max,
+            min_why,
+            raised: raised_by.is_some(),
+        }
+    }
+}
+
+/// The count being decided, and why, as the rules refine it.
+#[derive(Clone, Debug, PartialEq)]
+struct Want {
+    desired: i32,
+    reason: String,
+}
+
+/// Raised from zero by another writer (a controller replica that is not
+/// the leader took the activation, or a user's `kubectl scale`): that is
+/// demand this history has not seen yet, so the idle timer restarts
+/// instead of the function going straight back to zero.
+fn note_raised_from_zero(h: &mut History, current: i32, now: Instant) {
     if h.seen_replicas == Some(0) && current > 0 {
         h.activation(now);
     }
     h.seen_replicas = Some(current);
-    let metric_name = match spec.metric {
-        ScaleMetric::Concurrency => "concurrency",
-        ScaleMetric::Rps => "rps",
-    };
+}
 
-    let (stable_c, stable_r) = h.averages(now, stable_window);
-    let (panic_c, panic_r) = h.averages(now, panic_window);
-    let (stable_v, panic_v) = match spec.metric {
+/// The windows' averages (rule 1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Averages {
+    stable_c: f64,
+    stable_r: f64,
+    /// The scaling metric over the stable window and over the panic window.
+    stable_v: f64,
+    panic_v: f64,
+}
+
+/// Rule 1: the stable window and the panic window each give an average.
+fn rule1_averages(h: &History, metric: ScaleMetric, b: &Bounds, now: Instant) -> Averages {
+    let (stable_c, stable_r) = h.averages(now, b.stable_window);
+    let (panic_c, panic_r) = h.averages(now, b.panic_window);
+    let (stable_v, panic_v) = match metric {
         ScaleMetric::Concurrency => (stable_c, panic_c),
         ScaleMetric::Rps => (stable_r, panic_r),
     };
-    let want_stable = pods_for(stable_v, target);
-    let want_panic = pods_for(panic_v, target);
+    Averages {
+        stable_c,
+        stable_r,
+        stable_v,
+        panic_v,
+    }
+}
 
+/// Rule 2's verdict.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Panic {
+    mode: Mode,
+    /// The trigger holds at this decision (not only recently).
+    trigger: bool,
+    /// This decision entered panic.
+    entered: bool,
+}
+
+/// Rule 2: panic starts when the panic-window demand reaches the threshold
+/// of the ready pods' capacity, and ends only after a whole stable window
+/// without that trigger.
+fn rule2_panic(
+    h: &mut History,
+    avg: &Averages,
+    ready: i32,
+    b: &Bounds,
+    threshold_percent: i32,
+    now: Instant,
+) -> Panic {
     // Panic: the short window says the pods we have cannot keep up.
-    let capacity = f64::from(replicas.ready.max(1)) * target;
-    let threshold = capacity * f64::from(spec.panic_threshold_percent) / 100.0;
-    let trigger = panic_v > 0.0 && panic_v >= threshold;
-    let mut panic_entered = false;
+    let capacity = f64::from(ready.max(1)) * b.target;
+    let threshold = capacity * f64::from(threshold_percent) / 100.0;
+    let trigger = avg.panic_v > 0.0 && avg.panic_v >= threshold;
+    let mut entered = false;
     if trigger {
         if h.panic_since.is_none() {
-            panic_entered = true;
+            entered = true;
             h.panic_peak = 0;
         }
         h.panic_since = Some(now);
     } else if h
         .panic_since
-        .is_some_and(|t| now.saturating_duration_since(t) >= stable_window)
+        .is_some_and(|t| now.saturating_duration_since(t) >= b.stable_window)
     {
         h.panic_since = None;
         h.panic_peak = 0;
@@ -285,53 +403,91 @@ pub fn decide(
     } else {
         Mode::Stable
     };
+    Panic {
+        mode,
+        trigger,
+        entered,
+    }
+}
 
-    let mut desired;
-    let mut reason;
-    match mode {
+/// Rule 2, continued: in panic the panic-window average decides and the
+/// count never goes below the current one or the panic's peak; otherwise
+/// the stable-window average decides.
+fn wanted_by_mode(
+    h: &mut History,
+    avg: &Averages,
+    panic: &Panic,
+    current: i32,
+    ready: i32,
+    b: &Bounds,
+    spec: &ScaleSpec,
+) -> Want {
+    let (metric_name, target) = (b.metric_name, b.target);
+    match panic.mode {
         Mode::Panic => {
-            desired = want_panic.max(current).max(h.panic_peak);
+            let want_panic = pods_for(avg.panic_v, target);
+            let desired = want_panic.max(current).max(h.panic_peak);
             h.panic_peak = desired;
-            reason = format!(
-                "panic: {metric_name} {panic_v:.2} over the last {:.0}s {} {}% of the capacity of {} ready pods × target {target}; wants {want_panic}, never scales down in panic",
-                panic_window.as_secs_f64(),
-                if trigger {
+            let reason = format!(
+                "panic: {metric_name} {:.2} over the last {:.0}s {} {}% of the capacity of {} ready pods × target {target}; wants {want_panic}, never scales down in panic",
+                avg.panic_v,
+                b.panic_window.as_secs_f64(),
+                if panic.trigger {
                     "is at least"
                 } else {
                     "was recently at least"
                 },
                 spec.panic_threshold_percent,
-                replicas.ready.max(1),
+                ready.max(1),
             );
+            Want { desired, reason }
         }
         Mode::Stable => {
-            desired = want_stable;
-            reason = format!(
-                "stable: {metric_name} {stable_v:.2} over the last {:.0}s at target {target} per pod wants {want_stable}",
-                stable_window.as_secs_f64()
+            let want_stable = pods_for(avg.stable_v, target);
+            let reason = format!(
+                "stable: {metric_name} {:.2} over the last {:.0}s at target {target} per pod wants {want_stable}",
+                avg.stable_v,
+                b.stable_window.as_secs_f64()
             );
+            Want {
+                desired: want_stable,
+                reason,
+            }
         }
     }
+}
 
-    // At zero (or with no pod ready yet) the requests parked now are the
-    // demand: an activation with 30 parked requests wants 30 / target pods
-    // at once, not after the averages catch up.
-    if current == 0 || replicas.ready == 0 {
+/// At zero (or with no pod ready yet) the requests parked now are the
+/// demand: an activation with 30 parked requests wants 30 / target pods
+/// at once, not after the averages catch up.
+fn wanted_by_parked(h: &History, current: i32, ready: i32, target: f64, want: &mut Want) {
+    if current == 0 || ready == 0 {
         let parked = pods_for(h.in_flight, target);
-        if parked > desired {
-            desired = parked;
-            reason = format!(
-                "{reason}; {} requests waiting with no ready pod want {parked}",
-                h.in_flight
+        if parked > want.desired {
+            want.desired = parked;
+            want.reason = format!(
+                "{}; {} requests waiting with no ready pod want {parked}",
+                want.reason, h.in_flight
             );
         }
     }
+}
 
-    // Zero: only after a whole idle period, with nothing waiting.
+/// Rule 3: zero only when nothing holds a floor above it, after a whole idle
+/// period (`scaleToZeroAfterSeconds`) with nothing in flight or queued, and
+/// not in panic. A count that came to zero otherwise is kept at 1 while
+/// there is demand or pods.
+fn rule3_zero(
+    h: &History,
+    spec: &ScaleSpec,
+    b: &Bounds,
+    current: i32,
+    mode: Mode,
+    now: Instant,
+    want: &mut Want,
+) {
+    let covered = h.covered(now);
     let s2z = secs(spec.scale_to_zero_after_seconds);
-    let covered = h
-        .data_since
-        .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
     let idle_for = match h.last_demand {
         Some(t) => now.saturating_duration_since(t).min(covered),
         None => covered,
@@ -339,10 +495,10 @@ pub fn decide(
     let waiting = h.in_flight > 0.0 || h.queued > 0.0;
     // A request counted in the latest sample is never "idle for 0 s".
     let idle = idle_for >= s2z && (h.last_demand.is_none() || !idle_for.is_zero());
-    let zero_allowed = min == 0 && !waiting && idle && mode == Mode::Stable;
+    let zero_allowed = b.min == 0 && !waiting && idle && mode == Mode::Stable;
     if zero_allowed {
-        desired = 0;
-        reason = if current > 0 {
+        want.desired = 0;
+        want.reason = if current > 0 {
             format!(
                 "idle: no requests for {:.0}s (scaleToZeroAfterSeconds {}), none in flight or queued; scaling to zero",
                 idle_for.as_secs_f64(),
@@ -351,12 +507,13 @@ pub fn decide(
         } else {
             "idle: at zero; the next request wakes it".to_string()
         };
-    } else if desired == 0 && raised_by.is_none() {
+    } else if want.desired == 0 && !b.raised {
         let demand = waiting || (h.last_demand.is_some() && !idle);
         if current > 0 || demand {
-            desired = 1;
-            reason = if min > 0 {
-                format!("{reason}; kept at 1: minReplicas is {min}")
+            want.desired = 1;
+            let reason = &want.reason;
+            want.reason = if b.min > 0 {
+                format!("{reason}; kept at 1: minReplicas is {}", b.min)
             } else if waiting {
                 format!(
                     "{reason}; kept at 1: {} requests in flight, {} queued",
@@ -370,13 +527,22 @@ pub fn decide(
                 )
             };
         } else {
-            reason = "idle: at zero; the next request wakes it".to_string();
+            want.reason = "idle: at zero; the next request wakes it".to_string();
         }
     }
+}
 
-    // The scale-down delay: the highest count wanted over the delay.
-    let delay = secs(spec.scale_down_delay_seconds);
-    h.wanted.push_back((now, desired));
+/// Rule 4: `scaleDownDelaySeconds`: the highest count wanted over the delay
+/// wins over a lower one now.
+fn rule4_scale_down_delay(
+    h: &mut History,
+    delay_seconds: i32,
+    current: i32,
+    now: Instant,
+    want: &mut Want,
+) {
+    let delay = secs(delay_seconds);
+    h.wanted.push_back((now, want.desired));
     while h
         .wanted
         .front()
@@ -384,57 +550,69 @@ pub fn decide(
     {
         h.wanted.pop_front();
     }
-    if desired < current {
+    if want.desired < current {
         let held = h
             .wanted
             .iter()
             .map(|(_, d)| *d)
             .max()
-            .unwrap_or(desired)
+            .unwrap_or(want.desired)
             .min(current);
-        if held > desired {
-            reason = format!(
-                "{reason}; held at {held} by scaleDownDelaySeconds {}",
-                spec.scale_down_delay_seconds
+        if held > want.desired {
+            want.reason = format!(
+                "{}; held at {held} by scaleDownDelaySeconds {delay_seconds}",
+                want.reason
             );
-            desired = held;
+            want.desired = held;
         }
     }
+}
 
-    if desired < current {
-        if covered < stable_window {
-            reason = format!(
-                "{reason}; held at {current}: only {:.0}s of metrics since a restart or a gap, scale-down waits for a full {:.0}s stable window",
-                covered.as_secs_f64(),
-                stable_window.as_secs_f64()
+/// Rule 5: with less than a stable window of unbroken data, nothing scales
+/// down. True when it held the count.
+fn rule5_hold_without_a_stable_window(
+    current: i32,
+    covered: Duration,
+    stable_window: Duration,
+    want: &mut Want,
+) -> bool {
+    if want.desired >= current || covered >= stable_window {
+        return false;
+    }
+    want.reason = format!(
+        "{}; held at {current}: only {:.0}s of metrics since a restart or a gap, scale-down waits for a full {:.0}s stable window",
+        want.reason,
+        covered.as_secs_f64(),
+        stable_window.as_secs_f64()
+    );
+    want.desired = current;
+    true
+}
+
+/// Rule 6: a scale-down at most halves the count per decision.
+fn rule6_halve_at_most(current: i32, want: &mut Want) {
+    if want.desired < current && current > 1 {
+        let floor = (current + 1) / 2;
+        if want.desired < floor {
+            want.reason = format!(
+                "{}; scale-down limited to halving: {current} → {floor}",
+                want.reason
             );
-            desired = current;
-        } else if current > 1 {
-            let floor = (current + 1) / 2;
-            if desired < floor {
-                reason = format!("{reason}; scale-down limited to halving: {current} → {floor}");
-                desired = floor;
-            }
+            want.desired = floor;
         }
     }
+}
 
-    if desired > max {
-        reason = format!("{reason}; clamped to maxReplicas {max}");
-        desired = max;
+/// Rule 7: `[minReplicas, maxReplicas]` clamps the result, `minReplicas`
+/// raised by an open schedule window.
+fn rule7_clamp(b: &Bounds, want: &mut Want) {
+    if want.desired > b.max {
+        want.reason = format!("{}; clamped to maxReplicas {}", want.reason, b.max);
+        want.desired = b.max;
     }
-    if desired < min {
-        reason = format!("{reason}; raised to {min_why}");
-        desired = min;
-    }
-
-    Decision {
-        desired,
-        mode,
-        concurrency: stable_c,
-        rps: stable_r,
-        reason,
-        panic_entered,
-        schedule: floor.map(|f| f.window.clone()),
+    if want.desired < b.min {
+        want.reason = format!("{}; raised to {}", want.reason, b.min_why);
+        want.desired = b.min;
     }
 }
 
@@ -985,5 +1163,343 @@ mod tests {
         let d = s.run(4, 0.0, 0.0, 0.0);
         assert_eq!(d.desired, 4, "{}", d.reason);
         assert!(!d.reason.contains("floor"), "{}", d.reason);
+    }
+
+    // One test per rule function, each on its own, without the whole
+    // decision around it.
+
+    fn want(desired: i32) -> Want {
+        Want {
+            desired,
+            reason: "r".into(),
+        }
+    }
+
+    /// A history that saw `concurrency` for each of the `secs` seconds before `t0 + secs`.
+    fn steady(t0: Instant, secs: u64, concurrency: f64) -> History {
+        let mut h = History::new();
+        for i in 1..=secs {
+            h.record(
+                Sample {
+                    at: t0 + Duration::from_secs(i),
+                    dt: Duration::from_secs(1),
+                    rps: concurrency,
+                    concurrency,
+                    requests: concurrency,
+                },
+                0.0,
+                0.0,
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn bounds_clamp_odd_specs_and_take_a_higher_schedule_floor() {
+        let odd = ScaleSpec {
+            target: f64::NAN,
+            stable_window_seconds: 0,
+            panic_window_percent: 0,
+            min_replicas: 5,
+            max_replicas: 2,
+            ..ScaleSpec::default()
+        };
+        let b = Bounds::of(&odd, None);
+        assert_eq!(b.target, 1.0);
+        assert_eq!(b.stable_window, Duration::from_secs(1));
+        assert_eq!(b.panic_window, Duration::from_secs(1));
+        assert_eq!(
+            (b.min, b.max),
+            (5, 5),
+            "maxReplicas is at least minReplicas"
+        );
+        assert!(!b.raised);
+
+        let floor = Floor {
+            min_replicas: 3,
+            window: "schedules[0]".into(),
+        };
+        let b = Bounds::of(&spec(1.0), Some(&floor));
+        assert_eq!((b.min, b.raised), (3, true));
+        assert_eq!(b.min_why, "floor 3 from schedules[0]");
+        let low = Floor {
+            min_replicas: 0,
+            ..floor
+        };
+        let b = Bounds::of(
+            &ScaleSpec {
+                min_replicas: 1,
+                ..spec(1.0)
+            },
+            Some(&low),
+        );
+        assert_eq!(
+            (b.min, b.raised),
+            (1, false),
+            "a lower floor changes nothing"
+        );
+    }
+
+    #[test]
+    fn rule1_averages_the_chosen_metric_over_each_window() {
+        let t0 = Instant::now();
+        let mut h = steady(t0, 54, 1.0);
+        for i in 55..=60 {
+            h.record(
+                Sample {
+                    at: t0 + Duration::from_secs(i),
+                    dt: Duration::from_secs(1),
+                    rps: 20.0,
+                    concurrency: 11.0,
+                    requests: 20.0,
+                },
+                0.0,
+                0.0,
+            );
+        }
+        let b = Bounds::of(&spec(1.0), None);
+        let now = t0 + Duration::from_secs(60);
+        let avg = rule1_averages(&h, ScaleMetric::Concurrency, &b, now);
+        assert!((avg.stable_c - 2.0).abs() < 1e-9, "{avg:?}");
+        assert!(
+            (avg.panic_v - 11.0).abs() < 1e-9,
+            "the 6 s panic window: {avg:?}"
+        );
+        assert_eq!(avg.stable_v, avg.stable_c);
+        let avg = rule1_averages(&h, ScaleMetric::Rps, &b, now);
+        assert!((avg.panic_v - 20.0).abs() < 1e-9, "{avg:?}");
+        assert_eq!(avg.stable_v, avg.stable_r);
+    }
+
+    #[test]
+    fn rule2_panic_starts_at_the_threshold_and_ends_a_stable_window_later() {
+        let t0 = Instant::now();
+        let mut h = History::new();
+        let b = Bounds::of(&spec(1.0), None);
+        let at = |panic_v| Averages {
+            stable_c: 0.0,
+            stable_r: 0.0,
+            stable_v: 0.0,
+            panic_v,
+        };
+        // 2 ready pods × target 1 at 200 %: the trigger is 4.
+        let p = rule2_panic(&mut h, &at(3.9), 2, &b, 200, t0);
+        assert_eq!((p.mode, p.entered), (Mode::Stable, false));
+        let p = rule2_panic(&mut h, &at(4.0), 2, &b, 200, t0);
+        assert_eq!((p.mode, p.trigger, p.entered), (Mode::Panic, true, true));
+        let p = rule2_panic(&mut h, &at(5.0), 2, &b, 200, t0 + Duration::from_secs(1));
+        assert_eq!((p.mode, p.entered), (Mode::Panic, false), "entered once");
+        let later = t0 + Duration::from_secs(1) + b.stable_window;
+        let p = rule2_panic(&mut h, &at(0.0), 2, &b, 200, later - Duration::from_secs(1));
+        assert_eq!(
+            (p.mode, p.trigger),
+            (Mode::Panic, false),
+            "still within the window"
+        );
+        let p = rule2_panic(&mut h, &at(0.0), 2, &b, 200, later);
+        assert_eq!(p.mode, Mode::Stable);
+    }
+
+    #[test]
+    fn in_panic_the_count_never_goes_below_the_current_one_or_the_peak() {
+        let mut h = History::new();
+        let b = Bounds::of(&spec(1.0), None);
+        let panic = Panic {
+            mode: Mode::Panic,
+            trigger: true,
+            entered: true,
+        };
+        let avg = |panic_v| Averages {
+            stable_c: 0.0,
+            stable_r: 0.0,
+            stable_v: 0.0,
+            panic_v,
+        };
+        let w = wanted_by_mode(&mut h, &avg(7.5), &panic, 3, 3, &b, &spec(1.0));
+        assert_eq!(w.desired, 8, "{}", w.reason);
+        let w = wanted_by_mode(&mut h, &avg(1.0), &panic, 3, 3, &b, &spec(1.0));
+        assert_eq!(w.desired, 8, "the peak holds: {}", w.reason);
+        let stable = Panic {
+            mode: Mode::Stable,
+            ..panic
+        };
+        let w = wanted_by_mode(
+            &mut h,
+            &Averages {
+                stable_v: 2.5,
+                ..avg(9.0)
+            },
+            &stable,
+            3,
+            3,
+            &b,
+            &spec(1.0),
+        );
+        assert_eq!(w.desired, 3, "{}", w.reason);
+        assert!(
+            w.reason.starts_with("stable: concurrency 2.50"),
+            "{}",
+            w.reason
+        );
+    }
+
+    #[test]
+    fn parked_requests_are_the_demand_only_while_no_pod_serves() {
+        let mut h = History::new();
+        h.in_flight = 30.0;
+        let mut w = want(1);
+        wanted_by_parked(&h, 0, 0, 10.0, &mut w);
+        assert_eq!(w.desired, 3, "{}", w.reason);
+        let mut w = want(1);
+        wanted_by_parked(&h, 2, 2, 10.0, &mut w);
+        assert_eq!(w, want(1), "pods are serving: the averages decide");
+    }
+
+    #[test]
+    fn rule3_zero_waits_for_a_whole_idle_period_with_nothing_waiting() {
+        let t0 = Instant::now();
+        let h = steady(t0, 40, 0.0);
+        let spec = spec(1.0);
+        let b = Bounds::of(&spec, None);
+        let now = t0 + Duration::from_secs(40);
+        let mut w = want(0);
+        rule3_zero(&h, &spec, &b, 1, Mode::Stable, now, &mut w);
+        assert_eq!(w.desired, 0, "{}", w.reason);
+        assert!(w.reason.contains("scaling to zero"), "{}", w.reason);
+
+        let mut busy = h.clone();
+        busy.queued = 1.0;
+        let mut w = want(0);
+        rule3_zero(&busy, &spec, &b, 1, Mode::Stable, now, &mut w);
+        assert_eq!(w.desired, 1, "{}", w.reason);
+        assert!(
+            w.reason
+                .ends_with("kept at 1: 0 requests in flight, 1 queued"),
+            "{}",
+            w.reason
+        );
+
+        let mut w = want(0);
+        rule3_zero(&h, &spec, &b, 1, Mode::Panic, now, &mut w);
+        assert_eq!(w.desired, 1, "never to zero in panic: {}", w.reason);
+
+        let recent = steady(t0, 40, 1.0);
+        let mut w = want(0);
+        rule3_zero(&recent, &spec, &b, 1, Mode::Stable, now, &mut w);
+        assert_eq!(w.desired, 1, "{}", w.reason);
+        assert!(w.reason.contains("idle for 0s of the 30s"), "{}", w.reason);
+
+        let fresh = steady(t0, 10, 0.0);
+        let mut w = want(0);
+        rule3_zero(
+            &fresh,
+            &spec,
+            &b,
+            0,
+            Mode::Stable,
+            t0 + Duration::from_secs(10),
+            &mut w,
+        );
+        assert_eq!(
+            w.desired, 0,
+            "at zero with no demand stays there: {}",
+            w.reason
+        );
+        assert_eq!(w.reason, "idle: at zero; the next request wakes it");
+    }
+
+    #[test]
+    fn rule4_the_highest_count_over_the_delay_wins() {
+        let t0 = Instant::now();
+        let mut h = History::new();
+        let mut w = want(5);
+        rule4_scale_down_delay(&mut h, 10, 5, t0, &mut w);
+        assert_eq!(w.desired, 5);
+        let mut w = want(2);
+        rule4_scale_down_delay(&mut h, 10, 5, t0 + Duration::from_secs(10), &mut w);
+        assert_eq!(w.desired, 5, "{}", w.reason);
+        assert!(
+            w.reason.ends_with("held at 5 by scaleDownDelaySeconds 10"),
+            "{}",
+            w.reason
+        );
+        let mut w = want(2);
+        rule4_scale_down_delay(&mut h, 10, 5, t0 + Duration::from_secs(21), &mut w);
+        assert_eq!(w.desired, 2, "the 5 is older than the delay: {}", w.reason);
+    }
+
+    #[test]
+    fn rule5_holds_a_scale_down_until_a_stable_window_of_data() {
+        let window = Duration::from_secs(60);
+        let mut w = want(1);
+        assert!(rule5_hold_without_a_stable_window(
+            4,
+            Duration::from_secs(59),
+            window,
+            &mut w
+        ));
+        assert_eq!(w.desired, 4, "{}", w.reason);
+        let mut w = want(1);
+        assert!(!rule5_hold_without_a_stable_window(
+            4, window, window, &mut w
+        ));
+        assert_eq!(w, want(1));
+        let mut w = want(6);
+        assert!(!rule5_hold_without_a_stable_window(
+            4,
+            Duration::ZERO,
+            window,
+            &mut w
+        ));
+        assert_eq!(w, want(6), "a scale-up is never held");
+    }
+
+    #[test]
+    fn rule6_a_scale_down_at_most_halves() {
+        let mut w = want(1);
+        rule6_halve_at_most(9, &mut w);
+        assert_eq!(w.desired, 5, "{}", w.reason);
+        assert!(
+            w.reason.ends_with("limited to halving: 9 → 5"),
+            "{}",
+            w.reason
+        );
+        let mut w = want(0);
+        rule6_halve_at_most(1, &mut w);
+        assert_eq!(w, want(0), "1 → 0 is allowed");
+        let mut w = want(3);
+        rule6_halve_at_most(4, &mut w);
+        assert_eq!(w, want(3));
+    }
+
+    #[test]
+    fn rule7_clamps_to_the_bounds_and_says_which() {
+        let floor = Floor {
+            min_replicas: 2,
+            window: "schedules[0]".into(),
+        };
+        let b = Bounds::of(
+            &ScaleSpec {
+                max_replicas: 4,
+                ..spec(1.0)
+            },
+            Some(&floor),
+        );
+        let mut w = want(9);
+        rule7_clamp(&b, &mut w);
+        assert_eq!(w.desired, 4);
+        assert!(
+            w.reason.ends_with("clamped to maxReplicas 4"),
+            "{}",
+            w.reason
+        );
+        let mut w = want(0);
+        rule7_clamp(&b, &mut w);
+        assert_eq!(w.desired, 2);
+        assert!(
+            w.reason.ends_with("raised to floor 2 from schedules[0]"),
+            "{}",
+            w.reason
+        );
     }
 }

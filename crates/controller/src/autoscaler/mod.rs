@@ -33,14 +33,14 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
+use siesta_api::names::FunctionKey;
 use siesta_api::schedule::Window;
 use siesta_api::{AutoscalerStatus, Function};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::activation::FunctionKey;
 use crate::context::Context;
 use crate::error::api_call;
-use crate::events::{Note, reason};
+use crate::events::{Note, event_reason};
 use crate::resources;
 use crate::scale::{self, AUTOSCALER_MANAGER, Target};
 use siesta_api::duration;
@@ -110,21 +110,9 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Defaults as on the command line.
+    /// Defaults as on an empty command line.
     pub fn defaults() -> Self {
-        Self {
-            metrics_source: SourceKind::Scrape,
-            prometheus_url: None,
-            prometheus_timeout: Duration::from_secs(2),
-            prometheus_window: Duration::from_secs(60),
-            autoscale_interval: Duration::from_secs(2),
-            scrape_interval: Duration::from_secs(1),
-            activator_metrics_port: 9091,
-            activator_selector:
-                "app.kubernetes.io/name=siesta,app.kubernetes.io/component=activator".into(),
-            activator_url: Vec::new(),
-            default_cold_start: Duration::from_secs(30),
-        }
+        siesta_api::cli::defaults()
     }
 
     /// Refuses settings that cannot work, before anything starts.
@@ -245,17 +233,7 @@ const WRITE_CONCURRENCY: usize = 16;
 /// Runs the autoscaler until dropped. Call it on the leader only.
 pub async fn run(ctx: Arc<Context>, settings: Settings) {
     let mut activations = ctx.activations.subscribe();
-    let client = ctx.client.clone();
-    let (functions, deployments) = match &ctx.watch_namespace {
-        Some(ns) => (
-            Api::<Function>::namespaced(client.clone(), ns),
-            Api::<Deployment>::namespaced(client.clone(), ns),
-        ),
-        None => (
-            Api::<Function>::all(client.clone()),
-            Api::all(client.clone()),
-        ),
-    };
+    let (functions, deployments) = watched_apis(&ctx);
     let (fn_store, fn_task) = watch_store(functions, watcher::Config::default(), "Functions");
     let (dep_store, dep_task) = watch_store(
         deployments,
@@ -267,7 +245,7 @@ pub async fn run(ctx: Arc<Context>, settings: Settings) {
         AbortOnDropHandle::new(dep_task),
     );
 
-    let (mut source, pods_task) = build_source(&ctx, &settings);
+    let (source, pods_task) = build_source(&ctx, &settings);
     let _pods_task = pods_task.map(AbortOnDropHandle::new);
     let source_label = match settings.metrics_source {
         SourceKind::Scrape => "scrape",
@@ -281,18 +259,7 @@ pub async fn run(ctx: Arc<Context>, settings: Settings) {
     }
     tracing::info!(source = source_label, interval = ?settings.autoscale_interval, "autoscaler running");
 
-    let (poll_tx, mut polls) = mpsc::channel::<Poll>(4);
-    let _poller = AbortOnDropHandle::new(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(source.interval());
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let poll = source.poll().await;
-            if poll_tx.send(poll).await.is_err() {
-                return;
-            }
-        }
-    }));
+    let (_poller, mut polls) = spawn_poller(source);
 
     let mut states: HashMap<FunctionKey, FunctionState> = HashMap::new();
     let mut tick = tokio::time::interval(settings.autoscale_interval);
@@ -329,6 +296,37 @@ pub async fn run(ctx: Arc<Context>, settings: Settings) {
             }
         }
     }
+}
+
+/// The Functions and Deployments the autoscaler watches: of the watched
+/// namespace, or of all.
+fn watched_apis(ctx: &Context) -> (Api<Function>, Api<Deployment>) {
+    let client = ctx.client.clone();
+    match &ctx.watch_namespace {
+        Some(ns) => (
+            Api::<Function>::namespaced(client.clone(), ns),
+            Api::<Deployment>::namespaced(client, ns),
+        ),
+        None => (Api::<Function>::all(client.clone()), Api::all(client)),
+    }
+}
+
+/// Polls `source` at its own interval, apart from the decisions, so a slow
+/// scrape never delays one; the task ends when the handle is dropped.
+fn spawn_poller(mut source: MetricSource) -> (AbortOnDropHandle<()>, mpsc::Receiver<Poll>) {
+    let (poll_tx, polls) = mpsc::channel::<Poll>(4);
+    let poller = AbortOnDropHandle::new(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(source.interval());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let poll = source.poll().await;
+            if poll_tx.send(poll).await.is_err() {
+                return;
+            }
+        }
+    }));
+    (poller, polls)
 }
 
 fn build_source(
@@ -625,23 +623,7 @@ async fn execute(ctx: &Context, plan: Plan) -> bool {
         &d,
         std::time::SystemTime::now(),
     );
-    let labels = [key.namespace.as_str(), key.name.as_str()];
-    ctx.metrics
-        .desired_replicas
-        .with_label_values(&labels)
-        .set(i64::from(d.desired));
-    ctx.metrics
-        .observed_concurrency
-        .with_label_values(&labels)
-        .set(d.concurrency);
-    ctx.metrics
-        .observed_rps
-        .with_label_values(&labels)
-        .set(d.rps);
-    ctx.metrics
-        .panic_mode
-        .with_label_values(&labels)
-        .set(i64::from(d.mode == Mode::Panic));
+    set_decision_gauges(ctx, &key, &d);
 
     if d.desired != current {
         match scale::set_replicas_from(&ctx.client, &target, current, d.desired).await {
@@ -651,22 +633,7 @@ async fn execute(ctx: &Context, plan: Plan) -> bool {
                     .with_label_values(&["success"])
                     .inc();
                 tracing::info!(function = %key, from, to = d.desired, mode = d.mode.as_str(), reason = %d.reason, "scaled");
-                let note = if d.desired == 0 {
-                    Note::normal(
-                        reason::SCALED_TO_ZERO,
-                        format!("scaled from {from} to zero: {}", d.reason),
-                    )
-                } else if from == 0 {
-                    Note::normal(
-                        reason::WOKE_UP,
-                        format!("scaled from 0 to {}: {}", d.desired, d.reason),
-                    )
-                } else {
-                    Note::normal(
-                        reason::SCALED,
-                        format!("scaled from {from} to {} replicas: {}", d.desired, d.reason),
-                    )
-                };
+                let note = scale_note(from, &d);
                 ctx.events.publish(&function, note).await;
             }
             Ok(None) => {
@@ -686,7 +653,7 @@ async fn execute(ctx: &Context, plan: Plan) -> bool {
         ctx.events
             .publish(
                 &function,
-                Note::normal(reason::PANIC_ENTERED, d.reason.clone()),
+                Note::normal(event_reason::PANIC_ENTERED, d.reason.clone()),
             )
             .await;
     }
@@ -699,6 +666,47 @@ async fn execute(ctx: &Context, plan: Plan) -> bool {
             tracing::warn!(function = %key, error = %e, "could not write the autoscaler status; retrying at the next decision");
             false
         }
+    }
+}
+
+/// The per-function gauges of one decision.
+fn set_decision_gauges(ctx: &Context, key: &FunctionKey, d: &Decision) {
+    let labels = [key.namespace.as_str(), key.name.as_str()];
+    ctx.metrics
+        .desired_replicas
+        .with_label_values(&labels)
+        .set(i64::from(d.desired));
+    ctx.metrics
+        .observed_concurrency
+        .with_label_values(&labels)
+        .set(d.concurrency);
+    ctx.metrics
+        .observed_rps
+        .with_label_values(&labels)
+        .set(d.rps);
+    ctx.metrics
+        .panic_mode
+        .with_label_values(&labels)
+        .set(i64::from(d.mode == Mode::Panic));
+}
+
+/// The event of a scale write from `from` replicas.
+fn scale_note(from: i32, d: &Decision) -> Note {
+    if d.desired == 0 {
+        Note::normal(
+            event_reason::SCALED_TO_ZERO,
+            format!("scaled from {from} to zero: {}", d.reason),
+        )
+    } else if from == 0 {
+        Note::normal(
+            event_reason::WOKE_UP,
+            format!("scaled from 0 to {}: {}", d.desired, d.reason),
+        )
+    } else {
+        Note::normal(
+            event_reason::SCALED,
+            format!("scaled from {from} to {} replicas: {}", d.desired, d.reason),
+        )
     }
 }
 
