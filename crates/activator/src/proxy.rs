@@ -22,6 +22,7 @@ use crate::index::{Admission, FunctionConfig, FunctionEntry, Index, LookupCache,
 use crate::metrics::Reject;
 use crate::park_budget;
 use crate::request_body::{ClientFault, RequestBody, UpBody};
+use crate::request_size::head_bytes;
 use crate::stranded::{self, WatchedConnector};
 use crate::target::{self, Target};
 use crate::trust::TrustedProxies;
@@ -545,18 +546,6 @@ struct Outgoing {
     idempotent: bool,
 }
 
-/// The size of a request's head as HTTP/1 sends it: request line, then each
-/// header as `name: value` and CRLF.
-pub(crate) fn head_bytes<B>(req: &Request<B>) -> usize {
-    let uri = req.uri();
-    let target = uri.path_and_query().map_or(1, |p| p.as_str().len())
-        + uri.authority().map_or(0, |a| a.as_str().len());
-    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
-    req.headers().iter().fold(line, |n, (name, value)| {
-        n + name.as_str().len() + value.len() + 4
-    })
-}
-
 /// 503 for a function the controller refused to wake (its Deployment is
 /// not Siesta's, or its spec is invalid): nothing the client can fix, and
 /// nothing waiting would fix, so it is answered at once with the
@@ -951,17 +940,6 @@ mod tests {
             body,
             "function b/a: timeoutSeconds passed while waiting for a pod\n"
         );
-    }
-
-    #[test]
-    fn head_size_counts_the_request_line_and_each_header_line() {
-        let req = Request::get("/a?b=1")
-            .header("host", "f.ns.siesta.local")
-            .header("x-a", "1")
-            .body(())
-            .unwrap();
-        let wire = "GET /a?b=1 HTTP/1.1\r\nhost: f.ns.siesta.local\r\nx-a: 1\r\n";
-        assert_eq!(head_bytes(&req), wire.len());
     }
 
     #[test]
