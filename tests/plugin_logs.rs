@@ -15,11 +15,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::{BodyExt, StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-siesta");
 
@@ -112,27 +108,9 @@ async fn answer(req: Request<hyper::body::Incoming>, seen: Seen) -> Response<Bod
 /// Starts the fake apiserver; returns a kubeconfig path for it and the log
 /// of requests.
 async fn fake_apiserver(dir: &std::path::Path) -> (std::path::PathBuf, Seen) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let seen: Seen = Arc::default();
     let s = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let s = s.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let s = s.clone();
-                    async move { Ok::<_, Infallible>(answer(req, s).await) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    let addr = siesta_testkit::backend::serve(move |req| answer(req, s.clone())).await;
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(
         &kubeconfig,

@@ -22,6 +22,7 @@ use kube::runtime::watcher;
 use serde_json::json;
 use siesta_api::usage::Ledger;
 use siesta_api::{FUNCTION_LABEL, Function};
+use siesta_testkit::metrics_text::metric_sum;
 use siesta_testkit::stack::{Stack, controller_config, scrape_activator};
 use siesta_testkit::{
     TestNamespace, client, ensure_function_crd, http_get, wait_for, wait_for_state,
@@ -108,12 +109,11 @@ async fn counter(admin: std::net::SocketAddr, ns: &str) -> f64 {
         .await
         .expect("read the controller's /metrics");
     let needle = format!("function=\"hello\",namespace=\"{ns}\"}}");
-    text.lines()
-        .find(|l| {
-            l.starts_with("siesta_controller_function_pod_seconds_total{") && l.contains(&needle)
-        })
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
+    metric_sum(
+        &text,
+        "siesta_controller_function_pod_seconds_total",
+        &needle,
+    )
 }
 
 /// The record's pods, all closed, once it holds `n` of them: (pod → (start,

@@ -93,9 +93,29 @@ impl Explanation {
         }
     }
 
-    /// The explanation in sentences.
+    /// The explanation in sentences: one paragraph each for the replicas,
+    /// the autoscaler's inputs, its decisions, readiness, cold starts and
+    /// savings.
     pub fn text(&self) -> String {
         let mut o = String::new();
+        self.replicas(&mut o);
+        self.inputs(&mut o);
+        o.push('\n');
+        self.history(&mut o);
+        o.push('\n');
+        o.push_str(&readiness(&self.conditions));
+        o.push('\n');
+        self.cold_starts(&mut o);
+        o.push('\n');
+        o.push_str(&super::saved::text(
+            self.saved.as_ref(),
+            Duration::from_secs_f64(self.since_seconds),
+        ));
+        o
+    }
+
+    /// How many replicas it has and why, and the schedule window in force.
+    fn replicas(&self, o: &mut String) {
         let plural = |n: i32| if n == 1 { "replica" } else { "replicas" };
         let _ = write!(
             o,
@@ -116,6 +136,10 @@ impl Explanation {
         if let Some(window) = &self.active_schedule {
             let _ = writeln!(o, "A scale.schedules window sets the floor now: {window}.");
         }
+    }
+
+    /// What the last decision saw, or the settings when there is none.
+    fn inputs(&self, o: &mut String) {
         let s = &self.scale;
         let metric = match s.metric {
             ScaleMetric::Concurrency => "concurrency",
@@ -165,7 +189,10 @@ impl Explanation {
                 );
             }
         }
-        o.push('\n');
+    }
+
+    /// The last decisions, or why there are none.
+    fn history(&self, o: &mut String) {
         if let Some(why) = &self.decisions_unavailable {
             let _ = writeln!(o, "No decision history: {why}.");
         } else {
@@ -179,9 +206,10 @@ impl Explanation {
                 let _ = writeln!(o, "  {}", decision_line(d));
             }
         }
-        o.push('\n');
-        o.push_str(&readiness(&self.conditions));
-        o.push('\n');
+    }
+
+    /// The last cold start and how many there were in the last hour.
+    fn cold_starts(&self, o: &mut String) {
         match &self.last_cold_start {
             Some(c) => o.push_str(&cold_start_text(c)),
             None => o.push_str("No cold start recorded yet.\n"),
@@ -191,12 +219,6 @@ impl Explanation {
             "Cold starts in the last hour: {}.",
             self.cold_starts_last_hour
         );
-        o.push('\n');
-        o.push_str(&super::saved::text(
-            self.saved.as_ref(),
-            Duration::from_secs_f64(self.since_seconds),
-        ));
-        o
     }
 }
 

@@ -17,6 +17,7 @@ pub mod park_budget;
 pub mod probe;
 pub mod proxy;
 pub mod request_body;
+pub mod request_size;
 pub mod route;
 pub mod server;
 mod startup;

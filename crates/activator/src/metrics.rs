@@ -6,6 +6,7 @@
 
 use std::sync::OnceLock;
 
+use prometheus::core::Collector;
 use prometheus::{
     Counter, CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -116,86 +117,17 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let fl = &["namespace", "function"];
-        let requests = IntCounterVec::new(
-            Opts::new(
-                names::REQUESTS,
-                "Requests for a known function, by the status code sent to the client.",
-            ),
-            &["namespace", "function", "code"],
-        )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                names::REQUEST_DURATION,
-                "Time from a request's arrival to the last byte of its response, queueing included.",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                30.0, 60.0, 300.0,
-            ]),
-            fl,
-        )?;
-        let in_flight = IntGaugeVec::new(
-            Opts::new(
-                names::IN_FLIGHT,
-                "Requests this activator holds for the function, parked or proxied.",
-            ),
-            fl,
-        )?;
-        let concurrency_seconds = CounterVec::new(
-            Opts::new(
-                names::CONCURRENCY_SECONDS,
-                "Integral of in-flight requests over time; its rate() is the average concurrency.",
-            ),
-            fl,
-        )?;
-        let queued = IntGaugeVec::new(
-            Opts::new(
-                names::QUEUED,
-                "Requests parked waiting for a ready pod or a free concurrency slot.",
-            ),
-            fl,
-        )?;
-        let cold_start = HistogramVec::new(
-            HistogramOpts::new(
-                names::COLD_START_DURATION,
-                "Time from the first request parked at zero to the first ready, probed pod.",
-            )
-            .buckets(vec![
-                0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0,
-            ]),
-            fl,
-        )?;
-        let rejected = IntCounterVec::new(
-            Opts::new(
-                names::REJECTED,
-                "Requests the activator answered itself, by reason.",
-            ),
-            &["namespace", "function", "reason"],
-        )?;
-        let replays = IntCounterVec::new(
-            Opts::new(
-                names::UPSTREAM_REPLAYS,
-                "Requests sent to a pod again, by why the previous send failed (connect_failed, not_processed, connection_closed).",
-            ),
-            &["namespace", "function", "reason"],
-        )?;
-        registry.register(Box::new(replays.clone()))?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(in_flight.clone()))?;
-        registry.register(Box::new(concurrency_seconds.clone()))?;
-        registry.register(Box::new(queued.clone()))?;
-        registry.register(Box::new(cold_start.clone()))?;
-        registry.register(Box::new(rejected.clone()))?;
+        let r = &registry;
+        let rejected = rejected(r)?;
         Ok(Self {
-            registry,
-            requests,
-            duration,
-            in_flight,
-            concurrency_seconds,
-            queued,
-            cold_start,
+            requests: requests(r)?,
+            duration: request_duration(r)?,
+            in_flight: in_flight(r)?,
+            concurrency_seconds: concurrency_seconds(r)?,
+            queued: queued(r)?,
+            cold_start: cold_start(r)?,
+            // The two series of requests that name no function exist from
+            // the start, at 0.
             unknown_function: rejected.with_label_values(&[
                 "",
                 "",
@@ -203,7 +135,8 @@ impl Metrics {
             ]),
             bad_request: rejected.with_label_values(&["", "", Reject::BadRequest.label()]),
             rejected,
-            replays,
+            replays: replays(r)?,
+            registry,
         })
     }
 
@@ -272,6 +205,106 @@ impl Metrics {
         }
         buf
     }
+}
+
+/// The labels of every per-function series.
+const FUNCTION_LABELS: &[&str] = &["namespace", "function"];
+
+/// Registers `metric` and hands it back.
+fn registered<M: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> Result<M, prometheus::Error> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+/// Requests for a known function, by the status code sent.
+fn requests(r: &Registry) -> Result<IntCounterVec, prometheus::Error> {
+    let opts = Opts::new(
+        names::REQUESTS,
+        "Requests for a known function, by the status code sent to the client.",
+    );
+    registered(
+        r,
+        IntCounterVec::new(opts, &["namespace", "function", "code"])?,
+    )
+}
+
+/// How long requests took, queueing included.
+fn request_duration(r: &Registry) -> Result<HistogramVec, prometheus::Error> {
+    let opts = HistogramOpts::new(
+        names::REQUEST_DURATION,
+        "Time from a request's arrival to the last byte of its response, queueing included.",
+    )
+    .buckets(vec![
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        300.0,
+    ]);
+    registered(r, HistogramVec::new(opts, FUNCTION_LABELS)?)
+}
+
+/// Requests held now, parked or proxied: what the autoscaler scales on.
+fn in_flight(r: &Registry) -> Result<IntGaugeVec, prometheus::Error> {
+    let opts = Opts::new(
+        names::IN_FLIGHT,
+        "Requests this activator holds for the function, parked or proxied.",
+    );
+    registered(r, IntGaugeVec::new(opts, FUNCTION_LABELS)?)
+}
+
+/// In-flight requests integrated over time.
+fn concurrency_seconds(r: &Registry) -> Result<CounterVec, prometheus::Error> {
+    let opts = Opts::new(
+        names::CONCURRENCY_SECONDS,
+        "Integral of in-flight requests over time; its rate() is the average concurrency.",
+    );
+    registered(r, CounterVec::new(opts, FUNCTION_LABELS)?)
+}
+
+/// Requests parked now.
+fn queued(r: &Registry) -> Result<IntGaugeVec, prometheus::Error> {
+    let opts = Opts::new(
+        names::QUEUED,
+        "Requests parked waiting for a ready pod or a free concurrency slot.",
+    );
+    registered(r, IntGaugeVec::new(opts, FUNCTION_LABELS)?)
+}
+
+/// How long wakes from zero took, as the activator saw them.
+fn cold_start(r: &Registry) -> Result<HistogramVec, prometheus::Error> {
+    let opts = HistogramOpts::new(
+        names::COLD_START_DURATION,
+        "Time from the first request parked at zero to the first ready, probed pod.",
+    )
+    .buckets(vec![
+        0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0,
+    ]);
+    registered(r, HistogramVec::new(opts, FUNCTION_LABELS)?)
+}
+
+/// Requests the activator answered itself, by [`Reject`].
+fn rejected(r: &Registry) -> Result<IntCounterVec, prometheus::Error> {
+    let opts = Opts::new(
+        names::REJECTED,
+        "Requests the activator answered itself, by reason.",
+    );
+    registered(
+        r,
+        IntCounterVec::new(opts, &["namespace", "function", "reason"])?,
+    )
+}
+
+/// Requests sent to a pod again, by the failure before.
+fn replays(r: &Registry) -> Result<IntCounterVec, prometheus::Error> {
+    let opts = Opts::new(
+        names::UPSTREAM_REPLAYS,
+        "Requests sent to a pod again, by why the previous send failed (connect_failed, not_processed, connection_closed).",
+    );
+    registered(
+        r,
+        IntCounterVec::new(opts, &["namespace", "function", "reason"])?,
+    )
 }
 
 /// Status codes whose counters are cached per function; others take the slow path.

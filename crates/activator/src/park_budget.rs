@@ -67,9 +67,9 @@ pub const RESERVE_DIVISOR: u64 = 10;
 pub const H1_BODY_PINNED: u64 = 8 * 1024;
 
 /// What it may hold of an unread HTTP/2 body: the stream's flow-control
-/// window (see `server.rs`), and a third more for the frames' buffers
+/// window (see `request_size.rs`), and a third more for the frames' buffers
 /// (measured: 1.27 to 1.34 times the window, from 64 KiB to 1 MiB).
-pub const H2_BODY_PINNED: u64 = crate::server::H2_STREAM_WINDOW as u64 * 4 / 3;
+pub const H2_BODY_PINNED: u64 = crate::request_size::H2_STREAM_WINDOW as u64 * 4 / 3;
 
 /// The two limits. Both are checked; the first one a request would break is
 /// reported.
@@ -241,7 +241,7 @@ pub fn decide(
 /// connection, its task, hyper's state), which the request count bounds: its
 /// head, and what the server may already hold of a body nobody reads yet.
 pub fn cost<B: Body>(req: &http::Request<B>) -> u64 {
-    let head = crate::proxy::head_bytes(req) as u64;
+    let head = crate::request_size::head_bytes(req) as u64;
     let body = req.body();
     if body.is_end_stream() {
         return head;
@@ -683,7 +683,7 @@ mod tests {
             .header("host", "f.ns")
             .body(http_body_util::Empty::<bytes::Bytes>::new())
             .unwrap();
-        let head = crate::proxy::head_bytes(&get) as u64;
+        let head = crate::request_size::head_bytes(&get) as u64;
         assert_eq!(cost(&get), head, "no body: the head only");
 
         let small = http::Request::post("/a")
@@ -691,7 +691,10 @@ mod tests {
                 b"0123456789",
             )))
             .unwrap();
-        assert_eq!(cost(&small), crate::proxy::head_bytes(&small) as u64 + 10);
+        assert_eq!(
+            cost(&small),
+            crate::request_size::head_bytes(&small) as u64 + 10
+        );
 
         // A body of unknown length: what the server may buffer unread.
         let stream = |version| {
@@ -705,12 +708,12 @@ mod tests {
         let h1 = stream(http::Version::HTTP_11);
         assert_eq!(
             cost(&h1),
-            crate::proxy::head_bytes(&h1) as u64 + H1_BODY_PINNED
+            crate::request_size::head_bytes(&h1) as u64 + H1_BODY_PINNED
         );
         let h2 = stream(http::Version::HTTP_2);
         assert_eq!(
             cost(&h2),
-            crate::proxy::head_bytes(&h2) as u64 + H2_BODY_PINNED
+            crate::request_size::head_bytes(&h2) as u64 + H2_BODY_PINNED
         );
     }
 

@@ -22,6 +22,7 @@ use crate::index::{Admission, FunctionConfig, FunctionEntry, Index, LookupCache,
 use crate::metrics::Reject;
 use crate::park_budget;
 use crate::request_body::{ClientFault, RequestBody, UpBody};
+use crate::request_size::head_bytes;
 use crate::stranded::{self, WatchedConnector};
 use crate::target::{self, Target};
 use crate::trust::TrustedProxies;
@@ -331,17 +332,7 @@ impl Proxy {
             let watch = stranded::Watch::on(&mut up);
             let sent = stranded::unless_stranded(client.request(up), watch);
             let e = match timeout_at(deadline, sent).await {
-                Err(_) => {
-                    ticket.entry.metrics.reject(Reject::RequestTimeout);
-                    ticket.code = 504;
-                    return Err(local(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        format!(
-                            "function {}: no response within timeoutSeconds\n",
-                            ticket.entry.key
-                        ),
-                    ));
-                }
+                Err(_) => return Err(request_timeout(ticket)),
                 Ok(Some(Ok(resp))) => break resp,
                 Ok(Some(Err(e))) => Some(e),
                 // Never written: its connection's socket is gone.
@@ -365,26 +356,8 @@ impl Proxy {
                 idempotent,
                 body_replayable: body.as_ref().is_none_or(RequestBody::replayable),
             };
-            fresh = false;
-            let again = match upstream::next(failure, replay) {
-                Next::SamePod => true,
-                Next::NewConnection => {
-                    fresh = true;
-                    true
-                }
-                Next::OtherPod => match ticket.entry.repick(addr) {
-                    Some(next) => {
-                        ticket.addr = Some(next);
-                        true
-                    }
-                    None => {
-                        ticket.addr = None;
-                        false
-                    }
-                },
-                Next::Fail => false,
-            };
-            if again {
+            if let Some(new_connection) = next_attempt(ticket, addr, failure, replay) {
+                fresh = new_connection;
                 tracing::debug!(function = %ticket.entry.key, %addr, next = ?ticket.addr, ?failure, error = %e, "sending the request again");
                 ticket.entry.metrics.replay(failure);
                 attempt += 1;
@@ -545,16 +518,40 @@ struct Outgoing {
     idempotent: bool,
 }
 
-/// The size of a request's head as HTTP/1 sends it: request line, then each
-/// header as `name: value` and CRLF.
-pub(crate) fn head_bytes<B>(req: &Request<B>) -> usize {
-    let uri = req.uri();
-    let target = uri.path_and_query().map_or(1, |p| p.as_str().len())
-        + uri.authority().map_or(0, |a| a.as_str().len());
-    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
-    req.headers().iter().fold(line, |n, (name, value)| {
-        n + name.as_str().len() + value.len() + 4
-    })
+/// 504 for a request whose pod sent no response within `timeoutSeconds`.
+fn request_timeout(ticket: &mut Ticket) -> Response<ProxyBody> {
+    ticket.entry.metrics.reject(Reject::RequestTimeout);
+    ticket.code = 504;
+    local(
+        StatusCode::GATEWAY_TIMEOUT,
+        format!(
+            "function {}: no response within timeoutSeconds\n",
+            ticket.entry.key
+        ),
+    )
+}
+
+/// Whether a request that failed on `addr` is sent again, as
+/// [`upstream::next`] decides: `Some(new_connection)` to send it to
+/// `ticket.addr` (another pod when the decision was to move, and on a new
+/// connection when `new_connection`), `None` to give up. Moving to another
+/// pod gives this one's slot back; with no other pod, `ticket.addr` is left
+/// empty.
+fn next_attempt(
+    ticket: &mut Ticket,
+    addr: SocketAddr,
+    failure: upstream::Failure,
+    replay: upstream::Replay,
+) -> Option<bool> {
+    match upstream::next(failure, replay) {
+        Next::SamePod => Some(false),
+        Next::NewConnection => Some(true),
+        Next::OtherPod => {
+            ticket.addr = ticket.entry.repick(addr);
+            ticket.addr.map(|_| false)
+        }
+        Next::Fail => None,
+    }
 }
 
 /// 503 for a function the controller refused to wake (its Deployment is
@@ -951,17 +948,6 @@ mod tests {
             body,
             "function b/a: timeoutSeconds passed while waiting for a pod\n"
         );
-    }
-
-    #[test]
-    fn head_size_counts_the_request_line_and_each_header_line() {
-        let req = Request::get("/a?b=1")
-            .header("host", "f.ns.siesta.local")
-            .header("x-a", "1")
-            .body(())
-            .unwrap();
-        let wire = "GET /a?b=1 HTTP/1.1\r\nhost: f.ns.siesta.local\r\nx-a: 1\r\n";
-        assert_eq!(head_bytes(&req), wire.len());
     }
 
     #[test]

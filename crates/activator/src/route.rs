@@ -98,16 +98,6 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-/// The router's invariants on arbitrary input, for the fuzzer
-/// (`tests/fuzz/fuzz_targets/route.rs`) and the corpus replay test: host, request
-/// target and domain separated by 0xFF bytes. Checks the router alone and
-/// the whole decision of [`crate::target::resolve`] (see
-/// [`crate::invariants`]). Panics when an invariant breaks.
-#[doc(hidden)]
-pub fn check_invariants(data: &[u8]) {
-    crate::invariants::check(data);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

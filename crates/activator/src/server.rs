@@ -29,17 +29,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::index::LookupCache;
 use crate::proxy::Proxy;
-
-/// The HTTP/2 flow-control window of each client stream: how much of a
-/// request body a client may send before the activator reads it. A parked
-/// request's body is not read until it has a pod, so this is what each one
-/// may pin. hyper's default, 1 MiB, let a parked h2 upload pin 1.3 MiB
-/// (measured: 200 parked 4 MiB uploads, one connection each); at 128 KiB
-/// it is 163 KiB, and a single h2c upload through the activator is as fast
-/// as at 1 MiB (median 199 vs 199 MiB/s on loopback; 64 KiB was 22 %
-/// slower). The connection window stays at hyper's 1 MiB, so one
-/// connection's streams together pin at most that.
-pub const H2_STREAM_WINDOW: u32 = 128 * 1024;
+use crate::request_size::H2_STREAM_WINDOW;
 
 /// Limits applied to client connections.
 #[derive(Clone, Copy, Debug)]

@@ -11,6 +11,7 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use siesta_api::Function;
+use siesta_testkit::metrics_text::metric_sum;
 use siesta_testkit::stack::Stack;
 use siesta_testkit::{
     TestNamespace, client, ensure_function_crd, http_get, wait_for, wait_for_state,
@@ -46,13 +47,6 @@ async fn at_zero(client: &Client, ns: &str, name: &str) {
         },
     )
     .await;
-}
-
-fn metric(text: &str, name: &str, labels: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test]
@@ -107,7 +101,7 @@ async fn a_function_at_zero_wakes_on_the_first_request_and_answers() {
         .expect("metrics");
     let labels = format!("function=\"hello\",namespace=\"{}\"", ns.name);
     assert_eq!(
-        metric(
+        metric_sum(
             &metrics,
             "siesta_activator_cold_start_duration_seconds_count",
             &labels
@@ -115,7 +109,7 @@ async fn a_function_at_zero_wakes_on_the_first_request_and_answers() {
         1.0
     );
     assert_eq!(
-        metric(&metrics, "siesta_activator_requests_total", &labels),
+        metric_sum(&metrics, "siesta_activator_requests_total", &labels),
         2.0
     );
 
@@ -153,7 +147,7 @@ async fn a_function_at_zero_wakes_on_the_first_request_and_answers() {
             phase.name()
         );
         assert_eq!(
-            metric(
+            metric_sum(
                 &cmetrics,
                 "siesta_controller_cold_start_phase_seconds_count",
                 &l
@@ -212,11 +206,11 @@ async fn a_burst_parked_at_zero_is_answered_in_full() {
         .expect("metrics");
     let labels = format!("function=\"burst\",namespace=\"{}\"", ns.name);
     assert_eq!(
-        metric(&metrics, "siesta_activator_requests_total", &labels),
+        metric_sum(&metrics, "siesta_activator_requests_total", &labels),
         50.0
     );
     assert_eq!(
-        metric(&metrics, "siesta_activator_queued_requests", &labels),
+        metric_sum(&metrics, "siesta_activator_queued_requests", &labels),
         0.0
     );
     stack.stop().await;
@@ -444,7 +438,7 @@ async fn a_deployment_siesta_does_not_own_is_never_woken_or_scaled() {
             ns.name
         );
         assert!(
-            metric(
+            metric_sum(
                 &metrics,
                 "siesta_activator_rejected_requests_total",
                 &labels

@@ -20,7 +20,7 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
 #[test]
 fn router_corpus_keeps_its_invariants() {
     for input in corpus("route") {
-        siesta_activator::route::check_invariants(&input);
+        siesta_activator::invariants::check(&input);
     }
 }
 

@@ -5,57 +5,45 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
 use siesta_activator::index::FunctionConfig;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 const HOST: &str = "f.ns.siesta.local";
 
 /// A pod that counts the `x-h*` request headers it got (it accepts up to
 /// 5,000) and answers `/respond/N` with exactly N header fields.
 async fn pod() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let svc = service_fn(|req: Request<Incoming>| async move {
-                    let n = req
-                        .headers()
-                        .keys()
-                        .filter(|k| k.as_str().starts_with("x-h"))
-                        .count();
-                    let mut resp = Response::new(full(n.to_string()));
-                    if let Some(want) = req.uri().path().strip_prefix("/respond/") {
-                        let want: usize = want.parse().unwrap_or(0);
-                        // hyper adds content-length and date.
-                        for i in 2..want {
-                            resp.headers_mut().insert(
-                                format!("x-r{i}").parse::<http::HeaderName>().unwrap(),
-                                "v".parse().unwrap(),
-                            );
-                        }
-                    }
-                    Ok::<_, Infallible>(resp)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .max_headers(5000)
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    builder.http1().max_headers(5000);
+    siesta_testkit::backend::serve_with(builder, |req: Request<Incoming>| async move {
+        let n = req
+            .headers()
+            .keys()
+            .filter(|k| k.as_str().starts_with("x-h"))
+            .count();
+        let mut resp = Response::new(full(n.to_string()));
+        if let Some(want) = req.uri().path().strip_prefix("/respond/") {
+            let want: usize = want.parse().unwrap_or(0);
+            // hyper adds content-length and date.
+            for i in 2..want {
+                resp.headers_mut().insert(
+                    format!("x-r{i}").parse::<http::HeaderName>().unwrap(),
+                    "v".parse().unwrap(),
+                );
+            }
         }
-    });
-    addr
+        resp
+    })
+    .await
 }
 
 /// A client that takes responses with up to 5,000 header fields.

@@ -61,6 +61,7 @@ pub async fn record(ctx: &Context, key: &FunctionKey, report: ColdStartReport) -
     );
     for (phase, d) in cold_start::Phase::ALL.iter().zip(durations.iter()) {
         ctx.metrics
+            .wakes
             .cold_start_phase
             .with_label_values(&[key.namespace.as_str(), key.name.as_str(), phase.name()])
             .observe(d.as_secs_f64());

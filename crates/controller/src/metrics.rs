@@ -14,12 +14,34 @@ use crate::Error;
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    reconcile: ReconcileMetrics,
+    /// Wake-ups asked by activators and the cold starts they report.
+    pub wakes: WakeMetrics,
+    /// Per-function autoscaler outputs and inputs, and its rounds.
+    pub autoscaler: AutoscalerMetrics,
+    usage: UsageMetrics,
+}
+
+/// Reconciles and leadership.
+#[derive(Clone)]
+struct ReconcileMetrics {
     reconciles: IntCounterVec,
     reconcile_duration: Histogram,
     reconcile_errors: IntCounterVec,
     leader: IntGauge,
+}
+
+/// Wake-up requests from activators, and what each cold start took.
+#[derive(Clone)]
+pub struct WakeMetrics {
     activations: IntCounterVec,
-    /// Per-function autoscaler outputs and inputs (namespace, function).
+    /// Each phase of each recorded cold start (namespace, function, phase).
+    pub cold_start_phase: HistogramVec,
+}
+
+/// The autoscaler's outputs and inputs (namespace, function) and its rounds.
+#[derive(Clone)]
+pub struct AutoscalerMetrics {
     pub desired_replicas: IntGaugeVec,
     pub observed_concurrency: GaugeVec,
     pub observed_rps: GaugeVec,
@@ -30,15 +52,18 @@ pub struct Metrics {
     pub source_errors: IntCounterVec,
     /// Scale writes by the autoscaler, by result.
     pub scale_writes: IntCounterVec,
-    /// Each phase of each recorded cold start (namespace, function, phase).
-    pub cold_start_phase: HistogramVec,
-    /// What the function's pods ran (namespace, function): pod-seconds and
-    /// requested resource-seconds, growing only while a pod runs.
+}
+
+/// What the function's pods ran and the baselines' inputs (namespace,
+/// function), and the writes of `status.usage`.
+#[derive(Clone)]
+struct UsageMetrics {
+    /// Pod-seconds and requested resource-seconds, growing only while a
+    /// pod runs.
     pod_seconds: CounterVec,
     cpu_core_seconds: CounterVec,
     memory_byte_seconds: CounterVec,
-    /// The baselines' inputs (namespace, function): today's maxReplicas and
-    /// what one pod requests by the spec.
+    /// Today's maxReplicas and what one pod requests by the spec.
     max_replicas: IntGaugeVec,
     pod_cpu_request: GaugeVec,
     pod_memory_request: GaugeVec,
@@ -46,11 +71,11 @@ pub struct Metrics {
     usage_writes: IntCounterVec,
 }
 
-impl Metrics {
-    pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
-        let r = &registry;
-        let fl = &["namespace", "function"];
+/// The labels of every per-function series.
+const FUNCTION_LABELS: &[&str] = &["namespace", "function"];
+
+impl ReconcileMetrics {
+    fn new(r: &Registry) -> Result<Self, prometheus::Error> {
         let m = Self {
             reconciles: counters(
                 r,
@@ -83,21 +108,63 @@ impl Metrics {
                     "1 while this replica holds the leader Lease and reconciles, else 0.",
                 )?,
             )?,
+        };
+        // The series a dashboard expects to see at zero.
+        for result in ["success", "error"] {
+            m.reconciles.with_label_values(&[result]);
+        }
+        Ok(m)
+    }
+}
+
+impl WakeMetrics {
+    fn new(r: &Registry) -> Result<Self, prometheus::Error> {
+        let m = Self {
             activations: counters(
                 r,
                 "siesta_controller_activations_total",
                 "Wake-up requests from activators, by result (woke, awake, not_found, invalid, conflict, not_ready, error).",
                 &["result"],
             )?,
-            desired_replicas: registered(
+            cold_start_phase: registered(
                 r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "siesta_controller_desired_replicas",
-                        "Replicas the autoscaler last decided for the function.",
-                    ),
-                    fl,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "siesta_controller_cold_start_phase_seconds",
+                        "Each phase of a wake from zero, as the activator reported it: scaleWrite, schedule, containerStart, ready, release, firstByte.",
+                    )
+                    .buckets(vec![
+                        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                        60.0,
+                    ]),
+                    &["namespace", "function", "phase"],
                 )?,
+            )?,
+        };
+        for result in [
+            "woke",
+            "awake",
+            "not_found",
+            "invalid",
+            "conflict",
+            "not_ready",
+            "error",
+        ] {
+            m.activations.with_label_values(&[result]);
+        }
+        Ok(m)
+    }
+}
+
+impl AutoscalerMetrics {
+    fn new(r: &Registry) -> Result<Self, prometheus::Error> {
+        let fl = FUNCTION_LABELS;
+        let m = Self {
+            desired_replicas: int_gauges(
+                r,
+                "siesta_controller_desired_replicas",
+                "Replicas the autoscaler last decided for the function.",
+                fl,
             )?,
             observed_concurrency: gauges(
                 r,
@@ -111,15 +178,11 @@ impl Metrics {
                 "Requests per second over the stable window, summed over activators.",
                 fl,
             )?,
-            panic_mode: registered(
+            panic_mode: int_gauges(
                 r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "siesta_controller_panic_mode",
-                        "1 while the function's autoscaler is in panic mode, else 0.",
-                    ),
-                    fl,
-                )?,
+                "siesta_controller_panic_mode",
+                "1 while the function's autoscaler is in panic mode, else 0.",
+                fl,
             )?,
             decision_duration: registered(
                 r,
@@ -145,20 +208,21 @@ impl Metrics {
                 "Replica changes the autoscaler wrote, by result (success or error).",
                 &["result"],
             )?,
-            cold_start_phase: registered(
-                r,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        "siesta_controller_cold_start_phase_seconds",
-                        "Each phase of a wake from zero, as the activator reported it: scaleWrite, schedule, containerStart, ready, release, firstByte.",
-                    )
-                    .buckets(vec![
-                        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                        60.0,
-                    ]),
-                    &["namespace", "function", "phase"],
-                )?,
-            )?,
+        };
+        for source in ["scrape", "prometheus"] {
+            m.source_errors.with_label_values(&[source]);
+        }
+        for result in ["success", "error"] {
+            m.scale_writes.with_label_values(&[result]);
+        }
+        Ok(m)
+    }
+}
+
+impl UsageMetrics {
+    fn new(r: &Registry) -> Result<Self, prometheus::Error> {
+        let fl = FUNCTION_LABELS;
+        let m = Self {
             pod_seconds: float_counters(
                 r,
                 "siesta_controller_function_pod_seconds_total",
@@ -177,15 +241,11 @@ impl Metrics {
                 "Requested memory bytes times the seconds each pod ran (a pod without a memory request adds 0).",
                 fl,
             )?,
-            max_replicas: registered(
+            max_replicas: int_gauges(
                 r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "siesta_controller_function_max_replicas",
-                        "The function's scale.maxReplicas now: the pods a fixed-size deployment would run.",
-                    ),
-                    fl,
-                )?,
+                "siesta_controller_function_max_replicas",
+                "The function's scale.maxReplicas now: the pods a fixed-size deployment would run.",
+                fl,
             )?,
             pod_cpu_request: gauges(
                 r,
@@ -205,44 +265,43 @@ impl Metrics {
                 "Writes of status.usage (the record of the pods a function ran), by result (success or error).",
                 &["result"],
             )?,
-            registry,
         };
-        m.precreate_zero_series();
+        for result in ["success", "error"] {
+            m.usage_writes.with_label_values(&[result]);
+        }
         Ok(m)
     }
+}
 
-    /// Pre-creates the series a dashboard expects to see at zero.
-    fn precreate_zero_series(&self) {
-        for source in ["scrape", "prometheus"] {
-            self.source_errors.with_label_values(&[source]);
-        }
-        for result in ["success", "error"] {
-            self.scale_writes.with_label_values(&[result]);
-            self.reconciles.with_label_values(&[result]);
-        }
-        for result in [
-            "woke",
-            "awake",
-            "not_found",
-            "invalid",
-            "conflict",
-            "not_ready",
-            "error",
-        ] {
-            self.activations.with_label_values(&[result]);
-        }
-        for result in ["success", "error"] {
-            self.usage_writes.with_label_values(&[result]);
-        }
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        Ok(Self {
+            reconcile: ReconcileMetrics::new(&registry)?,
+            wakes: WakeMetrics::new(&registry)?,
+            autoscaler: AutoscalerMetrics::new(&registry)?,
+            usage: UsageMetrics::new(&registry)?,
+            registry,
+        })
     }
 
     pub fn reconciled(&self, took: Duration, error: Option<&Error>) {
-        self.reconcile_duration.observe(took.as_secs_f64());
+        self.reconcile
+            .reconcile_duration
+            .observe(took.as_secs_f64());
         match error {
-            None => self.reconciles.with_label_values(&["success"]).inc(),
+            None => self
+                .reconcile
+                .reconciles
+                .with_label_values(&["success"])
+                .inc(),
             Some(err) => {
-                self.reconciles.with_label_values(&["error"]).inc();
-                self.reconcile_errors
+                self.reconcile
+                    .reconciles
+                    .with_label_values(&["error"])
+                    .inc();
+                self.reconcile
+                    .reconcile_errors
                     .with_label_values(&[err.metric_label()])
                     .inc();
             }
@@ -250,21 +309,23 @@ impl Metrics {
     }
 
     pub fn set_leader(&self, leader: bool) {
-        self.leader.set(i64::from(leader));
+        self.reconcile.leader.set(i64::from(leader));
     }
 
     pub fn activation(&self, result: &str) {
-        self.activations.with_label_values(&[result]).inc();
+        self.wakes.activations.with_label_values(&[result]).inc();
     }
 
     /// Adds `seconds` of one pod that requests `cpu` cores and `memory` bytes.
     pub fn add_usage(&self, namespace: &str, function: &str, seconds: f64, cpu: f64, memory: f64) {
         let l = [namespace, function];
-        self.pod_seconds.with_label_values(&l).inc_by(seconds);
-        self.cpu_core_seconds
+        self.usage.pod_seconds.with_label_values(&l).inc_by(seconds);
+        self.usage
+            .cpu_core_seconds
             .with_label_values(&l)
             .inc_by(seconds * cpu);
-        self.memory_byte_seconds
+        self.usage
+            .memory_byte_seconds
             .with_label_values(&l)
             .inc_by(seconds * memory);
     }
@@ -281,49 +342,54 @@ impl Metrics {
         // The counters exist from the start, at 0: `increase()` then sees
         // the first pod's seconds instead of a series appearing mid-window.
         for c in [
-            &self.pod_seconds,
-            &self.cpu_core_seconds,
-            &self.memory_byte_seconds,
+            &self.usage.pod_seconds,
+            &self.usage.cpu_core_seconds,
+            &self.usage.memory_byte_seconds,
         ] {
             c.with_label_values(&l);
         }
-        self.max_replicas
+        self.usage
+            .max_replicas
             .with_label_values(&l)
             .set(i64::from(max_replicas));
-        self.pod_cpu_request
+        self.usage
+            .pod_cpu_request
             .with_label_values(&l)
             .set(per_pod.cpu_cores.unwrap_or(0.0));
-        self.pod_memory_request
+        self.usage
+            .pod_memory_request
             .with_label_values(&l)
             .set(per_pod.memory_bytes.unwrap_or(0.0));
     }
 
     pub fn usage_write(&self, result: &str) {
-        self.usage_writes.with_label_values(&[result]).inc();
+        self.usage.usage_writes.with_label_values(&[result]).inc();
     }
 
     /// Drops a deleted function's usage series.
     pub fn forget_usage(&self, namespace: &str, function: &str) {
         let l = [namespace, function];
-        let _ = self.pod_seconds.remove_label_values(&l);
-        let _ = self.cpu_core_seconds.remove_label_values(&l);
-        let _ = self.memory_byte_seconds.remove_label_values(&l);
-        let _ = self.max_replicas.remove_label_values(&l);
-        let _ = self.pod_cpu_request.remove_label_values(&l);
-        let _ = self.pod_memory_request.remove_label_values(&l);
+        let _ = self.usage.pod_seconds.remove_label_values(&l);
+        let _ = self.usage.cpu_core_seconds.remove_label_values(&l);
+        let _ = self.usage.memory_byte_seconds.remove_label_values(&l);
+        let _ = self.usage.max_replicas.remove_label_values(&l);
+        let _ = self.usage.pod_cpu_request.remove_label_values(&l);
+        let _ = self.usage.pod_memory_request.remove_label_values(&l);
     }
 
     /// Drops a deleted function's autoscaler series.
     pub fn forget_function(&self, namespace: &str, function: &str) {
         let l = [namespace, function];
-        let _ = self.desired_replicas.remove_label_values(&l);
-        let _ = self.observed_concurrency.remove_label_values(&l);
-        let _ = self.observed_rps.remove_label_values(&l);
-        let _ = self.panic_mode.remove_label_values(&l);
+        let _ = self.autoscaler.desired_replicas.remove_label_values(&l);
+        let _ = self.autoscaler.observed_concurrency.remove_label_values(&l);
+        let _ = self.autoscaler.observed_rps.remove_label_values(&l);
+        let _ = self.autoscaler.panic_mode.remove_label_values(&l);
         for phase in siesta_api::cold_start::Phase::ALL {
-            let _ = self
-                .cold_start_phase
-                .remove_label_values(&[namespace, function, phase.name()]);
+            let _ = self.wakes.cold_start_phase.remove_label_values(&[
+                namespace,
+                function,
+                phase.name(),
+            ]);
         }
     }
 
@@ -362,6 +428,16 @@ fn float_counters(
     labels: &[&str],
 ) -> Result<CounterVec, prometheus::Error> {
     registered(registry, CounterVec::new(Opts::new(name, help), labels)?)
+}
+
+/// A registered family of integer gauges.
+fn int_gauges(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, prometheus::Error> {
+    registered(registry, IntGaugeVec::new(Opts::new(name, help), labels)?)
 }
 
 /// A registered gauge family.

@@ -18,6 +18,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use siesta_api::Function;
 use siesta_controller::Running;
+use siesta_testkit::metrics_text::sample;
 use siesta_testkit::stack::controller_config;
 use siesta_testkit::{TestNamespace, ensure_function_crd};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -294,10 +295,9 @@ async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, Str
     (status, body)
 }
 
+/// The value of `series` (0 when the text has none).
 fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
+    sample(text, series).unwrap_or(0.0)
 }
 
 async fn wait_leader(c: &Running) {

@@ -3,40 +3,24 @@
 //! loopback that answers 404 to everything stands in for a cluster without
 //! the CRD (the shared local cluster's CRD must not be removed).
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn fake_apiserver_without_crds() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let svc = service_fn(|_req| async {
-                    let body = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","details":{},"code":404}"#;
-                    let mut resp = http::Response::new(Full::new(Bytes::from(body)));
-                    *resp.status_mut() = http::StatusCode::NOT_FOUND;
-                    resp.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static("application/json"),
-                    );
-                    Ok::<_, Infallible>(resp)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    siesta_testkit::backend::serve(|_req| async {
+        let body = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","details":{},"code":404}"#;
+        let mut resp = http::Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() = http::StatusCode::NOT_FOUND;
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        resp
+    })
+    .await
 }
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {

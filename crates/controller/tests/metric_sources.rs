@@ -7,7 +7,6 @@
 //!
 //! Run: `cargo test -p siesta-controller --test metric_sources -- --include-ignored`
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -16,16 +15,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use siesta_activator::index::FunctionConfig;
 use siesta_activator::route::FunctionKey as ActivatorKey;
 use siesta_activator::{Activator, Config as ActivatorConfig};
 use siesta_controller::FunctionKey;
 use siesta_controller::autoscaler::source::{PromQuery, Scraper, Targets};
-use tokio::net::TcpListener;
 
 /// How long each request takes at the backend.
 const SERVICE_TIME: Duration = Duration::from_millis(250);
@@ -34,24 +31,11 @@ const CLIENTS: usize = 4;
 
 /// A backend that answers every request after `SERVICE_TIME`.
 async fn slow_backend() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind backend");
-    let addr = listener.local_addr().expect("backend address");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let svc = service_fn(|_req: Request<hyper::body::Incoming>| async {
-                    tokio::time::sleep(SERVICE_TIME).await;
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok\n"))))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    siesta_testkit::backend::serve(|_req| async {
+        tokio::time::sleep(SERVICE_TIME).await;
+        Response::new(Full::new(Bytes::from_static(b"ok\n")))
+    })
+    .await
 }
 
 struct Running {

@@ -5,4 +5,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| siesta_activator::route::check_invariants(data));
+fuzz_target!(|data: &[u8]| siesta_activator::invariants::check(data));

@@ -2,8 +2,6 @@
 //! a function's "pod" served by hyper on a loopback port, a pod that
 //! records what it received, and a client that writes raw bytes.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,38 +9,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-/// Serves `handle` (HTTP/1.1 and h2c) on a free loopback port until the
-/// test ends.
-pub async fn serve<F, Fut>(handle: F) -> SocketAddr
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let handle = handle.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let handle = handle.clone();
-                    async move { Ok::<_, Infallible>(handle(req).await) }
-                });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
+/// The loopback server every test tier shares, here too so that these
+/// tests find all their backends in one place.
+pub use siesta_testkit::backend::{answering, serve};
 
 /// Every request a [`recording_backend`] got: its target and headers.
 pub type Seen = Arc<Mutex<Vec<(String, http::HeaderMap)>>>;

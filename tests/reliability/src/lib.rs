@@ -24,6 +24,7 @@ use siesta_testkit::{wait_for, wait_for_state};
 /// The image the node agent maps to `examples/hello`.
 pub const HELLO_IMAGE: &str = "siesta.dev/examples/hello:latest";
 
+pub use siesta_testkit::metrics_text::metric_sum;
 pub use siesta_testkit::stack::{ActivatorRun, Stack, controller_config, scrape_activator};
 pub mod backend;
 pub mod nginx;
@@ -322,16 +323,4 @@ impl Report {
         }
         failed.len()
     }
-}
-
-/// Sum of the samples of `name` whose labels contain `labels`.
-pub fn metric_sum(text: &str, name: &str, labels: &str) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-                && l.contains(labels)
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }

@@ -5,19 +5,16 @@
 //! (many streams per connection) so that 10,000 parked requests fit in the
 //! file descriptor limit.
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::Response;
-use hyper::service::service_fn;
+use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use siesta_activator::index::FunctionConfig;
 use siesta_activator::route::FunctionKey;
+use siesta_reliability::backend::answering;
 use siesta_reliability::{ActivatorRun, metric_sum};
-use tokio::net::TcpListener;
 
 const FUNCTIONS: usize = 200;
 const QUEUE: usize = 50;
@@ -107,26 +104,7 @@ async fn parked_requests_across_many_functions_stay_bounded() {
     // Pods appear: one backend per function (a single listener for all
     // 10,000 at once overflows its accept backlog; see the report).
     for i in 0..FUNCTIONS {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let be = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            loop {
-                // An accept error (out of file descriptors at the peak) is
-                // transient: keep the listener, as a real server would.
-                let Ok((s, _)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                tokio::spawn(async move {
-                    let svc = service_fn(|_req| async {
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(s), svc)
-                        .await;
-                });
-            }
-        });
+        let be = answering(b"ok").await;
         let key = FunctionKey::new("ns", format!("f{i}"));
         let mut config = run.control.index().get(&key).expect("entry").config();
         config.port = be.port();

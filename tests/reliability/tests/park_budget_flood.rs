@@ -7,21 +7,19 @@
 //! function, 40 streams each) and so do the pods (one upstream connection
 //! each), so 20,000 requests fit in the file descriptor limit.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::Response;
+use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http2;
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use siesta_activator::index::FunctionConfig;
 use siesta_activator::route::FunctionKey;
 use siesta_api::Protocol;
+use siesta_reliability::backend::answering;
 use siesta_reliability::{ActivatorRun, metric_sum};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const FUNCTIONS: usize = 500;
 /// Each function's queue limit, and what each asks to park.
@@ -65,31 +63,8 @@ fn config() -> FunctionConfig {
     }
 }
 
-/// An h2c pod answering `ok`.
-async fn pod() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((s, _)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            };
-            tokio::spawn(async move {
-                let svc = service_fn(|_req| async {
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
 async fn give_pod(run: &ActivatorRun, key: &FunctionKey) {
-    let be = pod().await;
+    let be = answering(b"ok").await;
     let mut c = run.control.index().get(key).expect("entry").config();
     c.port = be.port();
     run.control.apply_function(key.clone(), c);

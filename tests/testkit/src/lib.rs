@@ -1,7 +1,13 @@
 //! Helpers for cluster tests. The tests run against the local control plane
 //! (`make cluster-up`, `KUBECONFIG` exported) and, where pods must run, the
 //! node agent (`make node-up`); `make test` sets both up.
+//!
+//! Two modules serve every test tier, cluster or loopback: [`backend`], the
+//! hyper server that stands in for a pod or an apiserver, and
+//! [`metrics_text`], which reads samples out of a `/metrics` page.
 
+pub mod backend;
+pub mod metrics_text;
 pub mod stack;
 
 use std::future::Future;

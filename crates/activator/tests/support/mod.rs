@@ -13,10 +13,9 @@ use futures::StreamExt;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use siesta_activator::index::FunctionConfig;
 use siesta_activator::route::FunctionKey;
@@ -143,15 +142,9 @@ impl Harness {
 
 /// The value of one sample line in Prometheus text, e.g.
 /// `siesta_activator_requests_total{code="200",function="f",namespace="ns"}`.
-pub fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(name_and_labels)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
+// Not every test binary reads metrics.
+#[allow(unused_imports)]
+pub use siesta_testkit::metrics_text::sample;
 
 pub fn client() -> Client<HttpConnector, Body> {
     Client::builder(TokioExecutor::new()).build(HttpConnector::new())
@@ -196,30 +189,11 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req).await) }
-                });
-                let mut b = auto::Builder::new(TokioExecutor::new());
-                if h2_only {
-                    b = b.http2_only();
-                }
-                let _ = b
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    if h2_only {
+        builder = builder.http2_only();
+    }
+    siesta_testkit::backend::serve_with(builder, handler).await
 }
 
 /// Echo backend. `/headers` answers with the request line and headers as

@@ -268,7 +268,7 @@ pub async fn run(ctx: Arc<Context>, settings: Settings) {
         tokio::select! {
             Some(poll) = polls.recv() => {
                 if !poll.complete {
-                    ctx.metrics.source_errors.with_label_values(&[source_label]).inc();
+                    ctx.metrics.autoscaler.source_errors.with_label_values(&[source_label]).inc();
                 }
                 record_poll(&ctx, &fn_store, &mut states, &poll);
             }
@@ -476,6 +476,7 @@ fn plan_all(
         }
     }
     ctx.metrics
+        .autoscaler
         .decision_duration
         .observe(started.elapsed().as_secs_f64());
     plans
@@ -629,6 +630,7 @@ async fn execute(ctx: &Context, plan: Plan) -> bool {
         match scale::set_replicas_from(&ctx.client, &target, current, d.desired).await {
             Ok(Some(from)) => {
                 ctx.metrics
+                    .autoscaler
                     .scale_writes
                     .with_label_values(&["success"])
                     .inc();
@@ -643,7 +645,11 @@ async fn execute(ctx: &Context, plan: Plan) -> bool {
                 return false;
             }
             Err(e) => {
-                ctx.metrics.scale_writes.with_label_values(&["error"]).inc();
+                ctx.metrics
+                    .autoscaler
+                    .scale_writes
+                    .with_label_values(&["error"])
+                    .inc();
                 tracing::warn!(function = %key, error = %e, "could not scale; retrying at the next decision");
                 return false;
             }
@@ -673,18 +679,22 @@ async fn execute(ctx: &Context, plan: Plan) -> bool {
 fn set_decision_gauges(ctx: &Context, key: &FunctionKey, d: &Decision) {
     let labels = [key.namespace.as_str(), key.name.as_str()];
     ctx.metrics
+        .autoscaler
         .desired_replicas
         .with_label_values(&labels)
         .set(i64::from(d.desired));
     ctx.metrics
+        .autoscaler
         .observed_concurrency
         .with_label_values(&labels)
         .set(d.concurrency);
     ctx.metrics
+        .autoscaler
         .observed_rps
         .with_label_values(&labels)
         .set(d.rps);
     ctx.metrics
+        .autoscaler
         .panic_mode
         .with_label_values(&labels)
         .set(i64::from(d.mode == Mode::Panic));
