@@ -198,7 +198,7 @@ impl State {
                 self.apply_function(&f, control);
             }
             Event::Delete(f) => {
-                let key = FunctionKey::new(f.namespace().unwrap_or_default(), f.name_any());
+                let key = FunctionKey::of(&f);
                 self.ports.remove(&key);
                 control.delete_function(&key);
             }
@@ -206,7 +206,7 @@ impl State {
     }
 
     fn apply_function(&mut self, f: &Function, control: &Control) -> FunctionKey {
-        let key = FunctionKey::new(f.namespace().unwrap_or_default(), f.name_any());
+        let key = FunctionKey::of(f);
         let config = FunctionConfig::from_spec(&f.spec);
         control.apply_function(key.clone(), config);
         let old = self.ports.insert(key.clone(), config.port);
@@ -291,11 +291,7 @@ impl State {
 
 /// The function a pod belongs to (its label) and the pod's name.
 fn owner(p: &Pod) -> Option<(FunctionKey, String)> {
-    let function = p.labels().get(FUNCTION_LABEL)?.clone();
-    Some((
-        FunctionKey::new(p.namespace().unwrap_or_default(), function),
-        p.name_any(),
-    ))
+    Some((FunctionKey::of_pod(p)?, p.name_any()))
 }
 
 #[cfg(test)]

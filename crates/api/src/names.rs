@@ -5,6 +5,11 @@
 
 use std::fmt;
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+
+use crate::{FUNCTION_LABEL, Function};
+
 /// A Function's identity: its namespace and name. The activator routes and
 /// parks by it, the controller wakes and autoscales by it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,6 +24,20 @@ impl FunctionKey {
             namespace: namespace.into(),
             name: name.into(),
         }
+    }
+
+    /// The key of a Function object.
+    pub fn of(f: &Function) -> Self {
+        Self::new(f.namespace().unwrap_or_default(), f.name_any())
+    }
+
+    /// The Function a pod belongs to, by its `siesta.dev/function` label.
+    pub fn of_pod(p: &Pod) -> Option<Self> {
+        let function = p.labels().get(FUNCTION_LABEL)?;
+        Some(Self::new(
+            p.namespace().unwrap_or_default(),
+            function.clone(),
+        ))
     }
 }
 
@@ -70,6 +89,15 @@ pub mod metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pod_belongs_to_the_function_its_label_names_in_its_namespace() {
+        let mut p = Pod::default();
+        p.metadata.namespace = Some("ns".into());
+        assert_eq!(FunctionKey::of_pod(&p), None, "no label, no function");
+        p.metadata.labels = Some([(FUNCTION_LABEL.to_string(), "f".to_string())].into());
+        assert_eq!(FunctionKey::of_pod(&p), Some(FunctionKey::new("ns", "f")));
+    }
 
     #[test]
     fn labels_and_subdomains_follow_rfc_1123() {

@@ -116,20 +116,6 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn key_of_function(f: &Function) -> FunctionKey {
-    FunctionKey {
-        namespace: f.namespace().unwrap_or_default(),
-        name: f.name_any(),
-    }
-}
-
-fn key_of_pod(p: &Pod) -> Option<FunctionKey> {
-    Some(FunctionKey {
-        namespace: p.namespace()?,
-        name: p.labels().get(FUNCTION_LABEL)?.clone(),
-    })
-}
-
 /// The accounts of every Function, driven by pod events and ticks.
 struct Books {
     ctx: Arc<Context>,
@@ -156,7 +142,9 @@ impl Books {
     }
 
     fn pod(&mut self, pod: &Pod, deleted: bool) {
-        let Some(key) = key_of_pod(pod) else { return };
+        let Some(key) = FunctionKey::of_pod(pod) else {
+            return;
+        };
         let now = now_ms();
         if let Some(listing) = self.listing.as_mut() {
             listing
@@ -185,7 +173,7 @@ impl Books {
         let first = !self.listed_once;
         self.listed_once = true;
         for f in self.functions.state() {
-            let key = key_of_function(&f);
+            let key = FunctionKey::of(&f);
             let live = listing.get(&key).cloned().unwrap_or_default();
             if let Some(account) = self.account(&key, now) {
                 let at = if first {
@@ -205,7 +193,7 @@ impl Books {
         let now = now_ms();
         let ctx = self.ctx.clone();
         let functions = self.functions.state();
-        let live: HashSet<FunctionKey> = functions.iter().map(|f| key_of_function(f)).collect();
+        let live: HashSet<FunctionKey> = functions.iter().map(|f| FunctionKey::of(f)).collect();
         let gone: Vec<FunctionKey> = self
             .accounts
             .keys()
@@ -218,7 +206,7 @@ impl Books {
         }
         let instant = Instant::now();
         for f in &functions {
-            let key = key_of_function(f);
+            let key = FunctionKey::of(f);
             let per_pod = Requests::of([f.spec.resources.as_ref()]);
             ctx.metrics.set_function_baseline(
                 &key.namespace,

@@ -29,10 +29,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Resource, ResourceExt};
 use siesta_api::names::FunctionKey;
 use siesta_api::schedule::Window;
 use siesta_api::{AutoscalerStatus, Function};
@@ -393,13 +393,6 @@ where
     (store, task)
 }
 
-fn key_of(f: &Function) -> FunctionKey {
-    FunctionKey {
-        namespace: f.namespace().unwrap_or_default(),
-        name: f.name_any(),
-    }
-}
-
 /// Adds a poll to every Function's history. A complete poll that does not
 /// mention a function says it had no traffic; an incomplete one is a gap.
 fn record_poll(
@@ -411,7 +404,7 @@ fn record_poll(
     let functions = fn_store.state();
     let mut live = std::collections::HashSet::with_capacity(functions.len());
     for f in &functions {
-        let key = key_of(f);
+        let key = FunctionKey::of(f);
         let state = states.entry(key.clone()).or_default();
         let reading = poll.functions.get(&key);
         if !poll.complete {
@@ -470,7 +463,7 @@ fn plan_all(
     let started = Instant::now();
     let mut plans = Vec::new();
     for f in fn_store.state() {
-        let key = key_of(&f);
+        let key = FunctionKey::of(&f);
         if let Some(plan) = plan_for(settings, f, dep_store, states, key, now) {
             plans.push(plan);
         }
