@@ -56,9 +56,14 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     init_logging(cli.log_json);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Activator(_) = cli.command {
+        // Client traffic runs on the activator's own serving threads, one
+        // per core; this runtime has only the watches, probes and the
+        // admin port.
+        runtime.worker_threads(1);
+    }
+    let runtime = runtime.enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Crd => Ok(()),

@@ -75,8 +75,11 @@ pin_project! {
             #[pin]
             inner: Incoming,
             ticket: Option<Ticket>,
-            #[pin]
-            deadline: Sleep,
+            deadline: Instant,
+            // Made the first time the pod's body keeps the client waiting:
+            // most bodies are complete when the head arrives, and a timer
+            // costs a registration with the runtime's clock.
+            timer: Option<Pin<Box<Sleep>>>,
         },
         Local {
             data: Option<Bytes>,
@@ -89,7 +92,8 @@ impl ProxyBody {
         ProxyBody::Upstream {
             inner,
             ticket: Some(ticket),
-            deadline: tokio::time::sleep_until(deadline),
+            deadline,
+            timer: None,
         }
     }
 
@@ -117,6 +121,7 @@ impl Body for ProxyBody {
                 inner,
                 ticket,
                 deadline,
+                timer,
             } => match inner.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
                 Poll::Ready(Some(Err(e))) => {
@@ -128,7 +133,9 @@ impl Body for ProxyBody {
                     Poll::Ready(None)
                 }
                 Poll::Pending => {
-                    if ticket.is_some() && deadline.poll(cx).is_ready() {
+                    let timer =
+                        timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(*deadline)));
+                    if ticket.is_some() && timer.as_mut().poll(cx).is_ready() {
                         if let Some(t) = ticket.take() {
                             t.entry.metrics.reject(Reject::RequestTimeout);
                         }

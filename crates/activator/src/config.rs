@@ -77,6 +77,11 @@ pub struct Config {
     /// Interval between repeated activation signals while requests stay parked.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub wake_interval: Duration,
+    /// Threads serving client traffic, each with its own listener
+    /// (SO_REUSEPORT) and upstream pools. 0: one per CPU the process may
+    /// use (its cgroup CPU limit counts).
+    #[arg(long, env = "SIESTA_SERVING_THREADS", default_value_t = 0)]
+    pub serving_threads: usize,
 }
 
 impl Config {

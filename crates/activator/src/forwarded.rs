@@ -28,8 +28,10 @@
 
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::ascii::write_ip;
 use crate::target::Target;
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -40,7 +42,9 @@ pub static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded
 /// Sets the forwarding headers of a request about to go to a pod.
 pub fn set(h: &mut HeaderMap, peer: IpAddr, trusted: bool, target: &Target, h2_upstream: bool) {
     let ip = peer.to_canonical();
-    append(h, &X_FORWARDED_FOR, ip.to_string().as_bytes());
+    let mut ip_text = Vec::with_capacity(48);
+    write_ip(&mut ip_text, ip);
+    append(h, &X_FORWARDED_FOR, &ip_text);
     if !trusted {
         h.remove(&X_FORWARDED_HOST);
         h.remove(&X_FORWARDED_PROTO);
@@ -71,11 +75,7 @@ pub fn set(h: &mut HeaderMap, peer: IpAddr, trusted: bool, target: &Target, h2_u
             h.insert(X_FORWARDED_PREFIX.clone(), v);
         }
     }
-    append(
-        h,
-        &header::FORWARDED,
-        forwarded_element(ip, target).as_bytes(),
-    );
+    append(h, &header::FORWARDED, &forwarded_element(ip, target));
     if h2_upstream {
         h.remove(header::HOST);
     } else {
@@ -94,25 +94,33 @@ fn append(h: &mut HeaderMap, name: &HeaderName, value: &[u8]) {
         v.extend_from_slice(b", ");
     }
     v.extend_from_slice(value);
-    if let Ok(v) = HeaderValue::from_bytes(&v) {
+    // The joined line moves into the header as it is, not copied again.
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(v)) {
         h.insert(name.clone(), v);
     }
 }
 
 /// This hop's RFC 7239 element: `for=1.2.3.4;host="a.b";proto=http`. An
 /// IPv6 node is quoted in brackets; host is always quoted (it may hold `:`).
-fn forwarded_element(ip: IpAddr, target: &Target) -> String {
-    let mut e = match ip {
-        IpAddr::V4(v4) => format!("for={v4}"),
-        IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
-    };
-    if let Some(a) = &target.authority {
-        // The authority passed `target`'s checks: no quote or backslash.
-        e.push_str(";host=\"");
-        e.push_str(a);
-        e.push('"');
+fn forwarded_element(ip: IpAddr, target: &Target) -> Vec<u8> {
+    let mut e = Vec::with_capacity(96);
+    match ip {
+        IpAddr::V4(_) => {
+            e.extend_from_slice(b"for=");
+            write_ip(&mut e, ip);
+        }
+        IpAddr::V6(_) => {
+            e.extend_from_slice(b"for=\"[");
+            write_ip(&mut e, ip);
+            e.extend_from_slice(b"]\"");
+        }
     }
-    e.push_str(";proto=http");
+    if let Some(a) = &target.authority {
+        e.extend_from_slice(b";host=\"");
+        e.extend_from_slice(a.as_bytes());
+        e.push(b'"');
+    }
+    e.extend_from_slice(b";proto=http");
     e
 }
 

@@ -2,6 +2,7 @@
 //! requests while a function is at zero, wakes it, and balances warm traffic.
 
 pub mod admin;
+mod ascii;
 pub mod body;
 pub mod cold_record;
 mod config;
@@ -20,6 +21,7 @@ pub mod request_body;
 pub mod request_size;
 pub mod route;
 pub mod server;
+pub mod serving;
 mod startup;
 pub mod stranded;
 pub mod target;

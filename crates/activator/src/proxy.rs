@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt as _;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
@@ -42,19 +43,20 @@ pub struct Proxy {
     max_header_bytes: usize,
     /// Most header fields in a pod's HTTP/1 response (for the 502 message).
     pub max_response_headers: usize,
-    http1: Clients,
-    h2c: Clients,
+    http1: Clients<HttpConnector>,
+    h2c: Clients<WatchedConnector>,
 }
 
 /// A protocol's upstream clients: the pool, and one that opens a connection
 /// for each request, for a replay the pool's connections could fail again.
-struct Clients {
-    pooled: Client<WatchedConnector, UpBody>,
-    fresh: Client<WatchedConnector, UpBody>,
+/// HTTP/1 connections need no watching (see `stranded`), so they are plain.
+struct Clients<C> {
+    pooled: Client<C, UpBody>,
+    fresh: Client<C, UpBody>,
 }
 
-impl Clients {
-    fn pick(&self, fresh: bool) -> &Client<WatchedConnector, UpBody> {
+impl<C> Clients<C> {
+    fn pick(&self, fresh: bool) -> &Client<C, UpBody> {
         if fresh { &self.fresh } else { &self.pooled }
     }
 }
@@ -74,7 +76,6 @@ impl Proxy {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let connector = WatchedConnector(connector);
         // Pods come and go; an idle connection to a gone pod is worth little,
         // and the pool must not pin memory for functions that went to zero.
         let http1 = |max_idle| {
@@ -94,7 +95,7 @@ impl Proxy {
                 .pool_idle_timeout(Duration::from_secs(30))
                 .pool_max_idle_per_host(max_idle)
                 .set_host(false)
-                .build(connector.clone())
+                .build(WatchedConnector(connector.clone()))
         };
         // No idle connection at all disables the pool: one connection each.
         let (http1, h2c) = (
@@ -250,7 +251,8 @@ impl Proxy {
                     rx,
                     armed: true,
                 };
-                let ticket = wait_parked(park, &config, start).await?;
+                // Boxed: rare, and large next to the warm path's future.
+                let ticket = Box::pin(wait_parked(park, &config, start)).await?;
                 Ok((ticket, config, true))
             }
         }
@@ -328,9 +330,16 @@ impl Proxy {
                 return Err(local(StatusCode::BAD_GATEWAY, "no pod\n"));
             };
             *up.uri_mut() = upstream_uri(addr, &pq);
-            let client = if h2 { &self.h2c } else { &self.http1 }.pick(fresh);
-            let watch = stranded::Watch::on(&mut up);
-            let sent = stranded::unless_stranded(client.request(up), watch);
+            // Only an HTTP/2 connection's requests can be stranded (see
+            // `stranded`); watching costs a channel and a timer each, and
+            // its future is boxed so that it does not size every request's.
+            let sent = if h2 {
+                let watch = stranded::Watch::on(&mut up);
+                let client = self.h2c.pick(fresh);
+                Box::pin(stranded::unless_stranded(client.request(up), watch)).left_future()
+            } else {
+                self.http1.pick(fresh).request(up).map(Some).right_future()
+            };
             let e = match timeout_at(deadline, sent).await {
                 Err(_) => return Err(request_timeout(ticket)),
                 Ok(Some(Ok(resp))) => break resp,
@@ -702,7 +711,9 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, pod: hyper::upgrade::OnUpgrad
 fn upstream_uri(addr: SocketAddr, pq: &PathAndQuery) -> Uri {
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Authority::from_maybe_shared(Bytes::from(addr.to_string())).ok();
+    let mut authority = Vec::with_capacity(24);
+    crate::ascii::write_socket_addr(&mut authority, addr);
+    parts.authority = Authority::from_maybe_shared(Bytes::from(authority)).ok();
     parts.path_and_query = Some(pq.clone());
     Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
 }
@@ -739,6 +750,11 @@ fn is_upgrade(h: &HeaderMap) -> bool {
 /// lists, and the fixed set. On an upgrade, `Connection: upgrade` and
 /// `Upgrade` pass through, since the pod must see them.
 pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none: one pass over the names is cheaper than a
+    // lookup per hop-by-hop name (two dozen hashes per request).
+    if !h.keys().any(is_hop_by_hop) {
+        return;
+    }
     if h.contains_key(header::CONNECTION) {
         let listed: Vec<HeaderName> = h
             .get_all(header::CONNECTION)
@@ -767,6 +783,19 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     if !keep_upgrade {
         h.remove(header::UPGRADE);
     }
+}
+
+/// The names [`strip_hop_by_hop`] removes whatever `Connection` says.
+fn is_hop_by_hop(n: &HeaderName) -> bool {
+    n == header::CONNECTION
+        || n == header::UPGRADE
+        || n == header::TRANSFER_ENCODING
+        || n == header::TRAILER
+        || n == header::PROXY_AUTHENTICATE
+        || n == header::PROXY_AUTHORIZATION
+        || n == KEEP_ALIVE
+        || n == PROXY_CONNECTION
+        || n == HTTP2_SETTINGS
 }
 
 /// Strips hop-by-hop headers and sets the forwarding ones (see

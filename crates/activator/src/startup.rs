@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Health};
 use crate::config::Config;
@@ -17,7 +18,7 @@ use crate::proxy::Proxy;
 use crate::route::FunctionKey;
 use crate::trust::TrustedProxies;
 use crate::wake::WakeClient;
-use crate::{discovery, park_budget, probe, server, shutdown_signal};
+use crate::{discovery, park_budget, probe, server, serving, shutdown_signal};
 
 /// Feeds the activator what it knows about functions and pods: the watches
 /// use it, and tests use it directly instead of a cluster.
@@ -70,17 +71,17 @@ impl Control {
 /// A bound activator, ready to serve.
 pub struct Activator {
     config: Config,
-    listener: TcpListener,
+    /// The traffic port, one listener per serving thread.
+    listeners: Vec<std::net::TcpListener>,
     admin: TcpListener,
-    proxy: Arc<Proxy>,
     control: Control,
 }
 
 impl Activator {
     /// Binds both ports and builds the (empty) state.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(config.listen)
-            .await
+        let threads = serving::threads(config.serving_threads);
+        let listeners = serving::bind(config.listen, threads)
             .with_context(|| format!("binding the traffic port {}", config.listen))?;
         let admin = TcpListener::bind(config.admin_addr)
             .await
@@ -96,16 +97,6 @@ impl Activator {
             config.controller_url.clone(),
             config.wake_interval,
         ));
-        let proxy = Arc::new(
-            Proxy::new(
-                index.clone(),
-                wake_client.clone(),
-                config.domain.clone(),
-                config.max_header_bytes,
-                config.max_response_headers.into(),
-            )
-            .with_trusted_proxies(TrustedProxies::new(config.trusted_proxies.clone())),
-        );
         let control = Control {
             index,
             wake_client,
@@ -114,15 +105,35 @@ impl Activator {
         };
         Ok(Self {
             config,
-            listener,
+            listeners,
             admin,
-            proxy,
             control,
         })
     }
 
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
-        Ok(self.listener.local_addr()?)
+        Ok(self.listeners[0].local_addr()?)
+    }
+
+    /// The request path's state for one serving thread: its own upstream
+    /// pools, the shared index and wake-up client.
+    fn proxy(&self) -> impl Fn() -> Proxy + use<> {
+        let index = self.control.index.clone();
+        let wake_client = self.control.wake_client.clone();
+        let domain = self.config.domain.clone();
+        let max_header_bytes = self.config.max_header_bytes;
+        let max_response_headers = self.config.max_response_headers.into();
+        let trusted = TrustedProxies::new(self.config.trusted_proxies.clone());
+        move || {
+            Proxy::new(
+                index.clone(),
+                wake_client.clone(),
+                domain.clone(),
+                max_header_bytes,
+                max_response_headers,
+            )
+            .with_trusted_proxies(trusted.clone())
+        }
     }
 
     pub fn admin_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -138,6 +149,7 @@ impl Activator {
     /// and returns. The admin port answers until the drain ends.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let health = self.control.health.clone();
+        let make_proxy = self.proxy();
         let admin = tokio::spawn(admin::serve(
             self.admin,
             self.control.index.clone(),
@@ -160,14 +172,23 @@ impl Activator {
                 tokio::time::sleep(delay).await;
             }
         };
-        server::serve(
-            self.listener,
-            self.proxy,
+        let stop = CancellationToken::new();
+        let serving = serving::serve(
+            self.listeners,
+            make_proxy,
             limits,
-            shutdown,
+            stop.clone(),
             self.config.drain_timeout,
-        )
-        .await;
+        );
+        tokio::pin!(serving);
+        tokio::select! {
+            // Only when every serving thread failed to start.
+            () = &mut serving => {}
+            () = shutdown => {
+                stop.cancel();
+                serving.await;
+            }
+        }
         admin.abort();
         Ok(())
     }

@@ -10,6 +10,16 @@
 //! nginx, none of Siesta's code in between (`tests/reliability/tests/
 //! upstream_lifecycle.rs`).
 //!
+//! Only HTTP/2 requests are watched. An HTTP/1 connection takes one request
+//! at a time, and the pool hands it out only while its task waits for one;
+//! the pools belong to a serving thread (see `serving`), whose
+//! single-threaded runtime also runs the connections' tasks, so a request
+//! cannot enter the channel while a closing connection drains it: it is
+//! either drained (and fails with an error hyper-util retries) or refused.
+//! HTTP/2 requests stay watched: that is where the hang was seen, and a
+//! GOAWAY leaves the connection in the pool, shared, while its task winds
+//! down.
+//!
 //! The activator cannot reach into that channel, but it owns the sockets:
 //! [`WatchedConnector`] wraps each connection's IO so that dropping it
 //! (hyper drops it when the connection's task ends) cancels a token, which

@@ -1,0 +1,83 @@
+//! Addresses as ASCII bytes without the formatter: they are written on
+//! every request (the pod's authority, the forwarding headers), and
+//! `core::fmt`'s machinery costs more than the digits.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// The address as [`IpAddr`]'s `Display` writes it.
+pub fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                write_u16(out, octet.into());
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write as _;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// `1.2.3.4:80` or `[::1]:80`, as [`SocketAddr`]'s `Display` writes it.
+pub fn write_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(_) => write_ip(out, addr.ip()),
+        SocketAddr::V6(v6) => {
+            use std::io::Write as _;
+            let _ = write!(out, "[{}", v6.ip());
+            if v6.scope_id() != 0 {
+                let _ = write!(out, "%{}", v6.scope_id());
+            }
+            out.push(b']');
+        }
+    }
+    out.push(b':');
+    write_u16(out, addr.port());
+}
+
+fn write_u16(out: &mut Vec<u8>, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        // Always < 10, so the cast keeps it.
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_written_as_their_display_form() {
+        for addr in [
+            "0.0.0.0:0",
+            "127.0.0.1:8080",
+            "10.1.2.3:65535",
+            "99.100.109.255:1",
+            "1.20.200.9:10",
+            "[::1]:80",
+            "[fd00::1:2]:443",
+            "[fe80::1%2]:9",
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let mut out = Vec::new();
+            write_socket_addr(&mut out, addr);
+            assert_eq!(String::from_utf8(out).unwrap(), addr.to_string());
+            let mut out = Vec::new();
+            write_ip(&mut out, addr.ip());
+            assert_eq!(String::from_utf8(out).unwrap(), addr.ip().to_string());
+        }
+    }
+}
