@@ -50,23 +50,28 @@ def percentile(sorted_vals, permille):
 
 
 def per_request(lines):
-    """Request times in µs, and how many requests did not answer 2xx."""
-    times, non2xx = [], 0
+    """Request times in µs, how many requests answered other than 2xx, and how
+    many carry status 0: h2load records no status for a response whose headers
+    arrived before its measured phase began (a client still starting up) and
+    counts it as succeeded; such a request is timed, not an error."""
+    times, non2xx, unstamped = [], 0, 0
     for line in lines:
         cols = line.split("\t")
         if len(cols) < 3:
             continue
         status, dur = int(cols[1]), int(cols[2])
         times.append(dur)
-        if not 200 <= status < 300:
+        if status == 0:
+            unstamped += 1
+        elif not 200 <= status < 300:
             non2xx += 1
     times.sort()
-    return times, non2xx
+    return times, non2xx, unstamped
 
 
 def record(stdout_text, log_lines):
     s = summary(stdout_text)
-    times, non2xx = per_request(log_lines)
+    times, non2xx, unstamped = per_request(log_lines)
     fields = [
         ("requests", s.get("requests")),
         ("secs", s.get("secs")),
@@ -82,6 +87,7 @@ def record(stdout_text, log_lines):
         ("errored", s.get("errored")),
         ("timeout", s.get("timeout")),
         ("non2xx", non2xx),
+        ("status0", unstamped),
         ("logged", len(times)),
     ]
     return "BENCH " + " ".join(f"{k}={'na' if v is None else (f'{v:.3f}' if isinstance(v, float) else v)}" for k, v in fields)

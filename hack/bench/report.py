@@ -121,7 +121,8 @@ w("- Proxy cost over HTTP/2: h2load (nghttp2) with prior-knowledge h2c, `-c` cli
   "in these rows: Go's standard library serves h2c only through golang.org/x/net/http2/h2c, which is not in it. "
   "h2load prints no percentiles: p50/p99/p99.9 are nearest-rank over its `--log-file` (one line per request, "
   "time to the end of the response; hack/bench/h2load_line.py); failed = h2load's `failed` count (HTTP and "
-  "stream errors alike).")
+  "stream errors alike); non-2xx = logged statuses outside 2xx (h2load logs status 0 for a response whose "
+  "headers came before its measured phase began, and counts it as succeeded: timed, not counted here).")
 w("- Cold start: release `siesta controller` and `siesta activator` as local processes (KUBECONFIG) against the "
   "local control plane and node agent; a Function at zero; `siesta-bench cold` sends one request and notes the "
   "wall-clock send and first-byte times; the phases are lined up with the controller's `woke up on an activation` "
