@@ -93,7 +93,7 @@ w(f"- nginx: {sh('nginx -v 2>&1')}; HAProxy: {sh('haproxy -v | head -1')}; {sh('
 loads = ", ".join(f"{kv['when']} {kv['loadavg'].replace(',', ' ')}" for kv in of("load"))
 w(f"- load average (1/5/15 min) during the run: {loads}. This machine is shared: other sessions' builds and "
   "tests may run at the same time; a load above 0.5 at the start means the figures carry their noise.")
-w("- Client (wrk or siesta-bench), proxy and backend (examples/hello, release) all run on the same "
+w("- Client (wrk, h2load or siesta-bench), proxy and backend (examples/hello, release) all run on the same "
   f"{os.cpu_count()} cores over loopback, unpinned: every proxy figure includes the contention of "
   "three processes on two cores, and all proxies are measured under the same contention.")
 w("")
