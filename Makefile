@@ -29,8 +29,9 @@ test:
 test-real:
 	bash hack/node/test.sh
 
-## bench: proxy cost, cold start, buffering, streaming, footprint -> docs/benchmarks.md
-##        (BENCH_QUICK=1 for a smoke run, BENCH_1K=1 for the 1,000-Function footprint)
+## bench: proxy cost (HTTP/1.1 and h2c), cold start, buffering, streaming, footprint -> docs/benchmarks.md
+##        (BENCH_QUICK=1 for a smoke run, BENCH_1K=1 for the 1,000-Function footprint,
+##        BENCH_SECTIONS=proxy,h2 for some sections only: see hack/bench/run.sh)
 bench:
 	bash hack/bench/run.sh
 

@@ -13,6 +13,14 @@ import time
 
 results_path, cmds_path, quick, reps, dur, out_path = sys.argv[1:7]
 quick = quick == "1"
+# Sections run.sh was asked for (BENCH_SECTIONS); the others say so.
+sections = os.environ.get("BENCH_SECTIONS", "")
+
+
+def not_run(name):
+    if sections and name not in sections.split(","):
+        return f"Not run (BENCH_SECTIONS={sections})."
+    return "Not measured."
 
 
 def parse(line):
@@ -80,11 +88,12 @@ w("## Machine")
 w("")
 w(f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
 w(f"- nproc: {os.cpu_count()}; CPU: {model}; memory: {mem}; kernel {platform.release()}")
-w(f"- nginx: {sh('nginx -v 2>&1')}; HAProxy: {sh('haproxy -v | head -1')}; {sh('wrk -v 2>&1 | head -1')}; {sh('rustc --version')}")
+w(f"- nginx: {sh('nginx -v 2>&1')}; HAProxy: {sh('haproxy -v | head -1')}; {sh('wrk -v 2>&1 | head -1')}; "
+  f"{sh('h2load --version 2>&1 | head -1')}; {sh('go version')}; {sh('rustc --version')}")
 loads = ", ".join(f"{kv['when']} {kv['loadavg'].replace(',', ' ')}" for kv in of("load"))
 w(f"- load average (1/5/15 min) during the run: {loads}. This machine is shared: other sessions' builds and "
   "tests may run at the same time; a load above 0.5 at the start means the figures carry their noise.")
-w("- Client (wrk or siesta-bench), proxy and backend (examples/hello, release) all run on the same "
+w("- Client (wrk, h2load or siesta-bench), proxy and backend (examples/hello, release) all run on the same "
   f"{os.cpu_count()} cores over loopback, unpinned: every proxy figure includes the contention of "
   "three processes on two cores, and all proxies are measured under the same contention.")
 w("")
@@ -94,9 +103,26 @@ w(f"- Each figure is the median of {reps} repetitions (cold start: of every run)
   f"Proxy runs are {dur} s of wrk per point, targets interleaved within each repetition after a 1 s warm-up each.")
 w("- Proxy cost: `hello` (release) on 127.0.0.1:18001; in front of it the activator (`siesta-bench activator`: the "
   "siesta-activator library with a static function -> backend route and no cluster), nginx (2 workers, upstream "
-  "keepalive 512) and HAProxy (2 threads, `http-reuse always`) with the configs in hack/bench/. "
+  "keepalive 512) and HAProxy (2 threads, `http-reuse always`) with the configs in hack/bench/, and "
+  "**go-rp**: Go's `net/http/httputil.ReverseProxy` (hack/bench/goproxy/main.go, standard library only), "
+  "the proxy core of Knative's activator and the KEDA HTTP add-on's interceptor, set up as they set it up for "
+  "HTTP/1: the client's Host kept, keep-alive, `DisableCompression`, `ForceAttemptHTTP2` false, a 32 KiB buffer "
+  "pool; idle pool `MaxIdleConns` = `MaxIdleConnsPerHost` = 1,000 (Knative: 1,000 and 100 per host, KEDA: 100; "
+  "raised so that 256 clients never churn upstream connections, in Go's favour); GOMAXPROCS left at its default (every core). "
   "Latency percentiles come from wrk's `done` hook (hack/bench/percentiles.lua). "
   "CPU = utime+stime from /proc/PID/stat before and after each run (nginx: master + workers), per 100k requests.")
+w("- Proxy cost over HTTP/2: h2load (nghttp2) with prior-knowledge h2c, `-c` client connections × `-m` "
+  "concurrent streams each, for the same duration, repetitions and interleaving as above; the route is named by "
+  "`:authority`. Targets: hello directly (h2c); the activator (`siesta-bench activator`) speaking HTTP/1.1 to "
+  "hello (a Function's default) and, in a second process with `--upstream-h2c`, h2c to hello (a Function with "
+  "`protocol: H2c`); nginx with `listen ... http2` (no TLS) proxying to hello over HTTP/1.1 (keep-alive 512, as "
+  "above) and, on a second server, over h2c with `grpc_pass grpc://` (nginx 1.22 speaks HTTP/2 upstream only "
+  "for gRPC; a plain GET through it is answered by hello as any other; hack/bench/nginx-h2.conf). go-rp is not "
+  "in these rows: Go's standard library serves h2c only through golang.org/x/net/http2/h2c, which is not in it. "
+  "h2load prints no percentiles: p50/p99/p99.9 are nearest-rank over its `--log-file` (one line per request, "
+  "time to the end of the response; hack/bench/h2load_line.py); failed = h2load's `failed` count (HTTP and "
+  "stream errors alike); non-2xx = logged statuses outside 2xx (h2load logs status 0 for a response whose "
+  "headers came before its measured phase began, and counts it as succeeded: timed, not counted here).")
 w("- Cold start: release `siesta controller` and `siesta activator` as local processes (KUBECONFIG) against the "
   "local control plane and node agent; a Function at zero; `siesta-bench cold` sends one request and notes the "
   "wall-clock send and first-byte times; the phases are lined up with the controller's `woke up on an activation` "
@@ -116,7 +142,7 @@ w("")
 
 # ---------------------------------------------------------------- proxy
 concs = sorted({int(kv["c"]) for kv in of("proxy")})
-targets = ["direct", "activator", "nginx", "haproxy"]
+targets = ["direct", "activator", "nginx", "haproxy", "go-rp"]
 P = {}
 for c in concs:
     for t in targets:
@@ -132,27 +158,104 @@ for c in concs:
             "bcpu": med(num(r["backend_cpu_s"]) / num(r["requests"]) * 1e5 for r in rs),
             "err": sum(int(r.get("errors", 0)) for r in rs),
         }
+
+
+def over(a, b, key):
+    """a[key] / b[key], or None when either side is missing or zero."""
+    if not a or not b or a.get(key) is None or not b.get(key):
+        return None
+    return a[key] / b[key]
+
+
 w("## 1. Proxy cost (GET / on hello, HTTP/1.1 keep-alive)")
 w("")
-w("| conc | path | req/s | p50 ms | p99 ms | p99.9 ms | proxy CPU s /100k req | backend CPU s /100k req | errors |")
-w("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-for c in concs:
-    for t in targets:
-        p = P.get((c, t))
-        if p:
-            w(f"| {c} | {t} | {f(p['rps'], '{:.0f}')} | {f(p['p50'], '{:.3f}')} | {f(p['p99'], '{:.3f}')} | "
-              f"{f(p['p999'], '{:.3f}')} | {f(p['cpu'], '{:.2f}', '-')} | {f(p['bcpu'])} | {p['err']} |")
-w("")
-w("| conc | activator / nginx req/s | activator / HAProxy req/s | activator / direct req/s | activator p99 − direct p99 (ms) | activator CPU / nginx CPU |")
-w("|---:|---:|---:|---:|---:|---:|")
 ratio = {}
-for c in concs:
-    d, a, n, h = (P.get((c, t)) for t in targets)
-    if not (a and n and h and d):
-        continue
-    ratio[c] = (a["rps"] / n["rps"], a["p99"] - d["p99"])
-    w(f"| {c} | {a['rps'] / n['rps']:.2f} | {a['rps'] / h['rps']:.2f} | {a['rps'] / d['rps']:.2f} | "
-      f"{a['p99'] - d['p99']:+.3f} | {f(a['cpu'] / n['cpu'] if a['cpu'] and n['cpu'] else None)} |")
+if not P:
+    w(not_run("proxy"))
+else:
+    w("| conc | path | req/s | p50 ms | p99 ms | p99.9 ms | proxy CPU s /100k req | backend CPU s /100k req | errors |")
+    w("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for c in concs:
+        for t in targets:
+            p = P.get((c, t))
+            if p:
+                w(f"| {c} | {t} | {f(p['rps'], '{:.0f}')} | {f(p['p50'], '{:.3f}')} | {f(p['p99'], '{:.3f}')} | "
+                  f"{f(p['p999'], '{:.3f}')} | {f(p['cpu'], '{:.2f}', '-')} | {f(p['bcpu'])} | {p['err']} |")
+    w("")
+    w("| conc | activator / nginx req/s | activator / HAProxy req/s | activator / go-rp req/s | activator / direct req/s | "
+      "activator p99 − direct p99 (ms) | activator CPU / nginx CPU | activator CPU / go-rp CPU |")
+    w("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for c in concs:
+        d, a, n, h, g = (P.get((c, t)) for t in targets)
+        if not a:
+            continue
+        p99_gap = a["p99"] - d["p99"] if d and a["p99"] is not None and d["p99"] is not None else None
+        if n and d:
+            ratio[c] = (a["rps"] / n["rps"], p99_gap)
+        w(f"| {c} | {f(over(a, n, 'rps'))} | {f(over(a, h, 'rps'))} | {f(over(a, g, 'rps'))} | {f(over(a, d, 'rps'))} | "
+          f"{f(p99_gap, '{:+.3f}')} | {f(over(a, n, 'cpu'))} | {f(over(a, g, 'cpu'))} |")
+w("")
+
+# ---------------------------------------------------------------- proxy over h2c
+h2_targets = [
+    ("direct", "direct (h2c)"),
+    ("activator", "activator → HTTP/1.1"),
+    ("activator-h2c", "activator → h2c"),
+    ("nginx", "nginx → HTTP/1.1"),
+    ("nginx-h2c", "nginx → h2c (grpc_pass)"),
+]
+h2_points = sorted({(int(kv["c"]), int(kv["m"])) for kv in of("h2")})
+H = {}
+for c, m in h2_points:
+    for t, _ in h2_targets:
+        rs = of("h2", target=t, c=c, m=m)
+        if not rs:
+            continue
+        H[(c, m, t)] = {
+            "rps": med(r["rps"] for r in rs),
+            "p50": med(num(r["p50_us"]) / 1000 for r in rs if num(r.get("p50_us")) is not None),
+            "p99": med(num(r["p99_us"]) / 1000 for r in rs if num(r.get("p99_us")) is not None),
+            "p999": med(num(r["p999_us"]) / 1000 for r in rs if num(r.get("p999_us")) is not None),
+            "mean": med(num(r["mean_us"]) / 1000 for r in rs if num(r.get("mean_us")) is not None),
+            "cpu": med(num(r["proxy_cpu_s"]) / num(r["requests"]) * 1e5 for r in rs if num(r.get("requests")))
+            if t != "direct" else None,
+            "bcpu": med(num(r["backend_cpu_s"]) / num(r["requests"]) * 1e5 for r in rs if num(r.get("requests"))),
+            "err": sum(int(num(r.get("errors")) or 0) for r in rs),
+            "non2xx": sum(int(num(r.get("non2xx")) or 0) for r in rs),
+        }
+w("## 1b. Proxy cost over HTTP/2 (h2c from the client, GET / on hello)")
+w("")
+if not H:
+    w(not_run("h2"))
+else:
+    w("c × m = client connections × concurrent streams per connection (h2load `-c`, `-m`). "
+      "Percentiles from h2load's per-request log; mean as h2load prints it.")
+    w("")
+    w("| c × m | path | req/s | p50 ms | p99 ms | p99.9 ms | mean ms | proxy CPU s /100k req | backend CPU s /100k req | failed | non-2xx |")
+    w("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for c, m in h2_points:
+        for t, label in h2_targets:
+            p = H.get((c, m, t))
+            if p:
+                w(f"| {c} × {m} | {label} | {f(p['rps'], '{:.0f}')} | {f(p['p50'], '{:.3f}')} | {f(p['p99'], '{:.3f}')} | "
+                  f"{f(p['p999'], '{:.3f}')} | {f(p['mean'], '{:.3f}')} | {f(p['cpu'], '{:.2f}', '-')} | {f(p['bcpu'])} | "
+                  f"{p['err']} | {p['non2xx']} |")
+    w("")
+    w("| c × m | activator / nginx req/s, → HTTP/1.1 | activator / nginx req/s, → h2c | activator → HTTP/1.1 / direct req/s | "
+      "activator CPU / nginx CPU, → HTTP/1.1 | activator CPU / nginx CPU, → h2c | activator p99 − nginx p99 (ms), → HTTP/1.1 | → h2c |")
+    w("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for c, m in h2_points:
+        d, a1, a2, n1, n2 = (H.get((c, m, t)) for t, _ in h2_targets)
+
+        def gap(a, b):
+            return a["p99"] - b["p99"] if a and b and a["p99"] is not None and b["p99"] is not None else None
+        w(f"| {c} × {m} | {f(over(a1, n1, 'rps'))} | {f(over(a2, n2, 'rps'))} | {f(over(a1, d, 'rps'))} | "
+          f"{f(over(a1, n1, 'cpu'))} | {f(over(a2, n2, 'cpu'))} | {f(gap(a1, n1), '{:+.3f}')} | {f(gap(a2, n2), '{:+.3f}')} |")
+    uc = {r["target"]: r["n"] for r in of("h2_upstream_conns")}
+    if uc:
+        w("")
+        w(f"Upstream connections to hello held after the runs (`ss`, by pid): activator → HTTP/1.1 {uc.get('activator', '?')}, "
+          f"activator → h2c {uc.get('activator-h2c', '?')} (h2c multiplexes the streams on a few connections).")
 w("")
 
 # ---------------------------------------------------------------- cold start
@@ -191,7 +294,7 @@ if cs or warm:
             w("")
             w(f"The activator's own `siesta_activator_cold_start_duration_seconds` histogram: {int(n)} cold starts, mean {s / n * 1000:.1f} ms.")
 else:
-    w("Not measured (no cold-start runs recorded).")
+    w(not_run("cluster") if sections else "Not measured (no cold-start runs recorded).")
 w("")
 
 # ---------------------------------------------------------------- buffering
@@ -207,7 +310,7 @@ if pk:
       f"{f(med(r['parked_in_s'] for r in pk))} | {f(med(r['drain_s'] for r in pk), '{:.3f}')} | {f(mib('rss_before_kib'), '{:.1f}')} | "
       f"{f(mib('rss_parked_kib'), '{:.1f}')} | {f(mib('hwm_kib'), '{:.1f}')} |")
 else:
-    w("Not measured.")
+    w(not_run("buffering"))
 w("")
 
 # ---------------------------------------------------------------- streaming
@@ -236,18 +339,22 @@ if st:
           f"VmHWM {num(end[0]['hwm_kib']) / 1024:.1f} MiB after all {len(of('stream', via='activator'))} transfers "
           f"({sum(int(r['bytes']) for r in of('stream', via='activator')) / (1 << 30):.1f} GiB each way in total).")
 else:
-    w("Not measured.")
+    w(not_run("streaming"))
 w("")
 
 # ---------------------------------------------------------------- footprint
 w("## 5. Footprint")
 w("")
-w("| process | RSS MiB |")
-w("|---|---:|")
+if not of("idle_rss"):
+    w(not_run("cluster"))
+else:
+    w("| process | RSS MiB |")
+    w("|---|---:|")
 for r in of("idle_rss"):
     label = {"controller": "controller, idle (release, 1 namespace watched, leader)",
              "activator": "activator, idle (release, watching Functions and Pods in all namespaces of the shared cluster)",
-             "bench-activator-after-load": "bench activator after the proxy runs (static route, no cluster)"}.get(r["component"], r["component"])
+             "bench-activator-after-load": "bench activator after the proxy runs (static route, no cluster)",
+             "go-rp-after-load": "go-rp (Go httputil.ReverseProxy) after the proxy runs"}.get(r["component"], r["component"])
     w(f"| {label} | {num(r['rss_kib']) / 1024:.1f} (peak {num(r['hwm_kib']) / 1024:.1f}) |")
 fn = of("fns")
 if fn:
@@ -263,7 +370,7 @@ w("## 6. Autoscaler reaction")
 w("")
 au = [r for r in of("autoscale") if "rep" in r]
 if not au:
-    w("Not measured.")
+    w(not_run("cluster"))
 else:
     r0 = au[0]
     w(f"Function `step` (target 10 in-flight per pod, stableWindowSeconds 6, panic window 10 %, scaleToZeroAfterSeconds 2, "
@@ -349,7 +456,7 @@ if rt:
         w(f"| {c} | {f(ci, '{:.0f}')} | {f(pi, '{:.0f}')} | {f(ci / pi if ci and pi else None)} |")
     w("")
 if not (rc or rw or rt):
-    w("Not measured (BENCH_REAL=0).")
+    w(not_run("real") if sections and "real" not in sections.split(",") else "Not measured (BENCH_REAL=0).")
     w("")
 
 # ---------------------------------------------------------------- targets
@@ -364,11 +471,11 @@ def verdict(ok):
 t1 = [c for c in ratio]
 ok1 = all(ratio[c][0] >= 1.0 for c in t1) if t1 else None
 w(f"- Activator throughput ≥ nginx at every concurrency: {verdict(ok1)} — activator/nginx = "
-  + ", ".join(f"{ratio[c][0]:.2f} at c={c}" for c in t1) + ".")
-t2 = [c for c in t1 if c <= 64]
+  + (", ".join(f"{ratio[c][0]:.2f} at c={c}" for c in t1) or "not measured") + ".")
+t2 = [c for c in t1 if c <= 64 and ratio[c][1] is not None]
 ok2 = all(ratio[c][1] <= 1.0 for c in t2) if t2 else None
 w(f"- Activator p99 within 1 ms of direct at c ≤ 64: {verdict(ok2)} — "
-  + ", ".join(f"{ratio[c][1]:+.3f} ms at c={c}" for c in t2) + ".")
+  + (", ".join(f"{ratio[c][1]:+.3f} ms at c={c}" for c in t2) or "not measured") + ".")
 sv = [num(r.get("siesta_ms")) for r in cs if num(r.get("siesta_ms")) is not None]
 ok3 = statistics.median(sv) < 50 if sv else None
 w(f"- Siesta's own cold-start part < 50 ms median: {verdict(ok3)} — "

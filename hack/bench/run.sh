@@ -7,6 +7,13 @@
 #   BENCH_OUT=path  where the markdown goes (default docs/benchmarks.md)
 #   BENCH_SKIP_BUILD=1  use the release binaries already in $CARGO_TARGET_DIR
 #   BENCH_REAL=0    skip section 7, the real node (images, kubelet + containerd)
+#   BENCH_SECTIONS=proxy,h2   run only these sections (comma-separated; default
+#                   all): proxy (1, HTTP/1.1 proxy cost), h2 (1b, over h2c),
+#                   buffering (3), streaming (4), cluster (2, 5 and 6: the local
+#                   cluster, started if it is down), real (7, also BENCH_REAL)
+#   BENCH_PORT_OFFSET=N  added to every port of the hello backend and of
+#                   sections 1 and 1b (default 0), so that two checkouts can
+#                   run them at once
 #
 # Every process it starts is its own (temp dir, own ports, own pid) and is
 # stopped by PID at exit. The shared local cluster is used, never stopped.
@@ -21,11 +28,20 @@ BIN="$CARGO_TARGET_DIR/release"
 export KUBECONFIG="${KUBECONFIG:-$ROOT/.cluster/kubeconfig}"
 K="${KUBECTL:-$HOME/.cache/siesta/tools/bin/kubectl}"
 HOST_HDR="hello.bench.siesta.local"
+ALL_SECTIONS="proxy,h2,buffering,streaming,cluster,real"
+SECTIONS="${BENCH_SECTIONS:-$ALL_SECTIONS}"
+for s in ${SECTIONS//,/ }; do
+  [[ ",$ALL_SECTIONS," == *",$s,"* ]] || { echo "BENCH_SECTIONS: unknown section $s (known: $ALL_SECTIONS)" >&2; exit 2; }
+done
+want() { [[ ",$SECTIONS," == *",$1,"* ]]; }
+PORT_OFFSET="${BENCH_PORT_OFFSET:-0}"
+port() { echo $(($1 + PORT_OFFSET)); }
 
+# H2_POINTS: h2load's client connections x concurrent streams per connection.
 if [[ "$QUICK" == 1 ]]; then
-  REPS=1; DUR=1; CONCS="1 64"; PARK_N=1000; STREAM_BYTES=$((64 << 20)); COLD_N=2; NFN=10
+  REPS=1; DUR=1; CONCS="1 64"; H2_POINTS="16x10"; PARK_N=1000; STREAM_BYTES=$((64 << 20)); COLD_N=2; NFN=10
 else
-  REPS=3; DUR=5; CONCS="1 16 64 256"; PARK_N=10000; STREAM_BYTES=$((1 << 30)); COLD_N=7; NFN=100
+  REPS=3; DUR=5; CONCS="1 16 64 256"; H2_POINTS="1x1 16x10 64x10"; PARK_N=10000; STREAM_BYTES=$((1 << 30)); COLD_N=7; NFN=100
 fi
 [[ "${BENCH_1K:-0}" == 1 ]] && NFN=1000
 
@@ -57,6 +73,9 @@ command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx-light)
 command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || need+=(haproxy)
 command -v python3 >/dev/null || need+=(python3)
 command -v curl >/dev/null || need+=(curl)
+command -v bc >/dev/null || need+=(bc)
+if want proxy; then command -v go >/dev/null || need+=(golang-go); fi
+if want h2; then command -v h2load >/dev/null || need+=(nghttp2-client); fi
 if ((${#need[@]})); then
   log "installing ${need[*]}"
   SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
@@ -71,6 +90,15 @@ if [[ "${BENCH_SKIP_BUILD:-0}" == 1 && -x "$BIN/siesta-bench" ]]; then
 else
   log "building release binaries into $CARGO_TARGET_DIR"
   cmd cargo build -q --release -p siesta -p hello -p siesta-bench
+fi
+
+if want proxy; then
+  # go-rp (hack/bench/goproxy): standard library only, so GOPATH mode and no
+  # module download; Go's build cache makes a rebuild instant.
+  GO_RP="$CARGO_TARGET_DIR/go-rp/go-rp"
+  mkdir -p "$(dirname "$GO_RP")"
+  cmd env GO111MODULE=off GOFLAGS= GOCACHE="$HOME/.cache/siesta/go-build" \
+    go build -o "$GO_RP" hack/bench/goproxy/main.go
 fi
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -105,54 +133,131 @@ spawn() { # spawn LOGFILE CMD...: background, pid in $SPAWNED
 stop() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 vm() { awk -v k="$2:" '$1==k {print $2}' /proc/"$1"/status; }
 
-# ---------------------------------------------------------------- 1. proxy cost
-log "1. proxy cost: direct, activator, nginx, haproxy at c=$CONCS, ${DUR}s x $REPS"
-BACKEND=127.0.0.1:18001
-spawn "$WORK/hello.log" env PORT=18001 HOST=127.0.0.1 POD_NAME=bench "$BIN/hello"
-HELLO_PID=$SPAWNED
-spawn "$WORK/activator-proxy.log" "$BIN/siesta-bench" activator --listen 127.0.0.1:18080 \
-  --admin 127.0.0.1:19091 --function bench/hello --backend "$BACKEND"
-ACT_PID=$SPAWNED
+# ---------------------------------------------------------------- backend
+# hello (HTTP/1.1 and h2c on one port) behind every proxy of sections 1 to 4.
+BACKEND=127.0.0.1:$(port 18001)
+HELLO_PID=""
+if want proxy || want h2 || want buffering || want streaming; then
+  spawn "$WORK/hello.log" env PORT="$(port 18001)" HOST=127.0.0.1 POD_NAME=bench "$BIN/hello"
+  HELLO_PID=$SPAWNED
+  wait_port "$BACKEND"
+fi
+# nginx's own processes: the master (pid file) and its workers.
+nginx_pids() { echo "$1" $(cat /proc/"$1"/task/*/children 2>/dev/null); }
+# Starts nginx from a config template: start_nginx NAME TEMPLATE SED-ARGS...;
+# its master's pid in $NGINX_STARTED.
+start_nginx() {
+  local dir="$WORK/$1" tmpl="$2"
+  shift 2
+  mkdir -p "$dir"
+  sed -e "s|@DIR@|$dir|g" -e "s|@BACKEND@|$BACKEND|g" "$@" "$tmpl" >"$dir/nginx.conf"
+  cmd "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log"
+  for _ in $(seq 1 50); do [[ -s "$dir/nginx.pid" ]] && break; sleep 0.1; done
+  NGINX_STARTED="$(cat "$dir/nginx.pid")"
+  PIDS+=("$NGINX_STARTED")
+}
+cpu_s() { echo "scale=3; ($2-$1)/$TCK" | bc; }
 
-mkdir -p "$WORK/nginx" "$WORK/haproxy"
-sed -e "s|@DIR@|$WORK/nginx|g" -e "s|@LISTEN@|127.0.0.1:18081|g" -e "s|@BACKEND@|$BACKEND|g" \
-  hack/bench/nginx.conf >"$WORK/nginx/nginx.conf"
-cmd "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/nginx-error.log"
-for _ in $(seq 1 50); do [[ -s "$WORK/nginx/nginx.pid" ]] && break; sleep 0.1; done
-PIDS+=("$(cat "$WORK/nginx/nginx.pid")")
-sed -e "s|@DIR@|$WORK/haproxy|g" -e "s|@LISTEN@|127.0.0.1:18082|g" -e "s|@BACKEND@|$BACKEND|g" \
+# ---------------------------------------------------------------- 1. proxy cost
+if want proxy; then
+log "1. proxy cost: direct, activator, nginx, haproxy, go-rp at c=$CONCS, ${DUR}s x $REPS"
+spawn "$WORK/activator-proxy.log" "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18080)" \
+  --admin "127.0.0.1:$(port 19091)" --function bench/hello --backend "$BACKEND"
+ACT_PID=$SPAWNED
+spawn "$WORK/go-rp.log" "$GO_RP" -listen "127.0.0.1:$(port 18085)" -backend "$BACKEND" -max-idle-conns 1000
+GORP_PID=$SPAWNED
+
+start_nginx nginx hack/bench/nginx.conf -e "s|@LISTEN@|127.0.0.1:$(port 18081)|g"
+NGINX_PID=$NGINX_STARTED
+mkdir -p "$WORK/haproxy"
+sed -e "s|@DIR@|$WORK/haproxy|g" -e "s|@LISTEN@|127.0.0.1:$(port 18082)|g" -e "s|@BACKEND@|$BACKEND|g" \
   hack/bench/haproxy.cfg >"$WORK/haproxy/haproxy.cfg"
 cmd "$HAPROXY" -f "$WORK/haproxy/haproxy.cfg"
-for a in 127.0.0.1:18001 127.0.0.1:18080 127.0.0.1:18081 127.0.0.1:18082; do wait_port "$a"; done
-NGINX_PID="$(cat "$WORK/nginx/nginx.pid")"
+for p in 18080 18081 18082 18085; do wait_port "127.0.0.1:$(port $p)"; done
 HAPROXY_PID="$(cat "$WORK/haproxy/haproxy.pid")"; PIDS+=("$HAPROXY_PID")
-nginx_pids() { echo "$NGINX_PID" $(cat /proc/"$NGINX_PID"/task/*/children 2>/dev/null); }
-target_port() { case $1 in direct) echo 18001;; activator) echo 18080;; nginx) echo 18081;; haproxy) echo 18082;; esac; }
-target_pids() { case $1 in direct) echo "";; activator) echo "$ACT_PID";; nginx) nginx_pids;; haproxy) echo "$HAPROXY_PID";; esac; }
+PROXY_TARGETS="direct activator nginx haproxy go-rp"
+target_port() { case $1 in direct) port 18001;; activator) port 18080;; nginx) port 18081;; haproxy) port 18082;; go-rp) port 18085;; esac; }
+target_pids() { case $1 in direct) echo "";; activator) echo "$ACT_PID";; nginx) nginx_pids "$NGINX_PID";; haproxy) echo "$HAPROXY_PID";; go-rp) echo "$GORP_PID";; esac; }
 
-for t in direct activator nginx haproxy; do  # warm-up: pools, caches
+for t in $PROXY_TARGETS; do  # warm-up: pools, caches
   wrk -t2 -c64 -d1s -H "Host: $HOST_HDR" "http://127.0.0.1:$(target_port $t)/" >/dev/null
 done
 for rep in $(seq 1 "$REPS"); do
   for c in $CONCS; do
-    for t in direct activator nginx haproxy; do
+    for t in $PROXY_TARGETS; do
       threads=2; ((c < 2)) && threads=1
       url="http://127.0.0.1:$(target_port $t)/"
       p0=$(cpu_ticks $(target_pids $t)); b0=$(cpu_ticks "$HELLO_PID")
       line=$(wrk -t"$threads" -c"$c" -d"${DUR}s" --latency -s hack/bench/percentiles.lua \
         -H "Host: $HOST_HDR" "$url" | grep '^BENCH')
       p1=$(cpu_ticks $(target_pids $t)); b1=$(cpu_ticks "$HELLO_PID")
-      result "proxy target=$t c=$c rep=$rep ${line#BENCH } proxy_cpu_s=$(echo "scale=3; ($p1-$p0)/$TCK" | bc) backend_cpu_s=$(echo "scale=3; ($b1-$b0)/$TCK" | bc)"
+      result "proxy target=$t c=$c rep=$rep ${line#BENCH } proxy_cpu_s=$(cpu_s "$p0" "$p1") backend_cpu_s=$(cpu_s "$b0" "$b1")"
       log "  $t c=$c rep=$rep: ${line#BENCH }"
     done
   done
 done
-printf '%s\n' "wrk -t{1|2} -c{C} -d${DUR}s --latency -s hack/bench/percentiles.lua -H 'Host: $HOST_HDR' http://127.0.0.1:{18001 direct|18080 activator|18081 nginx|18082 haproxy}/" >>"$CMDS"
+printf '%s\n' "wrk -t{1|2} -c{C} -d${DUR}s --latency -s hack/bench/percentiles.lua -H 'Host: $HOST_HDR' http://127.0.0.1:{$(port 18001) direct|$(port 18080) activator|$(port 18081) nginx|$(port 18082) haproxy|$(port 18085) go-rp}/" >>"$CMDS"
 result "idle_rss component=bench-activator-after-load rss_kib=$(vm "$ACT_PID" VmRSS) hwm_kib=$(vm "$ACT_PID" VmHWM)"
-stop "$ACT_PID"
+result "idle_rss component=go-rp-after-load rss_kib=$(vm "$GORP_PID" VmRSS) hwm_kib=$(vm "$GORP_PID" VmHWM)"
+stop "$ACT_PID"; stop "$GORP_PID"
 kill -TERM "$NGINX_PID" "$HAPROXY_PID" 2>/dev/null || true
+fi
+
+# ---------------------------------------------------------------- 1b. proxy cost over h2c
+# h2load speaks HTTP/2 with prior knowledge to http:// URLs. The route is
+# named by :authority (a Host header would be sent as a second, regular
+# header, which nginx refuses with 400). go-rp is not a target: Go's standard
+# library serves h2c only through golang.org/x/net/http2/h2c.
+if want h2; then
+log "1b. proxy cost over h2c: direct, activator (-> HTTP/1.1 and -> h2c), nginx (-> HTTP/1.1 and -> h2c) at c x m = $H2_POINTS, ${DUR}s x $REPS"
+spawn "$WORK/activator-h2.log" "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18086)" \
+  --admin "127.0.0.1:$(port 19096)" --function bench/hello --backend "$BACKEND"
+H2ACT_PID=$SPAWNED
+spawn "$WORK/activator-h2c.log" "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18087)" \
+  --admin "127.0.0.1:$(port 19097)" --function bench/hello --backend "$BACKEND" --upstream-h2c
+H2CACT_PID=$SPAWNED
+start_nginx nginx-h2 hack/bench/nginx-h2.conf \
+  -e "s|@LISTEN_H1@|127.0.0.1:$(port 18088)|g" -e "s|@LISTEN_H2@|127.0.0.1:$(port 18089)|g"
+H2NGINX_PID=$NGINX_STARTED
+for p in 18086 18087 18088 18089; do wait_port "127.0.0.1:$(port $p)"; done
+H2_TARGETS="direct activator activator-h2c nginx nginx-h2c"
+h2_port() { case $1 in direct) port 18001;; activator) port 18086;; activator-h2c) port 18087;; nginx) port 18088;; nginx-h2c) port 18089;; esac; }
+h2_pids() { case $1 in direct) echo "";; activator) echo "$H2ACT_PID";; activator-h2c) echo "$H2CACT_PID";; nginx | nginx-h2c) nginx_pids "$H2NGINX_PID";; esac; }
+
+for t in $H2_TARGETS; do  # warm-up: pools, caches
+  h2load -t2 -c16 -m10 -D 1 -H ":authority: $HOST_HDR" "http://127.0.0.1:$(h2_port $t)/" >/dev/null
+done
+for rep in $(seq 1 "$REPS"); do
+  for point in $H2_POINTS; do
+    c=${point%x*}; m=${point#*x}
+    for t in $H2_TARGETS; do
+      threads=2; ((c < 2)) && threads=1
+      rm -f "$WORK/h2load.log"
+      p0=$(cpu_ticks $(h2_pids $t)); b0=$(cpu_ticks "$HELLO_PID")
+      h2load -t"$threads" -c"$c" -m"$m" -D "$DUR" --log-file="$WORK/h2load.log" \
+        -H ":authority: $HOST_HDR" "http://127.0.0.1:$(h2_port $t)/" >"$WORK/h2load.out" 2>&1 || true
+      p1=$(cpu_ticks $(h2_pids $t)); b1=$(cpu_ticks "$HELLO_PID")
+      line=$(python3 hack/bench/h2load_line.py "$WORK/h2load.out" "$WORK/h2load.log")
+      result "h2 target=$t c=$c m=$m rep=$rep ${line#BENCH } proxy_cpu_s=$(cpu_s "$p0" "$p1") backend_cpu_s=$(cpu_s "$b0" "$b1")"
+      log "  h2 $t c=$c m=$m rep=$rep: ${line#BENCH }"
+    done
+  done
+done
+rm -f "$WORK/h2load.log"
+# Upstream connections each activator holds to hello once the load is over
+# (idle in its pool): h2c multiplexes, so a handful against up to c x m for
+# HTTP/1.1; the check that --upstream-h2c took effect.
+for t in activator activator-h2c; do
+  n=$(ss -Htnp state established "( dport = :$(port 18001) )" 2>/dev/null | grep -c "pid=$(h2_pids $t)," || true)
+  result "h2_upstream_conns target=$t n=$n"
+done
+printf '%s\n' "h2load -t{1|2} -c{C} -m{M} -D $DUR --log-file=\$WORK/h2load.log -H ':authority: $HOST_HDR' http://127.0.0.1:{$(port 18001) direct|$(port 18086) activator|$(port 18087) activator-h2c (--upstream-h2c)|$(port 18088) nginx|$(port 18089) nginx-h2c}/  # then hack/bench/h2load_line.py \$WORK/h2load.out \$WORK/h2load.log" >>"$CMDS"
+stop "$H2ACT_PID"; stop "$H2CACT_PID"
+kill -TERM "$H2NGINX_PID" 2>/dev/null || true
+fi
 
 # ---------------------------------------------------------------- 3. buffering
+if want buffering; then
 log "3. buffering: $PARK_N requests parked at zero, x $REPS"
 for rep in $(seq 1 "$REPS"); do
   spawn "$WORK/activator-park-$rep.log" "$BIN/siesta-bench" activator --listen 127.0.0.1:18083 \
@@ -166,8 +271,10 @@ for rep in $(seq 1 "$REPS"); do
   log "  rep=$rep: $line"
   stop "$pid"
 done
+fi
 
 # ---------------------------------------------------------------- 4. streaming
+if want streaming; then
 log "4. streaming: $STREAM_BYTES bytes up (echoed back) and down, x $REPS"
 spawn "$WORK/activator-stream.log" "$BIN/siesta-bench" activator --listen 127.0.0.1:18084 \
   --admin 127.0.0.1:19094 --function bench/hello --backend "$BACKEND"
@@ -188,9 +295,11 @@ for rep in $(seq 1 "$REPS"); do
 done
 result "stream_end rss_kib=$(vm "$SPID" VmRSS) hwm_kib=$(vm "$SPID" VmHWM)"
 stop "$SPID"
-stop "$HELLO_PID"
+fi
+[[ -n "$HELLO_PID" ]] && stop "$HELLO_PID"
 
 # ---------------------------------------------------------------- 2 + 5. cluster
+if want cluster; then
 log "2. cold start on the local cluster ($COLD_N runs) and 5. footprint"
 if ! "$K" get --raw /readyz >/dev/null 2>&1; then
   log "local cluster not up: starting it (hack/cluster/up.sh, node-up.sh)"
@@ -342,9 +451,10 @@ for rep in $(seq 1 "$REPS"); do
 done
 stop "$CACT_PID"; stop "$CTL_PID"
 "$K" delete ns "$BENCH_NS" --wait=false >/dev/null 2>&1 || true; BENCH_NS=""
+fi
 
 # ---------------------------------------------------------------- 7. real node
-if [[ "${BENCH_REAL:-1}" == 1 ]]; then
+if want real && [[ "${BENCH_REAL:-1}" == 1 ]]; then
   REAL_RUNS=5; [[ "$QUICK" == 1 ]] && REAL_RUNS=2
   log "7. real node: $REAL_RUNS cold starts, warm latency and throughput via ClusterIP and pod IP"
   printf '%s\n' "bash hack/bench/realnode.sh $REAL_RUNS  # images, make real-up, helm install (defaults), hack/bench/realnode.py" >>"$CMDS"

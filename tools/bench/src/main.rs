@@ -27,6 +27,7 @@ use hyper_util::rt::TokioIo;
 use siesta_activator::index::FunctionConfig;
 use siesta_activator::route::FunctionKey;
 use siesta_activator::{Activator, Config};
+use siesta_api::Protocol;
 use tokio::net::TcpStream;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -113,6 +114,10 @@ struct ActivatorArgs {
     /// alone gets at most 90 % of the budget.
     #[arg(long, default_value_t = 1_000_000)]
     max_parked_requests: u64,
+    /// Speak h2c (HTTP/2 with prior knowledge) to the backend, as a Function
+    /// with `protocol: H2c` does; HTTP/1.1 otherwise (the default).
+    #[arg(long)]
+    upstream_h2c: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -159,6 +164,7 @@ async fn run_activator(args: ActivatorArgs) -> anyhow::Result<()> {
         queue_timeout_secs,
         container_concurrency,
         max_parked_requests,
+        upstream_h2c,
     } = args;
     let Some((ns, name)) = function.split_once('/') else {
         bail!("--function must be NAMESPACE/NAME, got {function:?}");
@@ -176,6 +182,11 @@ async fn run_activator(args: ActivatorArgs) -> anyhow::Result<()> {
         key.clone(),
         FunctionConfig {
             port: backend.port(),
+            protocol: if upstream_h2c {
+                Protocol::H2c
+            } else {
+                Protocol::Http1
+            },
             queue_max,
             queue_timeout: Duration::from_secs(queue_timeout_secs),
             container_concurrency,
@@ -196,7 +207,8 @@ async fn run_activator(args: ActivatorArgs) -> anyhow::Result<()> {
     }
     control.mark_synced();
     eprintln!(
-        "bench activator: {key} -> {backend} on {} (admin {}){}",
+        "bench activator: {key} -> {backend} ({}) on {} (admin {}){}",
+        if upstream_h2c { "h2c" } else { "HTTP/1.1" },
         activator.listen_addr()?,
         activator.admin_addr()?,
         if at_zero {
