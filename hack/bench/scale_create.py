@@ -1,52 +1,27 @@
 #!/usr/bin/env python3
 """Creates N Functions f0..f{N-1} at once: POSTs to the apiserver from
-CONCURRENCY threads, with the credentials of the current kubeconfig
-context (as `kubectl config view --raw` shows them). `kubectl create -f`
+CONCURRENCY threads, each on one kept-alive connection, with the
+credentials of the current kubeconfig context (`scale_kube.py`). `kubectl create -f`
 of a multi-document file sends one POST at a time; this is the "all at
 once" a burst of users, a GitOps sync or a migration makes.
 
 usage: scale_create.py KUBECTL NAMESPACE N CONCURRENCY
 prints: create n=.. ok=.. failed=.. secs=.. per_s=..
 """
-import base64
+import http.client
 import json
 import os
-import ssl
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import http.client
-import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from scale_kube import Apiserver  # noqa: E402
 
 kubectl, ns, n, conc = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-
-
-def view(path):
-    return subprocess.run([kubectl, "config", "view", "--raw", "--minify", "-o", "jsonpath=" + path],
-                          check=True, capture_output=True, text=True).stdout.strip()
-
-
-server = view("{.clusters[0].cluster.server}")
-token = view("{.users[0].user.token}")
-ctx = ssl.create_default_context()
-ca_file, ca_data = view("{.clusters[0].cluster.certificate-authority}"), view(
-    "{.clusters[0].cluster.certificate-authority-data}")
-if ca_data:
-    with tempfile.NamedTemporaryFile("wb", delete=False, suffix=".crt") as f:
-        f.write(base64.b64decode(ca_data))
-    ca_file = f.name
-ctx.load_verify_locations(cafile=ca_file)
-if not token:
-    cert, key = view("{.users[0].user.client-certificate}"), view("{.users[0].user.client-key}")
-    if not cert:
-        sys.exit("scale_create.py: the kubeconfig has neither a token nor a client certificate file")
-    ctx.load_cert_chain(cert, key)
-url = f"{server}/apis/siesta.dev/v1alpha1/namespaces/{ns}/functions"
-headers = {"Content-Type": "application/json"}
-if token:
-    headers["Authorization"] = "Bearer " + token
+api = Apiserver(kubectl)
+path = f"/apis/siesta.dev/v1alpha1/namespaces/{ns}/functions"
+headers = api.headers
 
 ok = failed = 0
 lock = threading.Lock()
@@ -56,7 +31,6 @@ next_i = 0
 def worker():
     """One kept-alive connection per thread."""
     global ok, failed, next_i
-    u = urllib.parse.urlsplit(url)
     conn = None
     while True:
         with lock:
@@ -71,8 +45,8 @@ def worker():
         for _ in range(5):  # a 429 or a reset under load: try again
             try:
                 if conn is None:
-                    conn = http.client.HTTPSConnection(u.hostname, u.port or 443, context=ctx, timeout=60)
-                conn.request("POST", u.path, body=body, headers=headers)
+                    conn = api.connect()
+                conn.request("POST", path, body=body, headers=headers)
                 r = conn.getresponse()
                 r.read()
                 # 409: already there (a retry of a create that went through).
@@ -100,5 +74,3 @@ for t in threads:
     t.join()
 secs = time.time() - start
 print(f"create n={n} ok={ok} failed={failed} secs={secs:.1f} per_s={n / secs:.0f}")
-if ca_data:
-    os.unlink(ca_file)

@@ -35,7 +35,7 @@ impl<'a> Sample<'a> {
 pub fn samples<'a>(text: &'a str, wanted: &'a [&'a str]) -> impl Iterator<Item = Sample<'a>> + 'a {
     text.lines().filter_map(move |line| {
         let line = line.trim_start();
-        let name_end = line.find(|c: char| c == '{' || c == ' ' || c == '\t')?;
+        let name_end = line.find(['{', ' ', '\t'])?;
         let name = &line[..name_end];
         if !wanted.contains(&name) {
             return None;
