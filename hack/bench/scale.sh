@@ -9,6 +9,7 @@
 #   SCALE_IDLE_SECS=60             length of each idle window (API requests, CPU)
 #   BENCH_SKIP_BUILD=1             use the release binaries in $CARGO_TARGET_DIR
 #   SCALE_BIN=path                 another siesta binary (e.g. an older build, to compare)
+#   SCALE_CONTROLLER_ARGS="..."    more controller flags (e.g. --concurrency=64)
 #   SCALE_RUN=name                 a name for the run in the results (default: current)
 #   SCALE_PERF=file                perf record (flat) the controller from creation to all Ready
 #   KUBECONFIG / SIESTA_STATE_DIR  which cluster (default: this tree's .cluster);
@@ -84,7 +85,7 @@ ACT=$!; PIDS+=("$ACT")
 wait_ready "http://$ACT_ADMIN"
 SIESTA_LOG=warn "$SIESTA" controller --admin-addr "$CTL_ADMIN" --namespace "$NS" \
   --watch-namespace "$NS" --identity "scale-$$" \
-  --activator-url "http://$ACT_ADMIN/metrics" >"$WORK/controller.log" 2>&1 &
+  --activator-url "http://$ACT_ADMIN/metrics" ${SCALE_CONTROLLER_ARGS:-} >"$WORK/controller.log" 2>&1 &
 CTL=$!; PIDS+=("$CTL")
 wait_ready "http://$CTL_ADMIN"
 sleep 3
@@ -97,6 +98,7 @@ if [[ -n "${SCALE_PERF:-}" ]]; then
   perf record -q -F 499 -p "$CTL" -o "$SCALE_PERF" >/dev/null 2>&1 &
   PERF=$!; PIDS+=("$PERF")
 fi
+load0=$(cut -d' ' -f1 /proc/loadavg)
 start=$(date +%s.%N)
 python3 hack/bench/scale_wait.py "$K" "$NS" "$N" "$start" "${SCALE_TIMEOUT_SECS:-1800}" >"$WORK/wait.txt" &
 WAITER=$!; PIDS+=("$WAITER")
@@ -106,6 +108,9 @@ log "  $creation; waiting for Ready, Deployments, ReplicaSets"
 wait "$WAITER"
 [[ -n "${PERF:-}" ]] && { kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true; }
 done_at=$(echo "$(date +%s.%N) - $start" | bc)
+load1=$(cut -d' ' -f1 /proc/loadavg)
+# The controller manager's client limit (20 requests/s per controller unless raised).
+kcm_qps=$(tr '\0' ' ' </proc/"$KCM"/cmdline 2>/dev/null | grep -o 'kube-api-qps=[0-9]*' | cut -d= -f2 || true)
 read -r a1 e1 k1 <<<"$(cluster_ticks)"; c1=$(ticks "$CTL"); x1=$(ticks "$ACT")
 waited=$(cat "$WORK/wait.txt")
 log "  $waited"
@@ -116,7 +121,7 @@ per_fn=$(echo "scale=2; ($act_rss - $act_rss0) / $N" | bc)
 # What one scrape carries: the autoscaler reads the activator's page every
 # --scrape-interval; Prometheus would read both.
 act_page=$(curl -s "$ACT_ADMIN/metrics" | wc -c); ctl_page=$(curl -s "$CTL_ADMIN/metrics" | wc -c)
-echo "scale run=$RUN n=$N created_s=$created $waited all_done_s=$done_at" \
+echo "scale run=$RUN n=$N created_s=$created $waited all_done_s=$done_at load=$load0,$load1 kcm_qps=${kcm_qps:-20}" \
   "ctl_rss0_kib=$ctl_rss0 ctl_rss_kib=$ctl_rss ctl_hwm_kib=$ctl_hwm" \
   "act_rss0_kib=$act_rss0 act_rss_kib=$act_rss act_hwm_kib=$act_hwm act_kib_per_fn=$per_fn" \
   "act_metrics_bytes=$act_page ctl_metrics_bytes=$ctl_page" \
