@@ -48,6 +48,13 @@ def secs(v):
     return "not reached" if v in (None, "na") else f"{float(v):.1f} s"
 
 
+def ready(s):
+    if s.get("ready_s") not in (None, "na"):
+        return secs(s["ready_s"])
+    # Not all Ready when the wait ended: how many were, and when it ended.
+    return f"{int(s.get('ready', 0)):,} Ready at {float(s.get('all_done_s', 0)):.0f} s"
+
+
 def render(rows, commands):
     runs = []
     for r in rows:
@@ -76,7 +83,7 @@ def render(rows, commands):
         per = s.get("act_kib_per_fn", "na")
         out.append(
             f"| {run} | {int(n):,} | {s.get('kcm_qps', '20')} | {s.get('load', 'na').replace(',', ' → ')} | "
-            f"{secs(s.get('created_s'))} | {secs(s.get('ready_s'))} | "
+            f"{secs(s.get('created_s'))} | {ready(s)} | "
             f"{secs(s.get('deployments_s'))} | {secs(s.get('replicasets_s'))} | "
             f"{mib(s.get('ctl_rss_kib'))} ({mib(s.get('ctl_hwm_kib'))}) | "
             f"{mib(s.get('act_rss0_kib'))} → {mib(s.get('act_rss_kib'))} | {per} KiB |")
@@ -90,8 +97,9 @@ def render(rows, commands):
         if not s:
             continue
         c = cpu(s.get("cpu_create_s", ""))
+        # 0 for a cluster process: its pid file was not readable (not measured).
         out.append(f"| {run} | {int(n):,} | " + " | ".join(
-            f"{c.get(k, 0):.1f}" for k in ("controller", "activator", "apiserver", "etcd", "kcm")) + " |")
+            f"{c[k]:.1f}" if c.get(k) else "na" for k in ("controller", "activator", "apiserver", "etcd", "kcm")) + " |")
     out.append("")
     out.append(
         "Nothing changing, afterwards: API requests from the apiserver's "
@@ -122,7 +130,7 @@ def render(rows, commands):
             return f"{r.get('per_s')} ({d})"
 
         def pct(k):
-            return f"{100 * c.get(k, 0) / w:.1f} %"
+            return f"{100 * c[k] / w:.1f} %" if c.get(k) else "na"
 
         out.append(
             f"| {run} | {int(n):,} | {api(ctl)} | {api(act)} | {i.get('autoscaler_tick_ms', 'na')} ms | "
