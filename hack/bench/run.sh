@@ -4,6 +4,8 @@
 #
 #   BENCH_QUICK=1   smoke mode: short runs, one repetition, small sizes
 #   BENCH_1K=1      the footprint run with 1,000 Functions (default 100)
+#   BENCH_SCALE=N   section 8, the control plane at N Functions (default 100,
+#                   10 in smoke mode; 0 skips it): hack/bench/scale.sh
 #   BENCH_OUT=path  where the markdown goes (default docs/benchmarks.md)
 #   BENCH_SKIP_BUILD=1  use the release binaries already in $CARGO_TARGET_DIR
 #   BENCH_REAL=0    skip section 7, the real node (images, kubelet + containerd)
@@ -453,6 +455,15 @@ stop "$CACT_PID"; stop "$CTL_PID"
 "$K" delete ns "$BENCH_NS" --wait=false >/dev/null 2>&1 || true; BENCH_NS=""
 fi
 
+# ---------------------------------------------------------------- 8. scale
+SCALE_N="${BENCH_SCALE:-100}"; [[ "$QUICK" == 1 ]] && SCALE_N="${BENCH_SCALE:-10}"
+if [[ "$SCALE_N" != 0 ]]; then
+  log "8. control plane at scale: $SCALE_N Functions (hack/bench/scale.sh)"
+  printf '%s\n' "hack/bench/scale.sh $SCALE_N" >>"$CMDS"
+  SCALE_IDLE_SECS="${SCALE_IDLE_SECS:-$([[ "$QUICK" == 1 ]] && echo 10 || echo 30)}" \
+    BENCH_SKIP_BUILD=1 bash hack/bench/scale.sh "$SCALE_N" >>"$RESULTS"
+fi
+
 # ---------------------------------------------------------------- 7. real node
 if want real && [[ "${BENCH_REAL:-1}" == 1 ]]; then
   REAL_RUNS=5; [[ "$QUICK" == 1 ]] && REAL_RUNS=2
@@ -465,4 +476,5 @@ fi
 result "load when=end loadavg=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' ,)"
 cp "$RESULTS" "$WORK/results.keep"
 python3 hack/bench/report.py "$RESULTS" "$CMDS" "$QUICK" "$REPS" "$DUR" "$OUT"
+grep -q '^scale ' "$RESULTS" && python3 hack/bench/scale_report.py "$RESULTS" --into "$OUT"
 log "raw results in $RESULTS; report written to $OUT"

@@ -98,12 +98,15 @@ current-context: siesta-local
 KCFG
 chmod 600 "$KUBECONFIG_PATH"
 
+# SIESTA_KCM_ARGS: more flags, e.g. "--kube-api-qps=200 --kube-api-burst=400"
+# (each of its controllers is limited to 20 requests/s by default; at
+# thousands of Deployments that is the Deployment controller's pace).
 start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
   --kubeconfig "$KUBECONFIG_PATH" \
   --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
   --controllers "${SIESTA_KCM_CONTROLLERS:-*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service}" \
   --leader-elect=false --use-service-account-credentials=false \
-  --port 0 --secure-port "$KCM_PORT" --bind-address 127.0.0.1 --v 1
+  --port 0 --secure-port "$KCM_PORT" --bind-address 127.0.0.1 --v 1 ${SIESTA_KCM_ARGS:-}
 # Service-account tokens are the last thing the controller manager sets up for
 # a namespace: when default/default has its token Secret, the cluster is usable.
 export KUBECONFIG="$KUBECONFIG_PATH"

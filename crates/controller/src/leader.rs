@@ -6,19 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ListParams};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::Controller;
 use siesta_api::Function;
+use siesta_api::names::FunctionKey;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
+use crate::children::Children;
 use crate::config::Config;
 use crate::context::Context;
+use crate::watches::Watches;
 use crate::{admin, autoscaler, lease, reconcile};
 
 pub(crate) async fn main_task(
@@ -73,10 +74,14 @@ pub(crate) async fn main_task(
                 if leader.wait_for(|l| *l).await.is_err() {
                     return;
                 }
+                // One watch per kind for the three parts, made anew at each
+                // election: a new leader starts from a fresh list.
+                let w = Watches::new(&ctx);
+                let (functions, deployments) = (w.functions.clone(), w.deployments.clone());
                 tokio::select! {
-                    () = run_controller(ctx.clone(), &config) => return,
-                    () = autoscaler::run(ctx.clone(), config.autoscaler.clone()) => return,
-                    () = crate::usage::run(ctx.clone()) => return,
+                    () = run_controller(ctx.clone(), &config, w) => return,
+                    () = autoscaler::run(ctx.clone(), config.autoscaler.clone(), functions.clone(), deployments) => return,
+                    () = crate::usage::run(ctx.clone(), functions) => return,
                     _ = leader.wait_for(|l| !*l) => ctx.set_cache_synced(false),
                 }
             }
@@ -111,30 +116,20 @@ fn elector_outcome(result: std::result::Result<(), tokio::task::JoinError>) -> a
 
 /// Runs the kube-runtime Controller (leader only). Returns only if the
 /// watch stream ends, which it does not while the apiserver answers.
-async fn run_controller(ctx: Arc<Context>, config: &Config) {
-    let client = ctx.client.clone();
-    let (functions, deployments, services) = match &config.watch_namespace {
-        Some(ns) => (
-            Api::<Function>::namespaced(client.clone(), ns),
-            Api::<Deployment>::namespaced(client.clone(), ns),
-            Api::<Service>::namespaced(client.clone(), ns),
-        ),
-        None => (
-            Api::<Function>::all(client.clone()),
-            Api::<Deployment>::all(client.clone()),
-            Api::<Service>::all(client.clone()),
-        ),
-    };
-    // Only children we labelled are watched: less memory in big clusters.
-    let children = watcher::Config::default().labels("app.kubernetes.io/managed-by=siesta");
-    let controller = Controller::new(functions, watcher::Config::default())
-        .owns(deployments, children.clone())
-        .owns(services, children)
+async fn run_controller(ctx: Arc<Context>, config: &Config, w: Watches) {
+    let store = w.functions.clone();
+    let reconciling = Arc::new(reconcile::Reconciling {
+        ctx: ctx.clone(),
+        children: Children::new(w.deployments, w.services),
+    });
+    let controller = Controller::for_stream(w.function_events, w.functions)
+        .owns_stream(w.deployment_events)
+        .owns_stream(w.service_events)
         .trigger_backoff(siesta_api::watch_backoff::WatchBackoff::default())
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency));
-    let store = controller.store();
     let synced = {
         let ctx = ctx.clone();
+        let store = store.clone();
         async move {
             if store.wait_until_ready().await.is_ok() {
                 tracing::info!("Function cache synced; reconciling");
@@ -143,8 +138,22 @@ async fn run_controller(ctx: Arc<Context>, config: &Config) {
             std::future::pending::<()>().await
         }
     };
+    // What was applied to Functions that are gone is forgotten now and then.
+    let forget = {
+        let reconciling = reconciling.clone();
+        async move {
+            let mut every = tokio::time::interval(MEMO_PRUNE);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let live: std::collections::HashSet<FunctionKey> =
+                    store.state().iter().map(|f| FunctionKey::of(f)).collect();
+                reconciling.children.memo().retain(|k| live.contains(k));
+            }
+        }
+    };
     let run = controller
-        .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+        .run(reconcile::reconcile, reconcile::error_policy, reconciling)
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(function = %object, "reconciled"),
@@ -157,8 +166,12 @@ async fn run_controller(ctx: Arc<Context>, config: &Config) {
     tokio::select! {
         () = run => {}
         () = synced => {}
+        () = forget => {}
     }
 }
+
+/// How often the memo of applied children drops Functions that are gone.
+const MEMO_PRUNE: Duration = Duration::from_secs(60);
 
 /// Lists Functions once; while the CRD is missing, says how to install it
 /// and retries, instead of crash-looping.

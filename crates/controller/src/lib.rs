@@ -7,6 +7,7 @@
 pub mod activation;
 mod admin;
 pub mod autoscaler;
+pub mod children;
 pub mod cold_start;
 mod config;
 mod context;
@@ -22,6 +23,7 @@ pub mod scale;
 mod startup;
 pub mod status;
 pub mod usage;
+mod watches;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -15,6 +15,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use siesta_api::{FIELD_MANAGER, Function};
 
+use crate::children::{self, Child, Children, Written};
 use crate::context::Context;
 use crate::error::api_call;
 use crate::events::{self, Note, event_reason};
@@ -31,22 +32,31 @@ const RESYNC: Duration = Duration::from_secs(300);
 /// Function should not wait a whole resync to take the name.
 const CONFLICT_RECHECK: Duration = Duration::from_secs(15);
 
+/// What a reconcile works with: the shared context, and the children as
+/// watched with what this process last applied to them.
+pub struct Reconciling {
+    pub ctx: Arc<Context>,
+    pub children: Children,
+}
+
 /// Entry point for `Controller::run`: times and counts the reconcile.
-pub async fn reconcile(function: Arc<Function>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(function: Arc<Function>, r: Arc<Reconciling>) -> Result<Action> {
     let started = Instant::now();
     let result = Reconciler {
         function: &function,
-        ctx: &ctx,
+        ctx: &r.ctx,
+        children: &r.children,
     }
     .run()
     .await;
-    ctx.metrics
+    r.ctx
+        .metrics
         .reconciled(started.elapsed(), result.as_ref().err());
     result
 }
 
 /// Requeue after a failure; conflicts clear fast, the rest may need a human.
-pub fn error_policy(function: Arc<Function>, error: &Error, _ctx: Arc<Context>) -> Action {
+pub fn error_policy(function: Arc<Function>, error: &Error, _r: Arc<Reconciling>) -> Action {
     tracing::warn!(
         function = %function.name_any(),
         namespace = ?function.namespace(),
@@ -63,6 +73,7 @@ pub fn error_policy(function: Arc<Function>, error: &Error, _ctx: Arc<Context>) 
 struct Reconciler<'a> {
     function: &'a Function,
     ctx: &'a Context,
+    children: &'a Children,
 }
 
 /// What applying the children changed.
@@ -82,15 +93,35 @@ impl Reconciler<'_> {
         let (ns, name) = (owner.namespace.as_str(), owner.name.as_str());
         let deployments: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), ns);
         let services: Api<Service> = Api::namespaced(self.ctx.client.clone(), ns);
+        // The watched copies; one the watch does not show (yet) is read:
+        // acting on a Deployment missing only from a lagging cache would
+        // create it anew, with minReplicas over a count set since.
+        let (cached_deployment, cached_service) = self.children.cached(&owner.key());
         let (existing, service) = tokio::try_join!(
-            api_call(
-                || format!("read Deployment {ns}/{name}"),
-                deployments.get_opt(name),
-            ),
-            api_call(
-                || format!("read Service {ns}/{name}"),
-                services.get_opt(name),
-            ),
+            async {
+                match cached_deployment {
+                    Some(d) => Ok(Some(d)),
+                    None => {
+                        api_call(
+                            || format!("read Deployment {ns}/{name}"),
+                            deployments.get_opt(name),
+                        )
+                        .await
+                    }
+                }
+            },
+            async {
+                match cached_service {
+                    Some(s) => Ok(Some(s)),
+                    None => {
+                        api_call(
+                            || format!("read Service {ns}/{name}"),
+                            services.get_opt(name),
+                        )
+                        .await
+                    }
+                }
+            },
         )?;
 
         let problem = self.problem(
@@ -106,7 +137,10 @@ impl Reconciler<'_> {
         let mut deployment = existing.clone();
         let mut failure = None;
         if problem.is_none() {
-            match self.apply_children(&owner, existing.as_ref()).await {
+            match self
+                .apply_children(&owner, existing.as_ref(), service.as_ref())
+                .await
+            {
                 Ok((applied, how)) => {
                     self.announce(&owner, &applied, how).await;
                     deployment = Some(applied);
@@ -162,11 +196,14 @@ impl Reconciler<'_> {
         Some(Problem::conflict(&owner.namespace, &owner.name, taken))
     }
 
-    /// Applies Deployment and Service; returns the Deployment as written.
+    /// Applies Deployment and Service, each unless it is what this process
+    /// last applied from the same spec (`children::Memo`); returns the
+    /// Deployment as written (or as watched, when left alone).
     async fn apply_children(
         &self,
         owner: &Owner,
         existing: Option<&Deployment>,
+        service: Option<&Service>,
     ) -> Result<(Deployment, Applied)> {
         let client = &self.ctx.client;
         let (ns, name) = (owner.namespace.as_str(), owner.name.as_str());
@@ -182,15 +219,34 @@ impl Reconciler<'_> {
             scale::adopt_replicas(client, d).await?;
         }
 
+        let key = owner.key();
         let created = existing.is_none();
         // Only on creation does the apply carry replicas (minReplicas), so
         // no pod is started for a function that starts at zero.
         let desired = resources::deployment(owner, spec, created.then_some(min));
-        let mut applied = api_call(
-            || format!("apply Deployment {ns}/{name}"),
-            deployments.patch(name, &params, &Patch::Apply(&desired)),
-        )
-        .await?;
+        // The steady-state object, what a reconcile after the creation applies.
+        let steady = children::digest(&resources::deployment(owner, spec, None));
+        let unchanged = existing.filter(|d| {
+            !scale::owns_replicas(d, FIELD_MANAGER)
+                && self.children.memo().current(
+                    &key,
+                    Child::Deployment,
+                    steady,
+                    children::deployment_version(d)
+                        .as_ref()
+                        .map(|(u, v)| (u.as_str(), v.as_str())),
+                )
+        });
+        let mut applied = match unchanged {
+            Some(d) => d.clone(),
+            None => {
+                api_call(
+                    || format!("apply Deployment {ns}/{name}"),
+                    deployments.patch(name, &params, &Patch::Apply(&desired)),
+                )
+                .await?
+            }
+        };
         if created {
             // Whoever scaled since the create (a wake-up, `kubectl scale`)
             // keeps their count: the hand-over is conditional on `applied`.
@@ -203,16 +259,47 @@ impl Reconciler<'_> {
             .await?;
         }
 
-        let services: Api<Service> = Api::namespaced(client.clone(), ns);
-        api_call(
-            || format!("apply Service {ns}/{name}"),
-            services.patch(
-                name,
-                &params,
-                &Patch::Apply(&resources::service(owner, spec)),
-            ),
-        )
-        .await?;
+        if unchanged.is_none() {
+            self.children.memo().wrote(
+                &key,
+                Child::Deployment,
+                children::deployment_version(&applied).map(|(uid, version)| Written {
+                    digest: steady,
+                    uid,
+                    version,
+                }),
+            );
+        }
+
+        let desired_service = resources::service(owner, spec);
+        let service_digest = children::digest(&desired_service);
+        let service_current = service.is_some_and(|s| {
+            self.children.memo().current(
+                &key,
+                Child::Service,
+                service_digest,
+                children::service_version(s)
+                    .as_ref()
+                    .map(|(u, v)| (u.as_str(), v.as_str())),
+            )
+        });
+        if !service_current {
+            let services: Api<Service> = Api::namespaced(client.clone(), ns);
+            let written = api_call(
+                || format!("apply Service {ns}/{name}"),
+                services.patch(name, &params, &Patch::Apply(&desired_service)),
+            )
+            .await?;
+            self.children.memo().wrote(
+                &key,
+                Child::Service,
+                children::service_version(&written).map(|(uid, version)| Written {
+                    digest: service_digest,
+                    uid,
+                    version,
+                }),
+            );
+        }
 
         self.keep_within_bounds(owner, &mut applied).await?;
 
@@ -537,7 +624,7 @@ mod scripted_apiserver {
             Events::new(client, "test"),
             leader_rx,
         ));
-        let result = reconcile(Arc::new(function()), ctx).await;
+        let result = reconcile(Arc::new(function()), Arc::new(unwatched(ctx))).await;
         let seen = script.lock().expect("script lock").seen.clone();
         (result, seen)
     }
@@ -647,10 +734,24 @@ mod scripted_apiserver {
         let ready = &status.body["status"]["conditions"][0];
         assert_eq!(ready["reason"], "ReconcileFailed", "{ready}");
         assert_eq!(
-            error_policy(Arc::new(function()), &error, Arc::new(dummy_ctx().await)),
+            error_policy(
+                Arc::new(function()),
+                &error,
+                Arc::new(unwatched(Arc::new(dummy_ctx().await)))
+            ),
             Action::requeue(Duration::from_secs(1)),
             "a conflict is retried soon"
         );
+    }
+
+    /// No watch behind the children's stores: every child is read.
+    fn unwatched(ctx: Arc<Context>) -> Reconciling {
+        let (deployments, _) = kube::runtime::reflector::store();
+        let (services, _) = kube::runtime::reflector::store();
+        Reconciling {
+            ctx,
+            children: Children::new(deployments, services),
+        }
     }
 
     async fn dummy_ctx() -> Context {

@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
 use crate::{Error, Result};
+use siesta_api::names::FunctionKey;
 use siesta_api::{FUNCTION_LABEL, Function, FunctionSpec, Protocol};
 
 /// The name of the one container in a Function's pods.
@@ -50,6 +51,11 @@ impl Owner {
             namespace,
             reference,
         })
+    }
+
+    /// The Function's key (its children have its name).
+    pub fn key(&self) -> FunctionKey {
+        FunctionKey::new(&self.namespace, &self.name)
     }
 }
 

@@ -344,17 +344,29 @@ fn condition(
     }
 }
 
-/// True when writing `new` would change what `old` says (the autoscaler's
-/// part of the status, `autoscaler` and `desiredReplicas`, is not the
-/// controller's to compare: it does not write them).
+/// True when writing `new` would change what `old` says. Only the
+/// reconciler's fields are compared: the autoscaler's (`autoscaler`,
+/// `desiredReplicas`), the cold-start record's (`lastColdStart`,
+/// `recentColdStarts`) and the usage record's (`usage`) are written by
+/// their own field managers. Comparing those too made every reconcile of a
+/// Function with a usage record write its status (a no-op at the server,
+/// but one request per reconcile, and a reconcile follows every write).
 pub fn changed(old: Option<&FunctionStatus>, new: &FunctionStatus) -> bool {
     match old {
         None => true,
         Some(old) => {
-            let mut old = old.clone();
-            old.autoscaler = None;
-            old.desired_replicas = new.desired_replicas;
-            old != *new
+            fn ours(
+                s: &FunctionStatus,
+            ) -> (Option<i64>, &Option<String>, i32, i32, &Vec<Condition>) {
+                (
+                    s.observed_generation,
+                    &s.url,
+                    s.replicas,
+                    s.ready_replicas,
+                    &s.conditions,
+                )
+            }
+            ours(old) != ours(new)
         }
     }
 }
@@ -649,5 +661,21 @@ mod tests {
         let mut desired_only = later.clone();
         desired_only.desired_replicas = 7;
         assert!(!changed(f.status.as_ref(), &desired_only));
+    }
+
+    #[test]
+    fn the_other_managers_fields_do_not_make_the_status_changed() {
+        let f = function(serde_json::json!({"image": "x"}));
+        let s = status_of(&f, Some(&deployment(0, 0, 0)), None);
+        let mut old = s.clone();
+        old.usage = Some(siesta_api::usage::UsageStatus::default());
+        old.recent_cold_starts = vec![Default::default()];
+        old.last_cold_start = Some(Default::default());
+        assert!(
+            !changed(Some(&old), &s),
+            "usage and cold starts are not the reconciler's"
+        );
+        old.ready_replicas = 1;
+        assert!(changed(Some(&old), &s), "ready replicas are");
     }
 }

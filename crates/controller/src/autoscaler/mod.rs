@@ -31,8 +31,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
 use siesta_api::names::FunctionKey;
 use siesta_api::schedule::Window;
 use siesta_api::{AutoscalerStatus, Function};
@@ -231,20 +230,15 @@ const STATUS_REFRESH: Duration = Duration::from_secs(10);
 const WRITE_CONCURRENCY: usize = 16;
 
 /// Runs the autoscaler until dropped. Call it on the leader only.
-pub async fn run(ctx: Arc<Context>, settings: Settings) {
+/// `fn_store` and `dep_store` are the leader's shared watches
+/// (`crate::watches`), filled while the reconciler runs.
+pub async fn run(
+    ctx: Arc<Context>,
+    settings: Settings,
+    fn_store: Store<Function>,
+    dep_store: Store<Deployment>,
+) {
     let mut activations = ctx.activations.subscribe();
-    let (functions, deployments) = watched_apis(&ctx);
-    let (fn_store, fn_task) = watch_store(functions, watcher::Config::default(), "Functions");
-    let (dep_store, dep_task) = watch_store(
-        deployments,
-        watcher::Config::default().labels("app.kubernetes.io/managed-by=siesta"),
-        "Deployments",
-    );
-    let _tasks = (
-        AbortOnDropHandle::new(fn_task),
-        AbortOnDropHandle::new(dep_task),
-    );
-
     let (source, pods_task) = build_source(&ctx, &settings);
     let _pods_task = pods_task.map(AbortOnDropHandle::new);
     let source_label = match settings.metrics_source {
@@ -295,19 +289,6 @@ pub async fn run(ctx: Arc<Context>, settings: Settings) {
                 }
             }
         }
-    }
-}
-
-/// The Functions and Deployments the autoscaler watches: of the watched
-/// namespace, or of all.
-fn watched_apis(ctx: &Context) -> (Api<Function>, Api<Deployment>) {
-    let client = ctx.client.clone();
-    match &ctx.watch_namespace {
-        Some(ns) => (
-            Api::<Function>::namespaced(client.clone(), ns),
-            Api::<Deployment>::namespaced(client, ns),
-        ),
-        None => (Api::<Function>::all(client.clone()), Api::all(client)),
     }
 }
 
@@ -362,35 +343,6 @@ fn build_source(
             )
         }
     }
-}
-
-fn watch_store<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    what: &'static str,
-) -> (Store<K>, tokio::task::JoinHandle<()>)
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config))
-        .backoff(siesta_api::watch_backoff::WatchBackoff::default())
-        .touched_objects();
-    let task = tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            if let Err(e) = event {
-                tracing::warn!(error = %e, "the autoscaler's watch of {what} failed; retrying");
-            }
-        }
-    });
-    (store, task)
 }
 
 /// Adds a poll to every Function's history. A complete poll that does not

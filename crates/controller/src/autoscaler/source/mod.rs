@@ -31,6 +31,7 @@ pub use siesta_api::names::metrics as names;
 mod prometheus;
 mod scrape;
 mod targets;
+mod text_format;
 
 pub use prometheus::{PromQuery, parse_vector};
 pub use scrape::{Counters, Delta, Scraper, SeriesState, advance, parse_activator_metrics};

@@ -12,7 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use siesta_api::names::FunctionKey;
 
 use super::targets::{Target, Targets};
-use super::{Poll, Reading, get_text, http_client, names};
+use super::{Poll, Reading, get_text, http_client, names, text_format};
 
 /// One activator's numbers for one function, as published.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -26,38 +26,33 @@ pub struct Counters {
 
 /// Parses an activator's `/metrics` text into per-function counters.
 pub fn parse_activator_metrics(text: &str) -> Result<HashMap<FunctionKey, Counters>, String> {
-    let lines = text.lines().map(|l| Ok(l.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines)
-        .map_err(|e| format!("not the Prometheus text format: {e}"))?;
+    const WANTED: &[&str] = &[
+        names::REQUESTS,
+        names::CONCURRENCY_SECONDS,
+        names::IN_FLIGHT,
+        names::QUEUED,
+    ];
     let mut out: HashMap<FunctionKey, Counters> = HashMap::new();
-    for sample in scrape.samples {
-        let field: fn(&mut Counters) -> &mut f64 = match sample.metric.as_str() {
+    for sample in text_format::samples(text, WANTED) {
+        let field: fn(&mut Counters) -> &mut f64 = match sample.name {
             names::REQUESTS => |c| &mut c.requests,
             names::CONCURRENCY_SECONDS => |c| &mut c.concurrency_seconds,
             names::IN_FLIGHT => |c| &mut c.in_flight,
             names::QUEUED => |c| &mut c.queued,
             _ => continue,
         };
-        let value = match sample.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => continue,
-        };
-        let (Some(namespace), Some(name)) = (
-            sample.labels.get("namespace"),
-            sample.labels.get("function"),
-        ) else {
+        let (Some(namespace), Some(name)) = (sample.label("namespace"), sample.label("function"))
+        else {
             continue;
         };
-        if namespace.is_empty() || name.is_empty() || !value.is_finite() {
+        if namespace.is_empty() || name.is_empty() || !sample.value.is_finite() {
             continue;
         }
         let key = FunctionKey {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
+            namespace: namespace.into_owned(),
+            name: name.into_owned(),
         };
-        *field(out.entry(key).or_default()) += value;
+        *field(out.entry(key).or_default()) += sample.value;
     }
     Ok(out)
 }

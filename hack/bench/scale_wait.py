@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Waits, from one watch per kind on the apiserver (not from polling lists,
+which at 10,000 objects would load the apiserver more than what is
+measured; and not from `kubectl get --watch`, which printed a few hundred
+objects a second here), until N Functions are Ready at their first
+generation and N Deployments and N ReplicaSets exist; prints the seconds
+from START to each.
+
+usage: scale_wait.py KUBECTL NAMESPACE N START_EPOCH TIMEOUT_S
+prints: ready_s=.. deployments_s=.. replicasets_s=.. ready=.. deployments=.. replicasets=..
+"""
+import json
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from scale_kube import Apiserver  # noqa: E402
+
+kubectl, ns, n, start, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+api = Apiserver(kubectl)
+
+
+def ready(obj):
+    s = obj.get("status") or {}
+    return s.get("observedGeneration") == 1 and any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in s.get("conditions") or [])
+
+
+def follow(path, counts, out):
+    """Watches `path` (again when the watch ends: the apiserver closes them
+    now and then) and records when `counts(seen)` first reaches N."""
+    seen = {}
+    while time.time() < start + timeout:
+        conn = api.connect(timeout=max(1.0, start + timeout - time.time()))
+        try:
+            conn.request("GET", f"{path}?watch=1&allowWatchBookmarks=false", headers=api.headers)
+            r = conn.getresponse()
+            while True:
+                line = r.readline()
+                if not line:
+                    break
+                ev = json.loads(line)
+                obj = ev.get("object") or {}
+                name = (obj.get("metadata") or {}).get("name")
+                if not name:
+                    continue
+                if ev.get("type") == "DELETED":
+                    seen.pop(name, None)
+                else:
+                    seen[name] = obj
+                out["count"] = counts(seen)
+                if out["count"] >= n:
+                    out["at"] = time.time() - start
+                    return
+        except (OSError, ValueError):
+            pass
+        finally:
+            conn.close()
+        out["restarts"] = out.get("restarts", 0) + 1
+        time.sleep(0.5)
+
+
+jobs = {
+    "ready": (f"/apis/siesta.dev/v1alpha1/namespaces/{ns}/functions",
+              lambda seen: sum(1 for o in seen.values() if ready(o))),
+    "deployments": (f"/apis/apps/v1/namespaces/{ns}/deployments", len),
+    "replicasets": (f"/apis/apps/v1/namespaces/{ns}/replicasets", len),
+}
+results = {k: {"count": 0} for k in jobs}
+threads = [threading.Thread(target=follow, args=(*jobs[k], results[k]), daemon=True) for k in jobs]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(max(0.0, start + timeout - time.time()))
+
+
+def fmt(k):
+    at = results[k].get("at")
+    return f"{at:.1f}" if at is not None else "na"
+
+
+print(" ".join([f"{k}_s={fmt(k)}" for k in jobs] + [f"{k}={results[k]['count']}" for k in jobs]))
