@@ -49,8 +49,7 @@ impl Drop for Ticket {
         self.entry.finish(self.addr.take(), now);
         let m = &self.entry.metrics;
         m.request(self.code);
-        m.duration
-            .observe(now.saturating_duration_since(self.start).as_secs_f64());
+        m.observe_duration(now.saturating_duration_since(self.start).as_secs_f64());
     }
 }
 

@@ -356,8 +356,7 @@ impl FunctionEntry {
         st.refused = None;
         if let Some(since) = st.cold_since.take() {
             self.metrics
-                .cold_start
-                .observe(now.saturating_duration_since(since).as_secs_f64());
+                .observe_cold_start(now.saturating_duration_since(since).as_secs_f64());
             let parked = st.dispatcher.queued();
             st.cold.released(addr, parked, now);
         }
@@ -633,8 +632,8 @@ mod tests {
         assert_eq!(rx1.await.unwrap(), Ok(a(1)));
         assert_eq!(rx2.await.unwrap(), Ok(a(1)));
         assert_eq!(e.metrics.queued.get(), 0);
-        assert_eq!(e.metrics.cold_start.get_sample_count(), 1);
-        assert!((e.metrics.cold_start.get_sample_sum() - 3.0).abs() < 1e-9);
+        assert_eq!(e.metrics.cold_start_histogram().get_sample_count(), 1);
+        assert!((e.metrics.cold_start_histogram().get_sample_sum() - 3.0).abs() < 1e-9);
         assert!(!e.keep_waking());
     }
 
