@@ -91,10 +91,14 @@ impl Config {
     }
 
     /// Every default, listening on ephemeral loopback ports (for tests).
+    /// One serving thread: tests run many activators side by side on a
+    /// few cores, and one thread each keeps their timing close to a
+    /// dedicated activator's (a test that wants more sets it).
     pub fn loopback() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            serving_threads: 1,
             ..Self::defaults()
         }
     }
@@ -140,13 +144,15 @@ mod tests {
     }
 
     #[test]
-    fn loopback_repeats_every_default_but_the_addresses() {
+    fn loopback_repeats_every_default_but_the_addresses_and_threads() {
         let parsed = Cli::parse_from(["activator"]).config;
         let lo = super::Config::loopback();
+        assert_eq!(lo.serving_threads, 1);
         let show = |c: &super::Config| {
             let mut c = c.clone();
             c.listen = lo.listen;
             c.admin_addr = lo.admin_addr;
+            c.serving_threads = lo.serving_threads;
             format!("{c:?}")
         };
         assert_eq!(show(&parsed), show(&lo));

@@ -748,3 +748,44 @@ async fn metrics_count_a_known_sequence_exactly() {
         "added {added}, wall {wall}"
     );
 }
+
+#[tokio::test]
+async fn two_serving_threads_answer_every_connection_and_drain_together() {
+    let mut h = Harness::start(siesta_activator::Config {
+        serving_threads: 2,
+        ..siesta_activator::Config::loopback()
+    })
+    .await;
+    let be = echo().await;
+    let key = h.function("f", cfg(), &[be]).await;
+    // Each send is its own connection: the kernel spreads them over both
+    // threads' listeners.
+    let tasks: Vec<_> = (0..40)
+        .map(|i| tokio::spawn(send(get(&h, HOST, &format!("/{i}")))))
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let (s, _, body) = t.await.unwrap();
+        assert_eq!((s, body), (StatusCode::OK, format!("GET /{i} HTTP/1.1")));
+    }
+    let slow: Vec<_> = (0..6)
+        .map(|_| tokio::spawn(send(get(&h, HOST, "/sleep/1000"))))
+        .collect();
+    wait_in_flight(&h, &key, 6).await;
+    h.shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..8 {
+        assert!(
+            tokio::net::TcpStream::connect(h.addr).await.is_err(),
+            "every thread's listener is closed while draining"
+        );
+    }
+    for t in slow {
+        let (s, _, body) = t.await.unwrap();
+        assert_eq!((s, body.as_str()), (StatusCode::OK, "slept"));
+    }
+    tokio::time::timeout(Duration::from_secs(5), &mut h.task)
+        .await
+        .expect("serve did not return after both threads drained")
+        .unwrap()
+        .unwrap();
+}

@@ -174,6 +174,8 @@ async fn run_activator(args: ActivatorArgs) -> anyhow::Result<()> {
         listen,
         admin_addr: admin,
         max_parked_requests,
+        // One per CPU, as the real activator (loopback's 1 is for tests).
+        serving_threads: 0,
         ..Config::loopback()
     })
     .await?;
