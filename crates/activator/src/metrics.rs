@@ -427,3 +427,47 @@ impl FunctionMetrics {
             .inc();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(m: &Metrics) -> String {
+        String::from_utf8(m.encode()).expect("utf-8 page")
+    }
+
+    #[test]
+    fn a_function_has_no_histogram_series_until_it_is_called_or_cold_started() {
+        let m = Metrics::new().expect("metrics");
+        let f = m.function(&FunctionKey::new("ns", "f"));
+        let before = page(&m);
+        assert!(
+            before.contains(r#"siesta_activator_queued_requests{function="f",namespace="ns"} 0"#),
+            "{before}"
+        );
+        assert!(
+            !before.contains("siesta_activator_request_duration_seconds"),
+            "{before}"
+        );
+        assert!(
+            !before.contains("siesta_activator_cold_start_duration_seconds"),
+            "{before}"
+        );
+
+        f.observe_duration(0.25);
+        f.observe_cold_start(1.5);
+        let after = page(&m);
+        assert!(
+            after.contains(
+                r#"siesta_activator_request_duration_seconds_count{function="f",namespace="ns"} 1"#
+            ),
+            "{after}"
+        );
+        assert!(
+            after.contains(
+                r#"siesta_activator_cold_start_duration_seconds_sum{function="f",namespace="ns"} 1.5"#
+            ),
+            "{after}"
+        );
+    }
+}

@@ -767,6 +767,13 @@ async fn two_serving_threads_answer_every_connection_and_drain_together() {
         let (s, _, body) = t.await.unwrap();
         assert_eq!((s, body), (StatusCode::OK, format!("GET /{i} HTTP/1.1")));
     }
+    // Other tests here run one serving thread each (`serve-0`); only
+    // this activator has a second.
+    assert!(
+        thread_names().iter().any(|n| n == "serve-1"),
+        "a second serving thread runs: {:?}",
+        thread_names()
+    );
     let slow: Vec<_> = (0..6)
         .map(|_| tokio::spawn(send(get(&h, HOST, "/sleep/1000"))))
         .collect();
@@ -788,4 +795,14 @@ async fn two_serving_threads_answer_every_connection_and_drain_together() {
         .expect("serve did not return after both threads drained")
         .unwrap()
         .unwrap();
+}
+
+/// The names of this process's threads (the serving threads are
+/// `serve-N`, see `siesta_activator::serving`).
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect()
 }
