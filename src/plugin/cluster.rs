@@ -5,6 +5,7 @@
 use anyhow::{Context as _, anyhow, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, ListParams};
@@ -63,6 +64,15 @@ impl Cluster {
             .ok_or_else(|| {
                 anyhow!("Function {ns}/{name} not found (kubectl siesta list -A shows them all)")
             })
+    }
+
+    /// The replicas the Function's Deployment asks for now (`None` when it
+    /// cannot be read: absent, or not allowed to this user).
+    pub async fn deployment_replicas(&self, ns: &str, name: &str) -> Option<i32> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+        let d = api.get_opt(name).await.ok()??;
+        // The apiserver defaults an absent spec.replicas to 1.
+        Some(d.spec.and_then(|s| s.replicas).unwrap_or(1))
     }
 
     /// `METHOD path` on the apiserver, whatever the status.

@@ -29,6 +29,11 @@ const SHOWN_DECISIONS: usize = 5;
 pub struct Explanation {
     pub namespace: String,
     pub name: String,
+    /// What its Deployment asks for now; `None` when it could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// What the autoscaler asked for at its last decision
+    /// (`status.desiredReplicas`).
     pub desired_replicas: i32,
     pub ready_replicas: i32,
     pub reason: Option<String>,
@@ -52,8 +57,10 @@ pub struct Explanation {
 }
 
 impl Explanation {
+    /// `replicas`: the Deployment's `spec.replicas` now, if read.
     pub fn of(
         f: &Function,
+        replicas: Option<i32>,
         decisions: Result<Option<DecisionHistory>, String>,
         now: DateTime<Utc>,
         since: Duration,
@@ -72,6 +79,7 @@ impl Explanation {
         Explanation {
             namespace: f.namespace().unwrap_or_default(),
             name: f.name_any(),
+            replicas,
             desired_replicas: status.desired_replicas,
             ready_replicas: status.ready_replicas,
             reason: history
@@ -115,19 +123,31 @@ impl Explanation {
     }
 
     /// How many replicas it has and why, and the schedule window in force.
+    /// The count is the Deployment's: a wake-up (or a `kubectl scale`)
+    /// changes it before the autoscaler's next decision, which is then
+    /// said to be older than the count.
     fn replicas(&self, o: &mut String) {
         let plural = |n: i32| if n == 1 { "replica" } else { "replicas" };
+        let has = self.replicas.unwrap_or(self.desired_replicas);
         let _ = write!(
             o,
             "{} has {} {} ({} ready)",
             self.name,
-            self.desired_replicas,
-            plural(self.desired_replicas),
+            has,
+            plural(has),
             self.ready_replicas
         );
         match &self.reason {
-            Some(r) => {
+            Some(r) if has == self.desired_replicas => {
                 let _ = writeln!(o, " because {r}.");
+            }
+            Some(r) => {
+                let _ = writeln!(
+                    o,
+                    "; {}. The autoscaler's last decision, before that, asked for {} because {r}; it decides again within its --autoscale-interval.",
+                    self.changed_since_the_decision(),
+                    self.desired_replicas,
+                );
             }
             None => {
                 let _ = writeln!(o, "; the autoscaler has not decided for it yet.");
@@ -135,6 +155,22 @@ impl Explanation {
         }
         if let Some(window) = &self.active_schedule {
             let _ = writeln!(o, "A scale.schedules window sets the floor now: {window}.");
+        }
+    }
+
+    /// What changed the count after the last decision: a request's wake-up
+    /// when the last cold start came later, else another writer.
+    fn changed_since_the_decision(&self) -> String {
+        let parse = |t: &str| DateTime::parse_from_rfc3339(t).ok();
+        let decided = self.decisions.last().and_then(|d| parse(&d.at));
+        let woke = self.last_cold_start.as_ref().and_then(|c| parse(&c.at));
+        match (woke, decided) {
+            (Some(w), Some(d)) if w > d => format!(
+                "a request woke it at {}, after the autoscaler's last decision at {}",
+                w.with_timezone(&Utc).format("%H:%M:%S%.3f"),
+                d.with_timezone(&Utc).format("%H:%M:%S%.3f"),
+            ),
+            _ => "the count changed after the autoscaler's last decision (a wake-up by a request, or a manual scale)".to_string(),
         }
     }
 
@@ -342,11 +378,12 @@ pub async fn run(
     out: Option<Output>,
 ) -> anyhow::Result<ExitCode> {
     let f = c.function(&c.namespace, name).await?;
+    let replicas = c.deployment_replicas(&c.namespace, name).await;
     let decisions = c
         .decisions(g, &c.namespace, name)
         .await
         .map_err(|e| format!("{e:#}"));
-    let e = Explanation::of(&f, decisions, Utc::now(), since);
+    let e = Explanation::of(&f, replicas, decisions, Utc::now(), since);
     match out {
         Some(out) => print_object(&e, out)?,
         None => print!("{}", e.text()),
@@ -427,7 +464,7 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2026-12-01T10:01:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let t = Explanation::of(&function(), Ok(Some(h)), now, DAY).text();
+        let t = Explanation::of(&function(), Some(2), Ok(Some(h)), now, DAY).text();
         assert!(
             t.starts_with(
                 "hello has 2 replicas (1 ready) because stable: concurrency 13.20 over the last 60s"
@@ -463,10 +500,63 @@ mod tests {
         );
     }
 
+    /// Woken by a request (through a controller replica that is not the
+    /// leader) after the leader's last decision at zero: the count is the
+    /// Deployment's, and the older decision is said to be older.
+    #[test]
+    fn a_wake_after_the_last_decision_shows_the_deployments_count() {
+        let mut at_zero = record(0, 3, "idle: at zero; the next request wakes it");
+        at_zero.current = 0;
+        at_zero.ready = 0;
+        let h = DecisionHistory {
+            namespace: "default".into(),
+            name: "hello".into(),
+            decisions: vec![at_zero],
+        };
+        let mut f = function();
+        let status = f.status.as_mut().unwrap();
+        status.desired_replicas = 0;
+        status.last_cold_start = Some(ColdStartStatus::new(
+            "2026-12-01T10:00:31.250Z".into(),
+            Some("hello-abc".into()),
+            &[12, 0, 0, 900, 5, 4].map(Duration::from_millis),
+        ));
+        let now = DateTime::parse_from_rfc3339("2026-12-01T10:00:33Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let t = Explanation::of(&f, Some(1), Ok(Some(h.clone())), now, DAY).text();
+        assert!(
+            t.starts_with(
+                "hello has 1 replica (1 ready); a request woke it at 10:00:31.250, after the autoscaler's last decision at 10:00:30.000. The autoscaler's last decision, before that, asked for 0 because idle: at zero"
+            ),
+            "{t}"
+        );
+        // A count changed by someone else: no wake after the decision.
+        f.status.as_mut().unwrap().last_cold_start = None;
+        let t = Explanation::of(&f, Some(3), Ok(Some(h.clone())), now, DAY).text();
+        assert!(
+            t.starts_with("hello has 3 replicas (1 ready); the count changed after the autoscaler's last decision (a wake-up by a request, or a manual scale)."),
+            "{t}"
+        );
+        // The Deployment unreadable: the autoscaler's count, as before.
+        let t = Explanation::of(&f, None, Ok(Some(h)), now, DAY).text();
+        assert!(
+            t.starts_with("hello has 0 replicas (1 ready) because idle: at zero"),
+            "{t}"
+        );
+    }
+
     #[test]
     fn without_a_history_it_says_why_and_falls_back_to_the_spec() {
         let now = Utc::now();
-        let t = Explanation::of(&function(), Err("no controller Lease".into()), now, DAY).text();
+        let t = Explanation::of(
+            &function(),
+            None,
+            Err("no controller Lease".into()),
+            now,
+            DAY,
+        )
+        .text();
         assert!(
             t.contains("No decision history: no controller Lease."),
             "{t}"

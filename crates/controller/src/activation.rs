@@ -24,7 +24,7 @@ use siesta_api::names::FunctionKey;
 use siesta_api::names::{is_dns_label, is_dns_subdomain};
 
 use crate::Result;
-use crate::context::Context;
+use crate::context::{Activation, Context};
 use crate::error::api_call;
 use crate::events::{Note, event_reason};
 use crate::resources::ChildKind;
@@ -167,7 +167,10 @@ fn answer_wake(
     match woken {
         Ok(Wake::Woke { to }) => {
             tracing::info!(function = %key, replicas = to, "woke up on an activation");
-            let _ = ctx.activations.send(key.clone());
+            let _ = ctx.activations.send(Activation {
+                key: key.clone(),
+                replicas: to,
+            });
             // The event is for people; the parked request must not wait on
             // one more apiserver write before the activator hears back.
             let events = ctx.events.clone();
@@ -184,7 +187,10 @@ fn answer_wake(
             )
         }
         Ok(Wake::Awake { replicas }) => {
-            let _ = ctx.activations.send(key.clone());
+            let _ = ctx.activations.send(Activation {
+                key: key.clone(),
+                replicas,
+            });
             (
                 "awake",
                 answer(202, format!("{key} already has {replicas} replicas\n")),

@@ -20,7 +20,7 @@ pub struct Context {
     pub events: Events,
     /// Every accepted activation, for the autoscaler: a wake-up is demand
     /// it must count before its next metrics scrape.
-    pub activations: broadcast::Sender<FunctionKey>,
+    pub activations: broadcast::Sender<Activation>,
     /// Whether this replica holds the leader lease.
     pub leader: watch::Receiver<bool>,
     /// The autoscaler's recent decisions (filled on the leader only).
@@ -30,6 +30,17 @@ pub struct Context {
     pub lease: std::sync::OnceLock<(String, String)>,
     crd_installed: AtomicBool,
     cache_synced: AtomicBool,
+}
+
+/// An accepted activation: the Function, and the replicas its Deployment
+/// has after the wake. The autoscaler decides on it at once, before its
+/// watch of the Deployment shows the scale write that woke it; with the
+/// count from the write it does not decide as if the Function were still
+/// at zero.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Activation {
+    pub key: FunctionKey,
+    pub replicas: i32,
 }
 
 impl Context {

@@ -26,6 +26,7 @@ pub mod usage;
 mod watches;
 
 pub use config::Config;
+pub use context::Activation;
 pub use error::{Error, Result};
 pub use siesta_api::names::FunctionKey;
 pub use startup::{Running, run, run_with, start};

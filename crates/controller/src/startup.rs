@@ -7,13 +7,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use kube::Client;
-use siesta_api::names::FunctionKey;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::context::Context;
+use crate::context::{Activation, Context};
 use crate::{autoscaler, events, leader, metrics};
 
 /// Runs the controller until SIGTERM/SIGINT.
@@ -61,7 +60,7 @@ impl Running {
     }
 
     /// Accepted activations, for the autoscaler.
-    pub fn activations(&self) -> broadcast::Receiver<FunctionKey> {
+    pub fn activations(&self) -> broadcast::Receiver<Activation> {
         self.ctx.activations.subscribe()
     }
 

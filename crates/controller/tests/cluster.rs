@@ -692,13 +692,17 @@ async fn activation_wakes_a_function_at_zero() {
         })
         .await;
         env.event("hello", "WokeUp").await;
-        let key = tokio::time::timeout(Duration::from_secs(5), activations.recv())
+        let woke = tokio::time::timeout(Duration::from_secs(5), activations.recv())
             .await
             .expect("an activation notice")
             .expect("channel open");
         assert_eq!(
-            (key.namespace.as_str(), key.name.as_str()),
-            (env.ns.as_str(), "hello")
+            (
+                woke.key.namespace.as_str(),
+                woke.key.name.as_str(),
+                woke.replicas
+            ),
+            (env.ns.as_str(), "hello", 1)
         );
         // Again: idempotent.
         let (code, body) = http(addr, "POST", &path).await;

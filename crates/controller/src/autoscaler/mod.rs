@@ -37,7 +37,7 @@ use siesta_api::schedule::Window;
 use siesta_api::{AutoscalerStatus, Function};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::context::Context;
+use crate::context::{Activation, Context};
 use crate::error::api_call;
 use crate::events::{Note, event_reason};
 use crate::resources;
@@ -272,12 +272,12 @@ pub async fn run(
                 execute_all(&ctx, &mut states, plans).await;
             }
             received = activations.recv() => match received {
-                Ok(key) => {
+                Ok(Activation { key, replicas }) => {
                     let now = Clocks::now();
                     let state = states.entry(key.clone()).or_default();
                     state.history.activation(now.mono);
                     state.cold_starts.woke(now.mono);
-                    let plans = plan_one(&settings, &fn_store, &dep_store, &mut states, &key, now);
+                    let plans = plan_one(&settings, &fn_store, &dep_store, &mut states, &key, replicas, now);
                     execute_all(&ctx, &mut states, plans).await;
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -416,7 +416,7 @@ fn plan_all(
     let mut plans = Vec::new();
     for f in fn_store.state() {
         let key = FunctionKey::of(&f);
-        if let Some(plan) = plan_for(settings, f, dep_store, states, key, now) {
+        if let Some(plan) = plan_for(settings, f, dep_store, states, key, 0, now) {
             plans.push(plan);
         }
     }
@@ -427,28 +427,34 @@ fn plan_all(
     plans
 }
 
+/// Plans one Function just after an activation that left its Deployment at
+/// `woken_to` replicas.
 fn plan_one(
     settings: &Settings,
     fn_store: &Store<Function>,
     dep_store: &Store<Deployment>,
     states: &mut HashMap<FunctionKey, FunctionState>,
     key: &FunctionKey,
+    woken_to: i32,
     now: Clocks,
 ) -> Vec<Plan> {
     let Some(f) = fn_store.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
         return Vec::new();
     };
-    plan_for(settings, f, dep_store, states, key.clone(), now)
+    plan_for(settings, f, dep_store, states, key.clone(), woken_to, now)
         .into_iter()
         .collect()
 }
 
+/// Plans one Function. `at_least` is a replica count known to be written
+/// already (an activation's) that the Deployment watch may not show yet.
 fn plan_for(
     settings: &Settings,
     function: Arc<Function>,
     dep_store: &Store<Deployment>,
     states: &mut HashMap<FunctionKey, FunctionState>,
     key: FunctionKey,
+    at_least: i32,
     clocks: Clocks,
 ) -> Option<Plan> {
     let now = clocks.mono;
@@ -473,7 +479,12 @@ fn plan_for(
         return None;
     }
     state.not_owned = false;
-    let current = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let current = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1)
+        .max(at_least);
     let ready = d
         .status
         .as_ref()
@@ -828,5 +839,51 @@ mod tests {
         );
         f.status = None;
         assert_eq!(cold_start_of(&state, &f, &settings), Duration::from_secs(3));
+    }
+
+    /// The Deployment watch after a wake can still show zero; the activation
+    /// carries the count its scale write left, so the decision made at once
+    /// on it records what the Deployment has and writes nothing, instead of
+    /// "0 → 1" and a second scale write of what the wake wrote.
+    #[test]
+    fn an_activation_is_planned_with_the_count_its_wake_wrote() {
+        use kube::runtime::{reflector::store::Writer, watcher};
+        let settings = Settings::defaults();
+        let f = function(serde_json::json!({}), 1);
+        let owner = resources::Owner::of(&f).unwrap();
+        let mut writer = Writer::<Deployment>::default();
+        writer.apply_watcher_event(&watcher::Event::Apply(resources::deployment(
+            &owner,
+            &f.spec,
+            Some(0),
+        )));
+        let deployments = writer.as_reader();
+        let key = FunctionKey {
+            namespace: "demo".into(),
+            name: "hello".into(),
+        };
+        let f = Arc::new(f);
+        let plan = |at_least: i32| {
+            let mut states = HashMap::new();
+            let now = Clocks::now();
+            states
+                .entry(key.clone())
+                .or_insert_with(FunctionState::default)
+                .history
+                .activation(now.mono);
+            let plan = plan_for(
+                &settings,
+                f.clone(),
+                &deployments,
+                &mut states,
+                key.clone(),
+                at_least,
+                now,
+            )
+            .expect("a plan");
+            (plan.current, plan.decision.desired)
+        };
+        assert_eq!(plan(0), (0, 1), "as the watch shows it: a write of 1");
+        assert_eq!(plan(1), (1, 1), "as the wake left it: kept, no write");
     }
 }
