@@ -70,12 +70,14 @@ def render(rows, commands):
         "kube-apiserver, etcd and kube-controller-manager 1.20.2 on the same 2 shared "
         "cores; the controller manager's client limit per controller is in the table "
         "(20 requests/s by default, raised with `SIESTA_KCM_ARGS`), and the load average "
-        "(1 min, at the start and the end of the creation: other work shared the machine). Ready: every Function Ready at generation 1, which at zero waits "
-        "for the Deployment controller to observe its Deployment. Times from the start "
+        "(1 min, at the start and the end of the creation: other work shared the machine). Ready: every Function Ready at generation 1 (at zero: its Deployment "
+        "exists and is its own; Ready does not wait for the Deployment controller, "
+        "whose part the last two time columns show: N ReplicaSets made, N Deployments "
+        "observed). Times from the start "
         "of the creation, from watches (`hack/bench/scale_wait.py`).")
     out.append("")
-    out.append("| run | Functions | controller manager QPS | load | created | all Ready | N Deployments | N ReplicaSets | controller RSS (peak) MiB | activator RSS 0 → N MiB | activator per Function |")
-    out.append("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("| run | Functions | controller manager QPS | load | created | all Ready | N Deployments | N ReplicaSets | N observed | controller RSS (peak) MiB | activator RSS 0 → N MiB | activator per Function |")
+    out.append("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for run, n in runs:
         s = by.get(("scale", run, n))
         if not s:
@@ -85,6 +87,7 @@ def render(rows, commands):
             f"| {run} | {int(n):,} | {s.get('kcm_qps', '20')} | {s.get('load', 'na').replace(',', ' → ')} | "
             f"{secs(s.get('created_s'))} | {ready(s)} | "
             f"{secs(s.get('deployments_s'))} | {secs(s.get('replicasets_s'))} | "
+            f"{secs(s['observed_s']) if 'observed_s' in s else 'not measured'} | "
             f"{mib(s.get('ctl_rss_kib'))} ({mib(s.get('ctl_hwm_kib'))}) | "
             f"{mib(s.get('act_rss0_kib'))} → {mib(s.get('act_rss_kib'))} | {per} KiB |")
     out.append("")

@@ -3,11 +3,13 @@
 which at 10,000 objects would load the apiserver more than what is
 measured; and not from `kubectl get --watch`, which printed a few hundred
 objects a second here), until N Functions are Ready at their first
-generation and N Deployments and N ReplicaSets exist; prints the seconds
-from START to each.
+generation, N Deployments and N ReplicaSets exist, and the Deployment
+controller has observed all N Deployments (written their
+status.observedGeneration: the last of the controller manager's work);
+prints the seconds from START to each.
 
 usage: scale_wait.py KUBECTL NAMESPACE N START_EPOCH TIMEOUT_S
-prints: ready_s=.. deployments_s=.. replicasets_s=.. ready=.. deployments=.. replicasets=..
+prints: ready_s=.. deployments_s=.. replicasets_s=.. observed_s=.. ready=.. deployments=.. replicasets=.. observed=..
 """
 import json
 import os
@@ -26,6 +28,11 @@ def ready(obj):
     s = obj.get("status") or {}
     return s.get("observedGeneration") == 1 and any(
         c.get("type") == "Ready" and c.get("status") == "True" for c in s.get("conditions") or [])
+
+
+def observed(obj):
+    meta, s = obj.get("metadata") or {}, obj.get("status") or {}
+    return (s.get("observedGeneration") or 0) >= (meta.get("generation") or 1)
 
 
 def follow(path, counts, out):
@@ -67,6 +74,8 @@ jobs = {
               lambda seen: sum(1 for o in seen.values() if ready(o))),
     "deployments": (f"/apis/apps/v1/namespaces/{ns}/deployments", len),
     "replicasets": (f"/apis/apps/v1/namespaces/{ns}/replicasets", len),
+    "observed": (f"/apis/apps/v1/namespaces/{ns}/deployments",
+                 lambda seen: sum(1 for o in seen.values() if observed(o))),
 }
 results = {k: {"count": 0} for k in jobs}
 threads = [threading.Thread(target=follow, args=(*jobs[k], results[k]), daemon=True) for k in jobs]

@@ -260,7 +260,7 @@ impl FunctionEntry {
             }
             (Admit::Parked(id), Some(rx)) => {
                 st.hold(now, &self.metrics);
-                self.metrics.queued.set(st.dispatcher.queued() as i64);
+                self.metrics.set_queued(st.dispatcher.queued() as i64);
                 let cold = st.dispatcher.endpoints() == 0;
                 if cold && st.cold_since.is_none() {
                     st.cold_since = Some(now);
@@ -293,7 +293,7 @@ impl FunctionEntry {
                 st.dispatch();
             }
         }
-        self.metrics.queued.set(st.dispatcher.queued() as i64);
+        self.metrics.set_queued(st.dispatcher.queued() as i64);
     }
 
     /// After a connect failure on `failed`: gives its slot back and takes one
@@ -315,7 +315,7 @@ impl FunctionEntry {
         if let Some(addr) = addr {
             st.dispatcher.release(addr);
             st.dispatch();
-            self.metrics.queued.set(st.dispatcher.queued() as i64);
+            self.metrics.set_queued(st.dispatcher.queued() as i64);
         }
         st.unhold(now, &self.metrics);
     }
@@ -361,7 +361,7 @@ impl FunctionEntry {
             st.cold.released(addr, parked, now);
         }
         st.dispatch();
-        self.metrics.queued.set(st.dispatcher.queued() as i64);
+        self.metrics.set_queued(st.dispatcher.queued() as i64);
     }
 
     /// The activation signal for the cold start in progress was answered.
@@ -410,7 +410,7 @@ impl FunctionEntry {
         st.cold_since = None;
         st.cold.abandon();
         st.refused = Some((why, until));
-        self.metrics.queued.set(0);
+        self.metrics.set_queued(0);
     }
 
     /// Adds the in-flight integral up to `now`, so a scrape sees it exact.
@@ -431,7 +431,7 @@ impl FunctionEntry {
         st.config = config;
         // A higher limit may free slots for parked requests.
         st.dispatch();
-        self.metrics.queued.set(st.dispatcher.queued() as i64);
+        self.metrics.set_queued(st.dispatcher.queued() as i64);
     }
 
     fn delete(&self) {
@@ -439,7 +439,7 @@ impl FunctionEntry {
         st.deleted = true;
         // Dropping the senders wakes every parked request with an error.
         st.dispatcher.drain_queue().for_each(drop);
-        self.metrics.queued.set(0);
+        self.metrics.set_queued(0);
     }
 }
 
@@ -458,8 +458,7 @@ impl FunctionState {
     fn account(&mut self, now: Instant, m: &FunctionMetrics) {
         let dt = now.saturating_duration_since(self.last_change);
         if self.held > 0 && !dt.is_zero() {
-            m.concurrency_seconds
-                .inc_by(self.held as f64 * dt.as_secs_f64());
+            m.add_concurrency_seconds(self.held as f64 * dt.as_secs_f64());
         }
         self.last_change = now;
     }
@@ -467,13 +466,13 @@ impl FunctionState {
     fn hold(&mut self, now: Instant, m: &FunctionMetrics) {
         self.account(now, m);
         self.held += 1;
-        m.in_flight.set(self.held as i64);
+        m.set_in_flight(self.held as i64);
     }
 
     fn unhold(&mut self, now: Instant, m: &FunctionMetrics) {
         self.account(now, m);
         self.held = self.held.saturating_sub(1);
-        m.in_flight.set(self.held as i64);
+        m.set_in_flight(self.held as i64);
     }
 }
 
@@ -624,14 +623,14 @@ mod tests {
             panic!("expected a park")
         };
         assert!(!wake, "one wake-up loop at a time");
-        assert_eq!(e.metrics.queued.get(), 2);
+        assert_eq!(e.metrics.queued(), 2);
         assert_eq!(e.set_ready(&[a(1)]), vec![a(1)]);
         assert!(e.keep_waking(), "ready but not probed: still cold");
         tokio::time::advance(Duration::from_secs(3)).await;
         e.probed(a(1), Instant::now());
         assert_eq!(rx1.await.unwrap(), Ok(a(1)));
         assert_eq!(rx2.await.unwrap(), Ok(a(1)));
-        assert_eq!(e.metrics.queued.get(), 0);
+        assert_eq!(e.metrics.queued(), 0);
         assert_eq!(e.metrics.cold_start_histogram().get_sample_count(), 1);
         assert!((e.metrics.cold_start_histogram().get_sample_sum() - 3.0).abs() < 1e-9);
         assert!(!e.keep_waking());
@@ -652,10 +651,10 @@ mod tests {
         e.finish(Some(x), t0 + Duration::from_secs(2));
         e.flush(t0 + Duration::from_secs(5));
         // 2 held for 2 s, then 1 held for 3 s.
-        assert!((e.metrics.concurrency_seconds.get() - 7.0).abs() < 1e-9);
-        assert_eq!(e.metrics.in_flight.get(), 1);
+        assert!((e.metrics.concurrency_seconds() - 7.0).abs() < 1e-9);
+        assert_eq!(e.metrics.in_flight(), 1);
         e.finish(Some(y), t0 + Duration::from_secs(5));
-        assert_eq!(e.metrics.in_flight.get(), 0);
+        assert_eq!(e.metrics.in_flight(), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -723,7 +722,7 @@ mod tests {
         e.refuse(why.clone(), t0 + Duration::from_secs(2));
         assert_eq!(rx1.await.unwrap(), Err(why.clone()));
         assert_eq!(rx2.await.unwrap(), Err(why.clone()));
-        assert_eq!(e.metrics.queued.get(), 0);
+        assert_eq!(e.metrics.queued(), 0);
         assert!(!e.keep_waking(), "the wake-up loop ended");
 
         // Within the hold: refused without parking or asking again.
@@ -867,7 +866,7 @@ mod tests {
         assert_eq!(over(t0 + Duration::from_millis(10)).log, None);
         assert_eq!(over(t0 + Duration::from_millis(20)).log, None);
         assert_eq!(over(t0 + Duration::from_secs(1)).log, Some(3));
-        assert_eq!(e.metrics.queued.get(), 2, "the refused never queued");
+        assert_eq!(e.metrics.queued(), 2, "the refused never queued");
     }
 
     #[test]

@@ -928,7 +928,7 @@ mod tests {
         let (status, body) = text(r).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         assert!(body.contains("maxRequestBodyBytes (10 bytes)"), "{body}");
-        assert_eq!(entry.metrics.queued.get(), 0, "nothing was parked");
+        assert_eq!(entry.metrics.queued(), 0, "nothing was parked");
     }
 
     #[tokio::test(start_paused = true)]
@@ -954,7 +954,7 @@ mod tests {
             body,
             "function b/a: no ready pod within queue.timeoutSeconds\n"
         );
-        assert_eq!(entry.metrics.queued.get(), 0, "the request left the queue");
+        assert_eq!(entry.metrics.queued(), 0, "the request left the queue");
     }
 
     #[tokio::test(start_paused = true)]

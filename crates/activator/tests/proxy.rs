@@ -199,8 +199,8 @@ async fn a_refused_wake_up_answers_parked_requests_503_at_once_with_the_reason()
         "{m}"
     );
     let entry = h.control.index().get(&key).unwrap();
-    assert_eq!(entry.metrics.queued.get(), 0);
-    assert_eq!(entry.metrics.in_flight.get(), 0);
+    assert_eq!(entry.metrics.queued(), 0);
+    assert_eq!(entry.metrics.in_flight(), 0);
 }
 
 #[tokio::test]
@@ -218,7 +218,7 @@ async fn a_burst_of_parked_requests_is_answered_in_arrival_order() {
             .body(empty())
             .unwrap();
         tasks.push(tokio::spawn(send(req)));
-        while entry.metrics.queued.get() < i + 1 {
+        while entry.metrics.queued() < i + 1 {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
@@ -243,7 +243,7 @@ async fn a_full_queue_answers_503_with_retry_after() {
     let parked: Vec<_> = (0..2)
         .map(|_| tokio::spawn(send(get(&h, HOST, "/"))))
         .collect();
-    while entry.metrics.queued.get() < 2 {
+    while entry.metrics.queued() < 2 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let (s, headers, _) = send(get(&h, HOST, "/")).await;
@@ -275,11 +275,11 @@ async fn no_pod_within_the_queue_timeout_answers_504() {
     assert!(t0.elapsed() >= Duration::from_millis(1000));
     let entry = h.control.index().get(&key).unwrap();
     assert_eq!(
-        entry.metrics.queued.get(),
+        entry.metrics.queued(),
         0,
         "the timed-out request left the queue"
     );
-    assert_eq!(entry.metrics.in_flight.get(), 0);
+    assert_eq!(entry.metrics.in_flight(), 0);
 }
 
 #[tokio::test]
@@ -292,7 +292,7 @@ async fn a_request_over_its_timeout_answers_504() {
     let (s, _, _) = send(get(&h, HOST, "/sleep/3000")).await;
     assert_eq!(s, StatusCode::GATEWAY_TIMEOUT);
     let entry = h.control.index().get(&key).unwrap();
-    assert_eq!(entry.metrics.in_flight.get(), 0);
+    assert_eq!(entry.metrics.in_flight(), 0);
     let (s, _, _) = send(get(&h, HOST, "/sleep/10")).await;
     assert_eq!(s, StatusCode::OK, "the slot was given back");
 }
@@ -414,14 +414,14 @@ async fn websocket_upgrades_pass_through() {
     }
     let entry = h.control.index().get(&key).unwrap();
     assert_eq!(
-        entry.metrics.in_flight.get(),
+        entry.metrics.in_flight(),
         1,
         "an open WebSocket is in flight"
     );
     ws.close(None).await.unwrap();
     drop(ws);
     for _ in 0..200 {
-        if entry.metrics.in_flight.get() == 0 {
+        if entry.metrics.in_flight() == 0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -495,7 +495,7 @@ async fn a_failed_connect_is_retried_on_another_pod() {
     }
     assert_eq!(good.total.load(std::sync::atomic::Ordering::SeqCst), 6);
     let entry = h.control.index().get(&key).unwrap();
-    assert_eq!(entry.metrics.in_flight.get(), 0);
+    assert_eq!(entry.metrics.in_flight(), 0);
 
     // With only the dead pod left there is nowhere to retry: 502.
     h.control.set_endpoints(&key, &[dead]);
@@ -583,11 +583,11 @@ async fn a_client_that_trickles_its_first_bytes_is_still_served() {
 async fn wait_in_flight(h: &Harness, key: &FunctionKey, n: i64) {
     let entry = h.control.index().get(key).expect("the function's entry");
     let start = Instant::now();
-    while entry.metrics.in_flight.get() != n {
+    while entry.metrics.in_flight() != n {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "{} in flight, waited for {n}",
-            entry.metrics.in_flight.get()
+            entry.metrics.in_flight()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -216,13 +216,13 @@ async fn a_flood_of_500_functions_stays_within_the_park_budget_and_a_quiet_funct
         );
     let entry = run.control.index().get(&quiet).expect("quiet");
     for _ in 0..500 {
-        if entry.metrics.queued.get() == 1 {
+        if entry.metrics.queued() == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(
-        entry.metrics.queued.get(),
+        entry.metrics.queued(),
         1,
         "the quiet function's request parked"
     );

@@ -347,9 +347,9 @@ siesta_activator_request_duration_seconds_count{function="hello",namespace="demo
         fm.request(200);
         fm.request(200);
         fm.request(404);
-        fm.concurrency_seconds.inc_by(2.5);
-        fm.in_flight.set(4);
-        fm.queued.set(2);
+        fm.set_in_flight(4);
+        fm.add_concurrency_seconds(2.5);
+        fm.set_queued(2);
         let text = String::from_utf8(metrics.encode()).unwrap();
         let m = parse_activator_metrics(&text).unwrap();
         assert_eq!(
