@@ -43,6 +43,13 @@ pub struct Sample {
     pub requests: f64,
 }
 
+impl Sample {
+    /// No traffic at all over `dt`.
+    fn is_idle(&self) -> bool {
+        self.rps == 0.0 && self.concurrency == 0.0 && self.requests == 0.0
+    }
+}
+
 /// Stable or panic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -127,6 +134,11 @@ impl History {
     }
 
     /// Adds a sample (samples must come in time order) and the gauges read with it.
+    ///
+    /// A sample of no traffic after another one extends it (`at` moves,
+    /// `dt` grows) instead of adding one: an idle function keeps one
+    /// sample, not one per scrape, and the averages clip a sample's weight
+    /// to the part of it inside their window.
     pub fn record(&mut self, sample: Sample, in_flight: f64, queued: f64) {
         if self.data_since.is_none() {
             self.data_since = Some(sample.at.checked_sub(sample.dt).unwrap_or(sample.at));
@@ -136,7 +148,13 @@ impl History {
         }
         self.in_flight = in_flight.max(0.0);
         self.queued = queued.max(0.0);
-        self.samples.push_back(sample);
+        match self.samples.back_mut() {
+            Some(last) if last.is_idle() && sample.is_idle() && sample.at >= last.at => {
+                last.dt += sample.at.saturating_duration_since(last.at);
+                last.at = sample.at;
+            }
+            _ => self.samples.push_back(sample),
+        }
         while self
             .samples
             .front()
@@ -165,9 +183,21 @@ impl History {
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
     }
 
+    /// Drops the samples that end before `now - keep`: no average reads
+    /// them (the stable window is the longest, and `keep` is at least it).
+    fn forget_before(&mut self, now: Instant, keep: Duration) {
+        let Some(start) = now.checked_sub(keep) else {
+            return;
+        };
+        while self.samples.len() > 1 && self.samples.front().is_some_and(|s| s.at <= start) {
+            self.samples.pop_front();
+        }
+    }
+
     /// Weighted averages (concurrency, rps) of the samples within `window`
-    /// before `now`; the latest sample alone when none falls inside (a panic
-    /// window shorter than the sampling interval).
+    /// before `now`, each weighed by the part of its `dt` inside the window;
+    /// the latest sample alone when none falls inside (a panic window
+    /// shorter than the sampling interval).
     fn averages(&self, now: Instant, window: Duration) -> (f64, f64) {
         let start = now.checked_sub(window);
         let (mut c, mut r, mut w) = (0.0, 0.0, 0.0);
@@ -175,7 +205,8 @@ impl History {
             if start.is_some_and(|start| s.at <= start) {
                 break;
             }
-            let dt = s.dt.as_secs_f64().max(1e-3);
+            let inside = start.map_or(s.dt, |start| s.dt.min(s.at.saturating_duration_since(start)));
+            let dt = inside.as_secs_f64().max(1e-3);
             c += s.concurrency * dt;
             r += s.rps * dt;
             w += dt;
@@ -228,6 +259,10 @@ pub fn decide(
     now: Instant,
 ) -> Decision {
     let b = Bounds::of(spec, floor);
+    // Only the stable window is read; a minute more covers a scrape that
+    // straddles its start. (A longer window set later starts with what is
+    // kept.)
+    h.forget_before(now, b.stable_window + Duration::from_secs(60));
     let current = replicas.current.max(0);
     note_raised_from_zero(h, current, now);
 
@@ -774,6 +809,50 @@ mod tests {
             );
         }
         s
+    }
+
+    /// An hour idle at zero keeps one sample, not 3,600 (at 10,000
+    /// functions that was over 2 GB); traffic keeps about a stable window.
+    #[test]
+    fn the_history_is_bounded_by_the_stable_window_and_idle_runs_are_one_sample() {
+        let mut s = Sim::new(spec(10.0), 0);
+        s.run(3600, 0.0, 0.0, 0.0);
+        assert_eq!(s.h.samples.len(), 1);
+        assert_eq!(s.h.samples[0].dt, Duration::from_secs(3600));
+        s.run(600, 5.0, 5.0, 5.0);
+        assert!(
+            (60..=122).contains(&s.h.samples.len()),
+            "{} samples",
+            s.h.samples.len()
+        );
+    }
+
+    /// Idle seconds merged into one sample weigh in the averages as the
+    /// seconds they were: only their part inside the window counts.
+    #[test]
+    fn a_merged_idle_sample_averages_as_its_seconds_did() {
+        let t0 = Instant::now();
+        let second = |i: u64, c: f64| Sample {
+            at: t0 + Duration::from_secs(i),
+            dt: Duration::from_secs(1),
+            rps: c,
+            concurrency: c,
+            requests: c,
+        };
+        let mut merged = History::new();
+        for i in 1..=100 {
+            merged.record(second(i, 0.0), 0.0, 0.0);
+        }
+        for i in 101..=130 {
+            merged.record(second(i, 10.0), 10.0, 0.0);
+        }
+        assert_eq!(merged.samples.len(), 31);
+        let now = t0 + Duration::from_secs(130);
+        // 30 s of 10 and 30 s of nothing in the last 60 s.
+        let (c, r) = merged.averages(now, Duration::from_secs(60));
+        assert!((c - 5.0).abs() < 1e-9 && (r - 5.0).abs() < 1e-9, "{c} {r}");
+        let (c, _) = merged.averages(now, Duration::from_secs(120));
+        assert!((c - 2.5).abs() < 1e-9, "{c}");
     }
 
     #[test]
