@@ -205,7 +205,9 @@ impl History {
             if start.is_some_and(|start| s.at <= start) {
                 break;
             }
-            let inside = start.map_or(s.dt, |start| s.dt.min(s.at.saturating_duration_since(start)));
+            let inside = start.map_or(s.dt, |start| {
+                s.dt.min(s.at.saturating_duration_since(start))
+            });
             let dt = inside.as_secs_f64().max(1e-3);
             c += s.concurrency * dt;
             r += s.rps * dt;
