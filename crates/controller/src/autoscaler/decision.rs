@@ -50,6 +50,14 @@ impl Sample {
     }
 }
 
+impl Decision {
+    /// Zero replicas, no traffic, no panic: what a Function at zero that is
+    /// never called decides every time.
+    pub fn is_idle(&self) -> bool {
+        self.desired == 0 && self.concurrency == 0.0 && self.rps == 0.0 && self.mode == Mode::Stable
+    }
+}
+
 /// Stable or panic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
