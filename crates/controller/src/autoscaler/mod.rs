@@ -853,14 +853,10 @@ mod tests {
         assert_eq!(cold_start_of(&state, &f, &settings), Duration::from_secs(3));
     }
 
-    /// The Deployment watch after a wake can still show zero; the activation
-    /// carries the count its scale write left, so the decision made at once
-    /// on it records what the Deployment has and writes nothing, instead of
-    /// "0 → 1" and a second scale write of what the wake wrote.
-    #[test]
-    fn an_activation_is_planned_with_the_count_its_wake_wrote() {
+    /// A Function at zero and its Deployment in a store, as the watches
+    /// would hold them.
+    fn at_zero() -> (Settings, Arc<Function>, Store<Deployment>, FunctionKey) {
         use kube::runtime::{reflector::store::Writer, watcher};
-        let settings = Settings::defaults();
         let f = function(serde_json::json!({}), 1);
         let owner = resources::Owner::of(&f).unwrap();
         let mut writer = Writer::<Deployment>::default();
@@ -869,12 +865,20 @@ mod tests {
             &f.spec,
             Some(0),
         )));
-        let deployments = writer.as_reader();
         let key = FunctionKey {
             namespace: "demo".into(),
             name: "hello".into(),
         };
-        let f = Arc::new(f);
+        (Settings::defaults(), Arc::new(f), writer.as_reader(), key)
+    }
+
+    /// The Deployment watch after a wake can still show zero; the activation
+    /// carries the count its scale write left, so the decision made at once
+    /// on it records what the Deployment has and writes nothing, instead of
+    /// "0 → 1" and a second scale write of what the wake wrote.
+    #[test]
+    fn an_activation_is_planned_with_the_count_its_wake_wrote() {
+        let (settings, f, deployments, key) = at_zero();
         let plan = |at_least: i32| {
             let mut states = HashMap::new();
             let now = Clocks::now();
@@ -903,22 +907,7 @@ mod tests {
     /// once a decision has something to show, they are set from then on.
     #[test]
     fn decision_gauges_are_set_from_the_first_decision_with_something_to_show() {
-        use kube::runtime::{reflector::store::Writer, watcher};
-        let settings = Settings::defaults();
-        let f = function(serde_json::json!({}), 1);
-        let owner = resources::Owner::of(&f).unwrap();
-        let mut writer = Writer::<Deployment>::default();
-        writer.apply_watcher_event(&watcher::Event::Apply(resources::deployment(
-            &owner,
-            &f.spec,
-            Some(0),
-        )));
-        let deployments = writer.as_reader();
-        let key = FunctionKey {
-            namespace: "demo".into(),
-            name: "hello".into(),
-        };
-        let f = Arc::new(f);
+        let (settings, f, deployments, key) = at_zero();
         let mut states = HashMap::new();
         let mut plan = |at_least: i32| {
             plan_for(
