@@ -23,6 +23,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
+source hack/bench/lib.sh
 QUICK="${BENCH_QUICK:-0}"
 OUT="${BENCH_OUT:-$ROOT/docs/benchmarks.md}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target-bench}"
@@ -55,10 +56,7 @@ CMDS="$WORK/commands.txt"
 : >"$RESULTS"; : >"$CMDS"
 PIDS=()
 cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  sleep 0.5
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  stop_pids "${PIDS[@]}"
   if [[ -n "${BENCH_NS:-}" ]]; then "$K" delete ns "$BENCH_NS" --wait=false >/dev/null 2>&1 || true; fi
   if [[ -n "${BENCH_NS1K:-}" ]]; then "$K" delete ns "$BENCH_NS1K" --wait=false >/dev/null 2>&1 || true; fi
 }

@@ -27,6 +27,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
+source hack/bench/lib.sh
 N="${1:-${BENCH_SCALE:-100}}"
 RUN="${SCALE_RUN:-current}"
 IDLE="${SCALE_IDLE_SECS:-60}"
@@ -51,10 +52,7 @@ WORK="$(mktemp -d /tmp/siesta-scale.XXXXXX)"
 NS="siesta-scale-$$"
 PIDS=()
 cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  sleep 0.5
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  stop_pids "${PIDS[@]}"
   "$K" delete ns "$NS" --wait=false >/dev/null 2>&1 || true
 }
 trap cleanup EXIT

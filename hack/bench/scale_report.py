@@ -62,6 +62,12 @@ def render(rows, commands):
         if key not in runs:
             runs.append(key)
     by = {(r["kind"], r.get("run", "current"), r.get("n")): r for r in rows if r["kind"] != "api"}
+
+    def each(kind):
+        """(run, n, row) of every run that has a `kind` row, in run order."""
+        for run, n in runs:
+            if (row := by.get((kind, run, n))):
+                yield run, n, row
     out = [BEGIN, "## 8. Control plane at scale", ""]
     out.append(
         "N Functions at zero (a Deployment and a Service each) created at once with "
@@ -78,10 +84,7 @@ def render(rows, commands):
     out.append("")
     out.append("| run | Functions | controller manager QPS | load | created | all Ready | N Deployments | N ReplicaSets | N observed | controller RSS (peak) MiB | activator RSS 0 → N MiB | activator per Function |")
     out.append("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for run, n in runs:
-        s = by.get(("scale", run, n))
-        if not s:
-            continue
+    for run, n, s in each("scale"):
         per = s.get("act_kib_per_fn", "na")
         out.append(
             f"| {run} | {int(n):,} | {s.get('kcm_qps', '20')} | {s.get('load', 'na').replace(',', ' → ')} | "
@@ -95,10 +98,7 @@ def render(rows, commands):
     out.append("")
     out.append("| run | Functions | controller | activator | kube-apiserver | etcd | kube-controller-manager |")
     out.append("|---|---:|---:|---:|---:|---:|---:|")
-    for run, n in runs:
-        s = by.get(("scale", run, n))
-        if not s:
-            continue
+    for run, n, s in each("scale"):
         c = cpu(s.get("cpu_create_s", ""))
         # 0 for a cluster process: its pid file was not readable (not measured).
         out.append(f"| {run} | {int(n):,} | " + " | ".join(
@@ -117,10 +117,7 @@ def render(rows, commands):
     out.append("")
     out.append("| run | Functions | controller API req/s (by verb:resource) | activator API req/s | autoscaler tick | controller CPU | activator CPU | apiserver CPU |")
     out.append("|---|---:|---|---|---:|---:|---:|---:|")
-    for run, n in runs:
-        i = by.get(("scale_idle", run, n))
-        if not i:
-            continue
+    for run, n, i in each("scale_idle"):
         ctl = next((r for r in rows if r["kind"] == "api" and r.get("label") == "controller" and r.get("run") == run), {})
         act = next((r for r in rows if r["kind"] == "api" and r.get("label") == "activator" and r.get("run") == run), {})
         w = float(i.get("secs", 60))

@@ -356,9 +356,8 @@ pub struct FunctionMetrics {
     rejected_vec: IntCounterVec,
     replays: IntCounterVec,
     // The two histograms are a dozen series each: made at a function's
-    // first request and first cold start, so that a function at zero that
-    // is never called costs its gauges alone (with 10,000 functions, the
-    // histograms were most of the page and of the activator's memory).
+    // first request and first cold start (with 10,000 functions, they were
+    // most of the page and of the activator's memory).
     duration_vec: HistogramVec,
     duration: OnceLock<Histogram>,
     // The three gauges the autoscaler reads are made together when the
@@ -393,17 +392,27 @@ impl FunctionMetrics {
         })
     }
 
-    /// Sets the requests held now; 0 on a function never called makes no series.
-    pub fn set_in_flight(&self, n: i64) {
-        if n != 0 || self.live.get().is_some() {
-            self.live().in_flight.set(n);
+    /// The live series to set `n` on: made for a non-zero `n`, else only
+    /// if they exist (a 0 on a function never called makes none).
+    fn live_for(&self, n: i64) -> Option<&Live> {
+        if n != 0 {
+            Some(self.live())
+        } else {
+            self.live.get()
         }
     }
 
-    /// Sets the requests parked now; 0 on a function never called makes no series.
+    /// Sets the requests held now.
+    pub fn set_in_flight(&self, n: i64) {
+        if let Some(l) = self.live_for(n) {
+            l.in_flight.set(n);
+        }
+    }
+
+    /// Sets the requests parked now.
     pub fn set_queued(&self, n: i64) {
-        if n != 0 || self.live.get().is_some() {
-            self.live().queued.set(n);
+        if let Some(l) = self.live_for(n) {
+            l.queued.set(n);
         }
     }
 
@@ -439,15 +448,19 @@ impl FunctionMetrics {
 
     /// One cold start's duration (arrival to first byte), in seconds.
     pub fn observe_cold_start(&self, seconds: f64) {
-        self.cold_start_histogram().observe(seconds);
+        self.cold_start
+            .get_or_init(|| {
+                self.cold_start_vec
+                    .with_label_values(&[&self.namespace, &self.name])
+            })
+            .observe(seconds);
     }
 
-    /// The function's cold-start histogram (made on first use).
-    pub fn cold_start_histogram(&self) -> &Histogram {
-        self.cold_start.get_or_init(|| {
-            self.cold_start_vec
-                .with_label_values(&[&self.namespace, &self.name])
-        })
+    /// The function's cold-start histogram; `None` before its first cold
+    /// start. Reading it makes no series.
+    #[cfg(test)]
+    pub(crate) fn cold_start_histogram(&self) -> Option<&Histogram> {
+        self.cold_start.get()
     }
 
     /// Counts one answered request with its status code.

@@ -25,8 +25,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use siesta_api::Function;
+use siesta_testkit::metrics_text::sample;
 use siesta_testkit::stack::{Stack, scrape_activator};
-use siesta_testkit::{TestNamespace, client, ensure_function_crd, wait_for, wait_for_state};
+use siesta_testkit::{
+    TestNamespace, client, ensure_function_crd, http_get, wait_for, wait_for_state,
+};
 
 type Http = HttpClient<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
 
@@ -133,6 +136,40 @@ async fn load_scales_out_to_load_over_target_and_idle_returns_to_zero() {
     stack.activator.wait_known(&ns.name, "hello").await;
     let host = format!("hello.{}.siesta.local", ns.name);
 
+    // Decided at zero and never called: the autoscaler wrote its status,
+    // and its decision gauges for the Function do not exist yet.
+    let controller_admin = stack
+        .controller
+        .as_ref()
+        .expect("the stack's controller")
+        .admin_addr()
+        .to_string();
+    let desired_series = format!(
+        r#"siesta_controller_desired_replicas{{function="hello",namespace="{}"}}"#,
+        ns.name
+    );
+    let desired_gauge = || async {
+        let (_, page) = http_get(&controller_admin, "/metrics", "admin")
+            .await
+            .expect("the controller's /metrics");
+        sample(&page, &desired_series)
+    };
+    wait_for("a decision at zero", Duration::from_secs(30), || async {
+        functions
+            .get("hello")
+            .await
+            .ok()?
+            .status?
+            .autoscaler
+            .map(|_| ())
+    })
+    .await;
+    assert_eq!(
+        desired_gauge().await,
+        None,
+        "no gauges for an idle Function"
+    );
+
     // 4 concurrent 1 s requests from zero: the activation wakes it, and the
     // parked requests are the demand: 4 pods at target 1.
     let mut load = Load::new();
@@ -188,6 +225,12 @@ async fn load_scales_out_to_load_over_target_and_idle_returns_to_zero() {
         .filter_map(|m| m.manager.as_deref())
         .collect();
     assert_eq!(owners, vec![siesta_controller::scale::AUTOSCALER_MANAGER]);
+    // Decisions with replicas to show set the gauges.
+    assert!(
+        desired_gauge().await.is_some_and(|v| v >= 1.0),
+        "the desired-replicas gauge once scaled out: {:?}",
+        desired_gauge().await
+    );
 
     // A step from 4 to 8 in flight.
     let t1 = Instant::now();

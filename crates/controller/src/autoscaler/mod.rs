@@ -855,21 +855,53 @@ mod tests {
 
     /// A Function at zero and its Deployment in a store, as the watches
     /// would hold them.
-    fn at_zero() -> (Settings, Arc<Function>, Store<Deployment>, FunctionKey) {
-        use kube::runtime::{reflector::store::Writer, watcher};
-        let f = function(serde_json::json!({}), 1);
-        let owner = resources::Owner::of(&f).unwrap();
-        let mut writer = Writer::<Deployment>::default();
-        writer.apply_watcher_event(&watcher::Event::Apply(resources::deployment(
-            &owner,
-            &f.spec,
-            Some(0),
-        )));
-        let key = FunctionKey {
-            namespace: "demo".into(),
-            name: "hello".into(),
-        };
-        (Settings::defaults(), Arc::new(f), writer.as_reader(), key)
+    struct AtZero {
+        settings: Settings,
+        function: Arc<Function>,
+        deployments: Store<Deployment>,
+        key: FunctionKey,
+    }
+
+    impl AtZero {
+        fn new() -> Self {
+            use kube::runtime::{reflector::store::Writer, watcher};
+            let f = function(serde_json::json!({}), 1);
+            let owner = resources::Owner::of(&f).unwrap();
+            let mut writer = Writer::<Deployment>::default();
+            writer.apply_watcher_event(&watcher::Event::Apply(resources::deployment(
+                &owner,
+                &f.spec,
+                Some(0),
+            )));
+            Self {
+                settings: Settings::defaults(),
+                function: Arc::new(f),
+                deployments: writer.as_reader(),
+                key: FunctionKey {
+                    namespace: "demo".into(),
+                    name: "hello".into(),
+                },
+            }
+        }
+
+        /// `plan_for` it now, with `at_least` replicas known written.
+        fn plan(
+            &self,
+            states: &mut HashMap<FunctionKey, FunctionState>,
+            at_least: i32,
+            now: Clocks,
+        ) -> Plan {
+            plan_for(
+                &self.settings,
+                self.function.clone(),
+                &self.deployments,
+                states,
+                self.key.clone(),
+                at_least,
+                now,
+            )
+            .expect("a plan")
+        }
     }
 
     /// The Deployment watch after a wake can still show zero; the activation
@@ -878,25 +910,16 @@ mod tests {
     /// "0 → 1" and a second scale write of what the wake wrote.
     #[test]
     fn an_activation_is_planned_with_the_count_its_wake_wrote() {
-        let (settings, f, deployments, key) = at_zero();
+        let z = AtZero::new();
         let plan = |at_least: i32| {
             let mut states = HashMap::new();
             let now = Clocks::now();
             states
-                .entry(key.clone())
+                .entry(z.key.clone())
                 .or_insert_with(FunctionState::default)
                 .history
                 .activation(now.mono);
-            let plan = plan_for(
-                &settings,
-                f.clone(),
-                &deployments,
-                &mut states,
-                key.clone(),
-                at_least,
-                now,
-            )
-            .expect("a plan");
+            let plan = z.plan(&mut states, at_least, now);
             (plan.current, plan.decision.desired)
         };
         assert_eq!(plan(0), (0, 1), "as the watch shows it: a write of 1");
@@ -907,28 +930,19 @@ mod tests {
     /// once a decision has something to show, they are set from then on.
     #[test]
     fn decision_gauges_are_set_from_the_first_decision_with_something_to_show() {
-        let (settings, f, deployments, key) = at_zero();
+        let z = AtZero::new();
         let mut states = HashMap::new();
-        let mut plan = |at_least: i32| {
-            plan_for(
-                &settings,
-                f.clone(),
-                &deployments,
-                &mut states,
-                key.clone(),
-                at_least,
-                Clocks::now(),
-            )
-            .expect("a plan")
-        };
-        let idle = plan(0);
+        let idle = z.plan(&mut states, 0, Clocks::now());
         assert!(
             idle.decision.is_idle() && !idle.gauges,
             "{:?}",
             idle.decision
         );
-        let woken = plan(1);
+        let woken = z.plan(&mut states, 1, Clocks::now());
         assert!(!woken.decision.is_idle() && woken.gauges);
-        assert!(plan(0).gauges, "set from then on, zeros included");
+        assert!(
+            z.plan(&mut states, 0, Clocks::now()).gauges,
+            "set from then on, zeros included"
+        );
     }
 }
