@@ -169,14 +169,12 @@ pub async fn run(
 ) {
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
     let mut last_standby_log: Option<String> = None;
-    // The Lease as our last write left it, while leading.
+    // The Lease as our last write left it: set only by a successful write,
+    // and taken by every round, so it never outlives the lead.
     let mut written: Option<Lease> = None;
     loop {
         let now = Instant::now();
         let outcome = round(&api, &config, &mut elector, &mut written, now).await;
-        if !elector.is_leader() {
-            written = None;
-        }
         let decision = match outcome {
             Ok(decision) => decision,
             Err(e) => {
@@ -187,7 +185,6 @@ pub async fn run(
         match decision {
             Some(Decision::Lost { why }) => {
                 elector.step_down();
-                written = None;
                 leader.send_replace(false);
                 metrics.set_leader(false);
                 tracing::warn!(lease = %config.name, namespace = %config.namespace, %why,

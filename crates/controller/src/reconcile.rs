@@ -98,30 +98,8 @@ impl Reconciler<'_> {
         // create it anew, with minReplicas over a count set since.
         let (cached_deployment, cached_service) = self.children.cached(&owner.key());
         let (existing, service) = tokio::try_join!(
-            async {
-                match cached_deployment {
-                    Some(d) => Ok(Some(d)),
-                    None => {
-                        api_call(
-                            || format!("read Deployment {ns}/{name}"),
-                            deployments.get_opt(name),
-                        )
-                        .await
-                    }
-                }
-            },
-            async {
-                match cached_service {
-                    Some(s) => Ok(Some(s)),
-                    None => {
-                        api_call(
-                            || format!("read Service {ns}/{name}"),
-                            services.get_opt(name),
-                        )
-                        .await
-                    }
-                }
-            },
+            cached_or_read(cached_deployment, &deployments, "Deployment", ns, name),
+            cached_or_read(cached_service, &services, "Service", ns, name),
         )?;
 
         let problem = self.problem(
@@ -447,6 +425,23 @@ impl Reconciler<'_> {
             self.ctx.events.publish(self.function, note).await;
         }
         Ok(())
+    }
+}
+
+/// The watched copy of a child, else what the apiserver has.
+async fn cached_or_read<K>(
+    cached: Option<K>,
+    api: &Api<K>,
+    kind: &str,
+    ns: &str,
+    name: &str,
+) -> Result<Option<K>>
+where
+    K: Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    match cached {
+        Some(child) => Ok(Some(child)),
+        None => api_call(|| format!("read {kind} {ns}/{name}"), api.get_opt(name)).await,
     }
 }
 
