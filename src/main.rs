@@ -7,7 +7,9 @@ use tracing_subscriber::EnvFilter;
 /// connection that a parked request mostly never touches; jemalloc leaves
 /// those pages unbacked (glibc's chunk headers touch them), which cuts the
 /// activator's RSS with 10,000 parked requests by about a third. Options in
-/// `.cargo/config.toml`.
+/// `.cargo/config.toml`. Without the `jemalloc` feature, the system
+/// allocator (for heaptrack, which follows only malloc and free).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

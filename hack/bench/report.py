@@ -156,6 +156,12 @@ for c in concs:
             "p999": med(num(r["p999_us"]) / 1000 for r in rs),
             "cpu": med(num(r["proxy_cpu_s"]) / num(r["requests"]) * 1e5 for r in rs) if t != "direct" else None,
             "bcpu": med(num(r["backend_cpu_s"]) / num(r["requests"]) * 1e5 for r in rs),
+            # User and kernel time per request, in µs (runs before these
+            # fields were recorded have neither).
+            "user": med(num(r["proxy_user_s"]) / num(r["requests"]) * 1e6 for r in rs if "proxy_user_s" in r)
+            if t != "direct" else None,
+            "sys": med(num(r["proxy_sys_s"]) / num(r["requests"]) * 1e6 for r in rs if "proxy_sys_s" in r)
+            if t != "direct" else None,
             "err": sum(int(r.get("errors", 0)) for r in rs),
         }
 
@@ -194,6 +200,22 @@ else:
             ratio[c] = (a["rps"] / n["rps"], p99_gap)
         w(f"| {c} | {f(over(a, n, 'rps'))} | {f(over(a, h, 'rps'))} | {f(over(a, g, 'rps'))} | {f(over(a, d, 'rps'))} | "
           f"{f(p99_gap, '{:+.3f}')} | {f(over(a, n, 'cpu'))} | {f(over(a, g, 'cpu'))} |")
+    if any(p.get("user") is not None for p in P.values()):
+        w("")
+        w("Where each proxy's CPU goes: user-space and kernel time per request, µs (utime and stime from "
+          "/proc/PID/stat over the same runs). The kernel's part is the sockets' (reads, writes, epoll, wake-ups).")
+        w("")
+        proxies = [t for t in targets if t != "direct"]
+        w("| conc | " + " | ".join(f"{t} user | {t} kernel" for t in proxies) +
+          " | activator / nginx user | activator / nginx kernel |")
+        w("|---:|" + "---:|---:|" * len(proxies) + "---:|---:|")
+        for c in concs:
+            cells = []
+            for t in proxies:
+                p = P.get((c, t)) or {}
+                cells += [f(p.get("user"), "{:.2f}"), f(p.get("sys"), "{:.2f}")]
+            a, n = P.get((c, "activator")), P.get((c, "nginx"))
+            w(f"| {c} | " + " | ".join(cells) + f" | {f(over(a, n, 'user'))} | {f(over(a, n, 'sys'))} |")
 w("")
 
 # ---------------------------------------------------------------- proxy over h2c

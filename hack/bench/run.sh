@@ -108,14 +108,20 @@ result "load when=start loadavg=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' ,)"
 TCK="$(getconf CLK_TCK)"
 # utime+stime in clock ticks, summed over the given PIDs.
 cpu_ticks() {
-  local t=0 p f
+  local u s
+  read -r u s <<<"$(cpu_split "$@")"
+  echo $((u + s))
+}
+# utime and stime in clock ticks, each summed over the given PIDs.
+cpu_split() {
+  local u=0 s=0 p f
   for p in "$@"; do
     f="$(cat /proc/"$p"/stat 2>/dev/null)" || continue
     f="${f##*) }"
     set -- $f
-    t=$((t + ${12} + ${13}))
+    u=$((u + ${12})); s=$((s + ${13}))
   done
-  echo "$t"
+  echo "$u $s"
 }
 wait_port() {
   for _ in $(seq 1 200); do
@@ -187,11 +193,12 @@ for rep in $(seq 1 "$REPS"); do
     for t in $PROXY_TARGETS; do
       threads=2; ((c < 2)) && threads=1
       url="http://127.0.0.1:$(target_port $t)/"
-      p0=$(cpu_ticks $(target_pids $t)); b0=$(cpu_ticks "$HELLO_PID")
+      read -r pu0 ps0 <<<"$(cpu_split $(target_pids $t))"; b0=$(cpu_ticks "$HELLO_PID")
       line=$(wrk -t"$threads" -c"$c" -d"${DUR}s" --latency -s hack/bench/percentiles.lua \
         -H "Host: $HOST_HDR" "$url" | grep '^BENCH')
-      p1=$(cpu_ticks $(target_pids $t)); b1=$(cpu_ticks "$HELLO_PID")
-      result "proxy target=$t c=$c rep=$rep ${line#BENCH } proxy_cpu_s=$(cpu_s "$p0" "$p1") backend_cpu_s=$(cpu_s "$b0" "$b1")"
+      read -r pu1 ps1 <<<"$(cpu_split $(target_pids $t))"; b1=$(cpu_ticks "$HELLO_PID")
+      result "proxy target=$t c=$c rep=$rep ${line#BENCH } proxy_cpu_s=$(cpu_s $((pu0 + ps0)) $((pu1 + ps1)))" \
+        "proxy_user_s=$(cpu_s "$pu0" "$pu1") proxy_sys_s=$(cpu_s "$ps0" "$ps1") backend_cpu_s=$(cpu_s "$b0" "$b1")"
       log "  $t c=$c rep=$rep: ${line#BENCH }"
     done
   done

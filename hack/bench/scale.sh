@@ -12,6 +12,10 @@
 #   SCALE_CONTROLLER_ARGS="..."    more controller flags (e.g. --concurrency=64)
 #   SCALE_RUN=name                 a name for the run in the results (default: current)
 #   SCALE_PERF=file                perf record (flat) the controller from creation to all Ready
+#   SCALE_HEAPTRACK=file           run the controller under heaptrack (a build with the system
+#                                  allocator, into $CARGO_TARGET_DIR/heaptrack); then
+#                                  `heaptrack_print -p0 -a0 -T0 -l0 -M file.zst` shows what it holds
+#                                  (its RSS figures are then glibc's and heaptrack's, not the product's)
 #   KUBECONFIG / SIESTA_STATE_DIR  which cluster (default: this tree's .cluster);
 #                                  the state dir's pid files give the apiserver's,
 #                                  etcd's and the controller manager's CPU time
@@ -48,6 +52,15 @@ if [[ -z "${SCALE_BIN:-}" && ( "${BENCH_SKIP_BUILD:-0}" != 1 || ! -x "$SIESTA" )
   cargo build -q --release -p siesta
 fi
 
+CTL_WRAP=()
+if [[ -n "${SCALE_HEAPTRACK:-}" ]]; then
+  command -v heaptrack >/dev/null || { log "SCALE_HEAPTRACK needs heaptrack (Debian package heaptrack)"; exit 1; }
+  log "building the siesta with the system allocator, for heaptrack"
+  CARGO_TARGET_DIR="$CARGO_TARGET_DIR/heaptrack" cargo build -q --release -p siesta --no-default-features
+  CTL_WRAP=(heaptrack -o "$SCALE_HEAPTRACK")
+  CTL_BIN="$CARGO_TARGET_DIR/heaptrack/release/siesta"
+fi
+
 WORK="$(mktemp -d /tmp/siesta-scale.XXXXXX)"
 NS="siesta-scale-$$"
 PIDS=()
@@ -81,11 +94,16 @@ SIESTA_LOG=warn "$SIESTA" activator --listen "$ACT_LISTEN" --admin-addr "$ACT_AD
   --controller-url "http://$CTL_ADMIN" >"$WORK/activator.log" 2>&1 &
 ACT=$!; PIDS+=("$ACT")
 wait_ready "http://$ACT_ADMIN"
-SIESTA_LOG=warn "$SIESTA" controller --admin-addr "$CTL_ADMIN" --namespace "$NS" \
+SIESTA_LOG=warn "${CTL_WRAP[@]}" "${CTL_BIN:-$SIESTA}" controller --admin-addr "$CTL_ADMIN" --namespace "$NS" \
   --watch-namespace "$NS" --identity "scale-$$" \
   --activator-url "http://$ACT_ADMIN/metrics" ${SCALE_CONTROLLER_ARGS:-} >"$WORK/controller.log" 2>&1 &
 CTL=$!; PIDS+=("$CTL")
 wait_ready "http://$CTL_ADMIN"
+if ((${#CTL_WRAP[@]})); then
+  # heaptrack's script runs the controller as its child: signals and
+  # figures go to the controller itself (it writes heaptrack's data at exit).
+  CTL=$(pgrep -P "$CTL" -f 'siesta controller'); PIDS=("$CTL" "${PIDS[@]}")
+fi
 sleep 3
 act_rss0=$(vm "$ACT" VmRSS); ctl_rss0=$(vm "$CTL" VmRSS)
 
