@@ -1,12 +1,31 @@
 //! Kubernetes events (events.k8s.io/v1, served from 1.19 on) on Functions:
 //! what `kubectl describe fn` shows a user. Publishing is best effort: a
 //! failed event is logged, never a failed reconcile.
+//!
+//! The same event again within [`SERIES_WINDOW`] (same Function, type,
+//! reason and note) is counted on the first one (its `series`) instead of
+//! made anew, as client-go's recorder does. What is remembered for that is
+//! small ([`Recent`]): kube-runtime's `Recorder` kept a whole Event per
+//! event for it, about 3 KiB per Function after a creation burst (heaptrack
+//! at 1,000 Functions, `SCALE_HEAPTRACK` in hack/bench/scale.sh), and swept
+//! its whole cache on every publish.
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::{Event, EventSeries};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use siesta_api::{Function, FunctionStatus};
 
 use crate::status;
+
+/// How long a published event is counted on rather than made again.
+pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
 
 /// Event reasons (the `reason` of an events.k8s.io Event). Apart from
 /// [`status::condition_reason`]: some words are the same, the contract is not.
@@ -56,22 +75,23 @@ impl Note {
 /// Publishes events for Functions.
 #[derive(Clone)]
 pub struct Events {
-    recorder: Recorder,
+    client: kube::Client,
+    instance: String,
+    recent: std::sync::Arc<Mutex<Recent>>,
 }
 
 impl Events {
     pub fn new(client: kube::Client, instance: &str) -> Self {
-        let reporter = Reporter {
-            controller: REPORTER.to_string(),
-            instance: Some(instance.to_string()),
-        };
         Self {
-            recorder: Recorder::new(client, reporter),
+            client,
+            instance: instance.to_string(),
+            recent: Default::default(),
         }
     }
 
     pub async fn publish(&self, function: &Function, note: Note) {
         let reference = function.object_ref(&());
+        let namespace = reference.namespace.clone().unwrap_or_default();
         // events.k8s.io limits a note to 1 kB.
         let mut text = note.note;
         if text.len() > 1000 {
@@ -81,26 +101,180 @@ impl Events {
             }
             text.truncate(cut);
         }
-        let event = Event {
-            type_: if note.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: note.reason.to_string(),
-            note: Some(text),
-            action: note.reason.to_string(),
-            secondary: None,
+        let key = Recent::key(&reference, note.warning, note.reason, &text);
+        let now = jiff::Timestamp::now();
+        // Named as kubectl and client-go name them: the object's name and
+        // the time in hex.
+        let new_name = || {
+            format!(
+                "{}.{:x}",
+                reference.name.as_deref().unwrap_or(REPORTER),
+                now.as_nanosecond()
+            )
         };
-        if let Err(e) = self.recorder.publish(&event, &reference).await {
+        let planned = self.lock().plan(key, Instant::now(), new_name);
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        let result = match &planned {
+            Publish::Repeat { name, count } => {
+                let series = serde_json::json!({"series": EventSeries {
+                    count: *count,
+                    last_observed_time: MicroTime(now),
+                }});
+                match api
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&series))
+                    .await
+                {
+                    // Gone from the apiserver (events expire): made anew.
+                    Err(kube::Error::Api(e)) if e.code == 404 => {
+                        let name = self.lock().restart(key, Instant::now(), new_name());
+                        let event =
+                            self.event(&reference, note.warning, note.reason, text, name, now);
+                        api.create(&PostParams::default(), &event).await.map(drop)
+                    }
+                    r => r.map(drop),
+                }
+            }
+            Publish::New { name } => {
+                let event = self.event(
+                    &reference,
+                    note.warning,
+                    note.reason,
+                    text,
+                    name.clone(),
+                    now,
+                );
+                api.create(&PostParams::default(), &event).await.map(drop)
+            }
+        };
+        if let Err(e) = result {
+            self.lock().forget(key);
             tracing::warn!(
                 error = %e,
                 reason = note.reason,
                 function = ?reference.name,
-                namespace = ?reference.namespace,
-                "could not publish an event; check the controller may create events.k8s.io events"
+                namespace = %namespace,
+                "could not publish an event; check the controller may create and patch events.k8s.io events"
             );
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn event(
+        &self,
+        reference: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        text: String,
+        name: String,
+        now: jiff::Timestamp,
+    ) -> Event {
+        Event {
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: reference.namespace.clone(),
+                ..ObjectMeta::default()
+            },
+            event_time: Some(MicroTime(now)),
+            action: Some(reason.to_string()),
+            reason: Some(reason.to_string()),
+            note: Some(text),
+            regarding: Some(reference.clone()),
+            reporting_controller: Some(REPORTER.to_string()),
+            reporting_instance: Some(self.instance.clone()),
+            type_: Some(if warning { "Warning" } else { "Normal" }.to_string()),
+            ..Event::default()
+        }
+    }
+}
+
+/// What to write for one event.
+#[derive(Debug, PartialEq, Eq)]
+enum Publish {
+    /// A new Event of this name.
+    New { name: String },
+    /// The `count`th of the Event of this name.
+    Repeat { name: String, count: i32 },
+}
+
+/// The events published in the last [`SERIES_WINDOW`], by a hash of what
+/// makes two the same: the Event's name, how many, when first made. Pure.
+#[derive(Default)]
+struct Recent {
+    seen: HashMap<u64, Seen>,
+    swept: Option<Instant>,
+}
+
+struct Seen {
+    name: String,
+    count: i32,
+    first: Instant,
+}
+
+impl Recent {
+    fn key(reference: &ObjectReference, warning: bool, reason: &str, note: &str) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (
+            &reference.namespace,
+            &reference.name,
+            &reference.uid,
+            warning,
+            reason,
+            note,
+        )
+            .hash(&mut h);
+        h.finish()
+    }
+
+    /// A repeat within the window of the first, or a new Event named by
+    /// `name`. Entries past the window are dropped at most once a minute.
+    fn plan(&mut self, key: u64, now: Instant, name: impl FnOnce() -> String) -> Publish {
+        if self
+            .swept
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(60))
+        {
+            self.seen
+                .retain(|_, s| now.saturating_duration_since(s.first) < SERIES_WINDOW);
+            self.swept = Some(now);
+        }
+        match self.seen.get_mut(&key) {
+            Some(s) if now.saturating_duration_since(s.first) < SERIES_WINDOW => {
+                s.count += 1;
+                Publish::Repeat {
+                    name: s.name.clone(),
+                    count: s.count,
+                }
+            }
+            _ => {
+                let name = name();
+                self.seen.insert(
+                    key,
+                    Seen {
+                        name: name.clone(),
+                        count: 1,
+                        first: now,
+                    },
+                );
+                Publish::New { name }
+            }
+        }
+    }
+
+    /// The event's Event is gone: the next is a new one, named anew.
+    fn restart(&mut self, key: u64, now: Instant, name: String) -> String {
+        self.seen.remove(&key);
+        match self.plan(key, now, || name) {
+            Publish::New { name } | Publish::Repeat { name, .. } => name,
+        }
+    }
+
+    /// A failed write: the next same event starts afresh.
+    fn forget(&mut self, key: u64) {
+        self.seen.remove(&key);
     }
 }
 
@@ -166,6 +340,86 @@ mod tests {
             ],
             ..FunctionStatus::default()
         }
+    }
+
+    #[test]
+    fn the_same_event_within_the_window_is_counted_on_the_first() {
+        let mut r = Recent::default();
+        let t0 = Instant::now();
+        let first = r.plan(1, t0, || "a".into());
+        assert_eq!(first, Publish::New { name: "a".into() });
+        let again = r.plan(1, t0 + Duration::from_secs(10), || "b".into());
+        assert_eq!(
+            again,
+            Publish::Repeat {
+                name: "a".into(),
+                count: 2
+            }
+        );
+        let third = r.plan(1, t0 + Duration::from_secs(20), || "c".into());
+        assert_eq!(
+            third,
+            Publish::Repeat {
+                name: "a".into(),
+                count: 3
+            }
+        );
+        // Another event (another note, reason or Function) is its own.
+        assert_eq!(
+            r.plan(2, t0 + Duration::from_secs(20), || "d".into()),
+            Publish::New { name: "d".into() }
+        );
+    }
+
+    #[test]
+    fn after_the_window_the_same_event_is_a_new_one_and_old_ones_are_swept() {
+        let mut r = Recent::default();
+        let t0 = Instant::now();
+        r.plan(1, t0, || "a".into());
+        r.plan(2, t0, || "b".into());
+        let later = t0 + SERIES_WINDOW + Duration::from_secs(1);
+        assert_eq!(
+            r.plan(1, later, || "a2".into()),
+            Publish::New { name: "a2".into() }
+        );
+        assert_eq!(r.seen.len(), 1, "the other, past its window, was swept");
+    }
+
+    #[test]
+    fn a_failed_write_or_a_gone_event_starts_afresh() {
+        let mut r = Recent::default();
+        let t0 = Instant::now();
+        r.plan(1, t0, || "a".into());
+        r.forget(1);
+        assert_eq!(
+            r.plan(1, t0, || "b".into()),
+            Publish::New { name: "b".into() }
+        );
+        let renamed = r.restart(1, t0, "b2".into());
+        assert_eq!(renamed, "b2");
+        assert_eq!(
+            r.plan(1, t0, || "c".into()),
+            Publish::Repeat {
+                name: renamed,
+                count: 2
+            }
+        );
+    }
+
+    #[test]
+    fn the_key_tells_functions_reasons_and_notes_apart() {
+        let reference = |name: &str| ObjectReference {
+            namespace: Some("ns".into()),
+            name: Some(name.into()),
+            uid: Some("u".into()),
+            ..ObjectReference::default()
+        };
+        let k = Recent::key(&reference("f"), false, "Scaled", "to 2");
+        assert_eq!(k, Recent::key(&reference("f"), false, "Scaled", "to 2"));
+        assert_ne!(k, Recent::key(&reference("g"), false, "Scaled", "to 2"));
+        assert_ne!(k, Recent::key(&reference("f"), true, "Scaled", "to 2"));
+        assert_ne!(k, Recent::key(&reference("f"), false, "WokeUp", "to 2"));
+        assert_ne!(k, Recent::key(&reference("f"), false, "Scaled", "to 3"));
     }
 
     #[test]

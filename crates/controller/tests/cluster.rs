@@ -389,6 +389,53 @@ async fn create_then_update_image() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the local cluster: make test"]
+async fn the_same_event_again_is_a_series_on_the_first() {
+    with_namespace("events", |env| async move {
+        let f = env
+            .create_function("hello", serde_json::json!({"image": "hello:1"}))
+            .await;
+        let events = siesta_controller::events::Events::new(env.client.clone(), "test");
+        let note = |text: &str| siesta_controller::events::Note::normal("Scaled", text);
+        events.publish(&f, note("scaled to 2")).await;
+        events.publish(&f, note("scaled to 2")).await;
+        events.publish(&f, note("scaled to 2")).await;
+        events.publish(&f, note("scaled to 3")).await;
+        let api: Api<Event> = Api::namespaced(env.client.clone(), &env.ns);
+        let mut scaled: Vec<Event> = api
+            .list(&Default::default())
+            .await
+            .expect("list events")
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("Scaled"))
+            .collect();
+        scaled.sort_by_key(|e| e.note.clone());
+        let seen: Vec<_> = scaled
+            .iter()
+            .map(|e| (e.note.clone(), e.series.as_ref().map(|s| s.count)))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (Some("scaled to 2".into()), Some(3)),
+                (Some("scaled to 3".into()), None)
+            ],
+            "the same note three times is one Event counted 3; another note is its own"
+        );
+        let first = &scaled[0];
+        assert_eq!(
+            first.reporting_controller.as_deref(),
+            Some(siesta_controller::events::REPORTER)
+        );
+        assert_eq!(
+            first.regarding.as_ref().and_then(|r| r.uid.clone()),
+            f.metadata.uid
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local cluster: make test"]
 async fn drift_is_repaired() {
     with_namespace("drift", |env| async move {
         let c = start(&env, "c1").await;
