@@ -23,6 +23,7 @@ pub mod scale;
 mod startup;
 pub mod status;
 pub mod usage;
+pub mod usage_series;
 mod watches;
 
 pub use config::Config;

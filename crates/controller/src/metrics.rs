@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use prometheus::core::Collector;
 use prometheus::{
-    CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::Error;
+use crate::usage_series::UsageSeries;
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -55,18 +56,10 @@ pub struct AutoscalerMetrics {
 }
 
 /// What the function's pods ran and the baselines' inputs (namespace,
-/// function), and the writes of `status.usage`.
+/// function: [`UsageSeries`]), and the writes of `status.usage`.
 #[derive(Clone)]
 struct UsageMetrics {
-    /// Pod-seconds and requested resource-seconds, growing only while a
-    /// pod runs.
-    pod_seconds: CounterVec,
-    cpu_core_seconds: CounterVec,
-    memory_byte_seconds: CounterVec,
-    /// Today's maxReplicas and what one pod requests by the spec.
-    max_replicas: IntGaugeVec,
-    pod_cpu_request: GaugeVec,
-    pod_memory_request: GaugeVec,
+    series: UsageSeries,
     /// Writes of `status.usage`, by result.
     usage_writes: IntCounterVec,
 }
@@ -221,44 +214,8 @@ impl AutoscalerMetrics {
 
 impl UsageMetrics {
     fn new(r: &Registry) -> Result<Self, prometheus::Error> {
-        let fl = FUNCTION_LABELS;
         let m = Self {
-            pod_seconds: float_counters(
-                r,
-                "siesta_controller_function_pod_seconds_total",
-                "Seconds the function's pods ran, from each pod's startTime to its containers' last finishedAt, summed over pods.",
-                fl,
-            )?,
-            cpu_core_seconds: float_counters(
-                r,
-                "siesta_controller_function_cpu_core_seconds_total",
-                "Requested CPU cores times the seconds each pod ran (a pod without a CPU request adds 0).",
-                fl,
-            )?,
-            memory_byte_seconds: float_counters(
-                r,
-                "siesta_controller_function_memory_byte_seconds_total",
-                "Requested memory bytes times the seconds each pod ran (a pod without a memory request adds 0).",
-                fl,
-            )?,
-            max_replicas: int_gauges(
-                r,
-                "siesta_controller_function_max_replicas",
-                "The function's scale.maxReplicas now: the pods a fixed-size deployment would run.",
-                fl,
-            )?,
-            pod_cpu_request: gauges(
-                r,
-                "siesta_controller_function_pod_cpu_request_cores",
-                "CPU cores one of the function's pods requests by its spec (0 when none).",
-                fl,
-            )?,
-            pod_memory_request: gauges(
-                r,
-                "siesta_controller_function_pod_memory_request_bytes",
-                "Memory bytes one of the function's pods requests by its spec (0 when none).",
-                fl,
-            )?,
+            series: registered(r, UsageSeries::new()?)?,
             usage_writes: counters(
                 r,
                 "siesta_controller_usage_writes_total",
@@ -318,19 +275,16 @@ impl Metrics {
 
     /// Adds `seconds` of one pod that requests `cpu` cores and `memory` bytes.
     pub fn add_usage(&self, namespace: &str, function: &str, seconds: f64, cpu: f64, memory: f64) {
-        let l = [namespace, function];
-        self.usage.pod_seconds.with_label_values(&l).inc_by(seconds);
-        self.usage
-            .cpu_core_seconds
-            .with_label_values(&l)
-            .inc_by(seconds * cpu);
-        self.usage
-            .memory_byte_seconds
-            .with_label_values(&l)
-            .inc_by(seconds * memory);
+        self.usage.series.update(namespace, function, |r| {
+            r.pod_seconds += seconds;
+            r.cpu_core_seconds += seconds * cpu;
+            r.memory_byte_seconds += seconds * memory;
+        });
     }
 
-    /// The baselines' inputs for one function.
+    /// The baselines' inputs for one function. Its counters exist from
+    /// then on, at 0: `increase()` then sees the first pod's seconds instead
+    /// of a series appearing mid-window.
     pub fn set_function_baseline(
         &self,
         namespace: &str,
@@ -338,28 +292,11 @@ impl Metrics {
         max_replicas: i32,
         per_pod: siesta_api::usage::Requests,
     ) {
-        let l = [namespace, function];
-        // The counters exist from the start, at 0: `increase()` then sees
-        // the first pod's seconds instead of a series appearing mid-window.
-        for c in [
-            &self.usage.pod_seconds,
-            &self.usage.cpu_core_seconds,
-            &self.usage.memory_byte_seconds,
-        ] {
-            c.with_label_values(&l);
-        }
-        self.usage
-            .max_replicas
-            .with_label_values(&l)
-            .set(i64::from(max_replicas));
-        self.usage
-            .pod_cpu_request
-            .with_label_values(&l)
-            .set(per_pod.cpu_cores.unwrap_or(0.0));
-        self.usage
-            .pod_memory_request
-            .with_label_values(&l)
-            .set(per_pod.memory_bytes.unwrap_or(0.0));
+        self.usage.series.update(namespace, function, |r| {
+            r.max_replicas = f64::from(max_replicas);
+            r.pod_cpu_request = per_pod.cpu_cores.unwrap_or(0.0);
+            r.pod_memory_request = per_pod.memory_bytes.unwrap_or(0.0);
+        });
     }
 
     pub fn usage_write(&self, result: &str) {
@@ -368,13 +305,7 @@ impl Metrics {
 
     /// Drops a deleted function's usage series.
     pub fn forget_usage(&self, namespace: &str, function: &str) {
-        let l = [namespace, function];
-        let _ = self.usage.pod_seconds.remove_label_values(&l);
-        let _ = self.usage.cpu_core_seconds.remove_label_values(&l);
-        let _ = self.usage.memory_byte_seconds.remove_label_values(&l);
-        let _ = self.usage.max_replicas.remove_label_values(&l);
-        let _ = self.usage.pod_cpu_request.remove_label_values(&l);
-        let _ = self.usage.pod_memory_request.remove_label_values(&l);
+        self.usage.series.remove(namespace, function);
     }
 
     /// Drops a deleted function's autoscaler series.
@@ -418,16 +349,6 @@ fn counters(
     labels: &[&str],
 ) -> Result<IntCounterVec, prometheus::Error> {
     registered(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
-}
-
-/// A registered family of counters that grow by fractions.
-fn float_counters(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<CounterVec, prometheus::Error> {
-    registered(registry, CounterVec::new(Opts::new(name, help), labels)?)
 }
 
 /// A registered family of integer gauges.

@@ -296,13 +296,18 @@ fn readiness(
     }
 }
 
+/// A condition by which a Deployment reports a failure of its own: pods it
+/// cannot make (quota), or no progress within its deadline.
+pub fn is_deployment_failure(c: &k8s_openapi::api::apps::v1::DeploymentCondition) -> bool {
+    (c.type_ == "ReplicaFailure" && c.status == "True")
+        || (c.type_ == "Progressing" && c.status == "False")
+}
+
 /// A failure the Deployment reports itself (quota, progress deadline).
-fn deployment_failure(d: &Deployment) -> Option<String> {
+pub(crate) fn deployment_failure(d: &Deployment) -> Option<String> {
     let conditions = d.status.as_ref()?.conditions.as_ref()?;
     conditions.iter().find_map(|c| {
-        let failed = (c.type_ == "ReplicaFailure" && c.status == "True")
-            || (c.type_ == "Progressing" && c.status == "False");
-        failed.then(|| {
+        is_deployment_failure(c).then(|| {
             format!(
                 "Deployment {}: {}",
                 c.reason.as_deref().unwrap_or(&c.type_),

@@ -99,11 +99,17 @@ impl Watches {
 /// Measured at 1,000 Functions at zero (hack/bench/scale.sh): the
 /// controller's RSS grew by about 65 KiB per Function with whole objects,
 /// most of it `managedFields` parsed into `serde_json::Value` trees (a
-/// Deployment carries four managers' trees) and the pod templates.
+/// Deployment carries four managers' trees) and the pod templates. With
+/// those gone, heaptrack (`SCALE_HEAPTRACK`) still found 3.8 KiB per
+/// Deployment and 1.2 KiB per Service in what the stores keep beyond each
+/// object's struct: labels, selectors, the Deployment's conditions and the
+/// managers' entries, the Service's spec; now only what is read is kept.
 pub mod slim {
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ObjectMeta};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+        FieldsV1, LabelSelector, ManagedFieldsEntry, ObjectMeta,
+    };
     use siesta_api::Function;
 
     const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -120,31 +126,58 @@ pub mod slim {
         f.metadata.managed_fields = None;
     }
 
-    /// No field of a Service's beyond its metadata's identity is read.
+    /// A Service's identity (uid, resourceVersion, owner) is read, nothing
+    /// else: a change to anything moves its resourceVersion.
     pub fn service(s: &mut Service) {
-        common(&mut s.metadata);
-        s.metadata.managed_fields = None;
+        identity_only(&mut s.metadata);
+        s.spec = None;
+        s.status = None;
     }
 
-    /// Of `managedFields`, which manager owns `spec.replicas` is read
-    /// (`scale::owns_replicas`): each entry keeps only that. The pod
-    /// template is never read from the store: a change to it moves the
-    /// generation, which is what the reconciler compares.
+    /// Of `managedFields`, which managers own `spec.replicas` is read
+    /// (`scale::owns_replicas`): only their entries are kept, each with its
+    /// manager and that field. The pod template and the selector are never
+    /// read from the store (a change to the template moves the generation,
+    /// which is what the reconciler compares), and of the conditions only a
+    /// failure ([`crate::status`] reports it).
     pub fn deployment(d: &mut Deployment) {
-        common(&mut d.metadata);
-        for entry in d.metadata.managed_fields.iter_mut().flatten() {
-            let replicas = entry
-                .fields_v1
-                .as_ref()
-                .and_then(|f| f.0.get("f:spec"))
-                .and_then(|spec| spec.get("f:replicas"))
-                .is_some();
-            entry.fields_v1 =
-                replicas.then(|| FieldsV1(serde_json::json!({"f:spec": {"f:replicas": {}}})));
+        let entries = d.metadata.managed_fields.take();
+        identity_only(&mut d.metadata);
+        if let Some(entries) = entries {
+            let owners: Vec<ManagedFieldsEntry> = entries
+                .into_iter()
+                .filter(|entry| {
+                    entry
+                        .fields_v1
+                        .as_ref()
+                        .and_then(|f| f.0.get("f:spec"))
+                        .and_then(|spec| spec.get("f:replicas"))
+                        .is_some()
+                })
+                .map(|entry| ManagedFieldsEntry {
+                    manager: entry.manager,
+                    fields_v1: Some(FieldsV1(serde_json::json!({"f:spec": {"f:replicas": {}}}))),
+                    ..ManagedFieldsEntry::default()
+                })
+                .collect();
+            d.metadata.managed_fields = Some(owners);
         }
         if let Some(spec) = d.spec.as_mut() {
             spec.template = PodTemplateSpec::default();
+            spec.selector = LabelSelector::default();
         }
+        if let Some(conditions) = d.status.as_mut().and_then(|s| s.conditions.as_mut()) {
+            conditions.retain(crate::status::is_deployment_failure);
+        }
+    }
+
+    /// Labels and annotations are not read from the stores (ownership is
+    /// the owner reference's).
+    fn identity_only(meta: &mut ObjectMeta) {
+        common(meta);
+        meta.labels = None;
+        meta.annotations = None;
+        meta.managed_fields = None;
     }
 
     #[cfg(test)]
@@ -164,9 +197,15 @@ pub mod slim {
         #[test]
         fn a_slim_deployment_still_says_who_owns_replicas_and_nothing_else() {
             let mut d: Deployment = serde_json::from_value(serde_json::json!({
-                "metadata": {"name": "f", "generation": 3, "annotations": {LAST_APPLIED: "{}", "keep": "1"}},
-                "spec": {"replicas": 2, "selector": {}, "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}},
-                "status": {"readyReplicas": 1, "observedGeneration": 3},
+                "metadata": {"name": "f", "uid": "u", "generation": 3, "resourceVersion": "7",
+                    "labels": {"app": "f"}, "annotations": {LAST_APPLIED: "{}", "keep": "1"},
+                    "ownerReferences": [{"apiVersion": "siesta.dev/v1alpha1", "kind": "Function", "name": "f", "uid": "fu"}]},
+                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "f"}},
+                    "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}},
+                "status": {"readyReplicas": 1, "observedGeneration": 3, "conditions": [
+                    {"type": "Available", "status": "True", "message": "has minimum availability"},
+                    {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": "quota"},
+                ]},
             }))
             .unwrap();
             d.metadata.managed_fields = Some(vec![
@@ -184,31 +223,54 @@ pub mod slim {
                 ),
             ]);
             assert!(owns_replicas(&d, "siesta"));
+            let before = d.clone();
             deployment(&mut d);
             assert!(owns_replicas(&d, "siesta"), "siesta still owns replicas");
             assert!(owns_replicas(&d, "siesta-autoscaler"));
             assert!(!owns_replicas(&d, "kube-controller-manager"));
             let fields = d.metadata.managed_fields.as_ref().unwrap();
+            assert_eq!(fields.len(), 2, "only the owners of replicas are kept");
             assert_eq!(
                 fields[0].fields_v1.as_ref().unwrap().0,
                 serde_json::json!({"f:spec": {"f:replicas": {}}})
             );
-            assert!(fields[2].fields_v1.is_none());
             let spec = d.spec.as_ref().unwrap();
             assert_eq!(spec.replicas, Some(2));
             assert!(spec.template.spec.is_none(), "the template is dropped");
-            assert_eq!(
-                d.status.as_ref().unwrap().ready_replicas,
-                Some(1),
-                "status is kept"
+            assert!(
+                spec.selector.match_labels.is_none(),
+                "the selector is dropped"
             );
-            let annotations = d.metadata.annotations.as_ref().unwrap();
-            assert!(!annotations.contains_key(LAST_APPLIED));
-            assert_eq!(annotations["keep"], "1");
+            let status = d.status.as_ref().unwrap();
+            assert_eq!(
+                (status.ready_replicas, status.observed_generation),
+                (Some(1), Some(3))
+            );
+            let kept: Vec<_> = status
+                .conditions
+                .iter()
+                .flatten()
+                .map(|c| c.type_.as_str())
+                .collect();
+            assert_eq!(kept, ["ReplicaFailure"], "only the failure is kept");
+            assert_eq!(
+                crate::status::deployment_failure(&d),
+                crate::status::deployment_failure(&before),
+                "the failure reads the same"
+            );
+            assert!(d.metadata.labels.is_none() && d.metadata.annotations.is_none());
+            assert_eq!(
+                crate::children::deployment_version(&d),
+                crate::children::deployment_version(&before)
+            );
+            assert_eq!(
+                d.metadata.owner_references,
+                before.metadata.owner_references
+            );
         }
 
         #[test]
-        fn slim_functions_and_services_keep_everything_but_managed_fields() {
+        fn slim_functions_keep_everything_but_managed_fields_and_services_their_identity() {
             let mut f: Function = serde_json::from_value(serde_json::json!({
                 "apiVersion": "siesta.dev/v1alpha1", "kind": "Function",
                 "metadata": {"name": "f", "namespace": "n", "uid": "u"},
@@ -224,14 +286,23 @@ pub mod slim {
             assert_eq!(f.spec, before.spec);
             assert_eq!(f.status, before.status);
             assert_eq!(f.metadata.uid, before.metadata.uid);
-            let mut s = Service::default();
-            s.metadata.managed_fields = f
-                .metadata
-                .managed_fields
-                .clone()
-                .or(before.metadata.managed_fields);
+            let mut s: Service = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "f", "namespace": "n", "uid": "su", "resourceVersion": "9",
+                    "labels": {"app": "f"},
+                    "ownerReferences": [{"apiVersion": "siesta.dev/v1alpha1", "kind": "Function", "name": "f", "uid": "u"}]},
+                "spec": {"selector": {"app": "f"}, "ports": [{"port": 80}], "clusterIP": "10.96.0.9"},
+            }))
+            .unwrap();
+            s.metadata.managed_fields = before.metadata.managed_fields.clone();
+            let whole = s.clone();
             service(&mut s);
-            assert!(s.metadata.managed_fields.is_none());
+            assert!(s.metadata.managed_fields.is_none() && s.metadata.labels.is_none());
+            assert!(s.spec.is_none());
+            assert_eq!(
+                crate::children::service_version(&s),
+                crate::children::service_version(&whole)
+            );
+            assert_eq!(s.metadata.owner_references, whole.metadata.owner_references);
         }
     }
 }
