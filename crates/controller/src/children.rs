@@ -21,6 +21,8 @@ use std::sync::Mutex;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde::Serialize;
 use siesta_api::names::FunctionKey;
@@ -28,12 +30,16 @@ use siesta_api::names::FunctionKey;
 /// The watched children, and what was applied to them.
 pub struct Children {
     pub deployments: Store<Deployment>,
-    pub services: Store<Service>,
+    /// Only their metadata: nothing else of a Service is read.
+    pub services: Store<PartialObjectMeta<Service>>,
     memo: Mutex<Memo>,
 }
 
 impl Children {
-    pub fn new(deployments: Store<Deployment>, services: Store<Service>) -> Self {
+    pub fn new(
+        deployments: Store<Deployment>,
+        services: Store<PartialObjectMeta<Service>>,
+    ) -> Self {
         Self {
             deployments,
             services,
@@ -41,8 +47,12 @@ impl Children {
         }
     }
 
-    /// The Deployment and Service of a Function's name, as last watched.
-    pub fn cached(&self, key: &FunctionKey) -> (Option<Deployment>, Option<Service>) {
+    /// The Deployment and Service (its metadata) of a Function's name, as
+    /// last watched.
+    pub fn cached(
+        &self,
+        key: &FunctionKey,
+    ) -> (Option<Deployment>, Option<PartialObjectMeta<Service>>) {
         let at = ObjectRef::new(&key.name).within(&key.namespace);
         (
             self.deployments.get(&at).map(|d| d.as_ref().clone()),
@@ -142,12 +152,9 @@ pub fn deployment_version(d: &Deployment) -> Option<(String, String)> {
     Some((d.metadata.uid.clone()?, d.metadata.generation?.to_string()))
 }
 
-/// (uid, resourceVersion) of a Service.
-pub fn service_version(s: &Service) -> Option<(String, String)> {
-    Some((
-        s.metadata.uid.clone()?,
-        s.metadata.resource_version.clone()?,
-    ))
+/// (uid, resourceVersion) of a Service, from its metadata.
+pub fn service_version(meta: &ObjectMeta) -> Option<(String, String)> {
+    Some((meta.uid.clone()?, meta.resource_version.clone()?))
 }
 
 #[cfg(test)]

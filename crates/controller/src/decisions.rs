@@ -70,7 +70,12 @@ impl DecisionLog {
         {
             map.remove(&oldest);
         }
-        let (last_seq, records) = map.entry(key.clone()).or_default();
+        // Room for one record: most Functions at zero only ever have the
+        // one (idle, merged), and the default first allocation is four
+        // (about 600 bytes more per Function at 10,000).
+        let (last_seq, records) = map
+            .entry(key.clone())
+            .or_insert_with(|| (0, VecDeque::with_capacity(1)));
         *last_seq = seq;
         match records.back_mut() {
             Some(last) if last.same_outcome(&record) => {

@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use siesta_api::{FIELD_MANAGER, Function};
@@ -98,8 +98,20 @@ impl Reconciler<'_> {
         // create it anew, with minReplicas over a count set since.
         let (cached_deployment, cached_service) = self.children.cached(&owner.key());
         let (existing, service) = tokio::try_join!(
-            cached_or_read(cached_deployment, &deployments, "Deployment", ns, name),
-            cached_or_read(cached_service, &services, "Service", ns, name),
+            cached_or_read(
+                cached_deployment,
+                deployments.get_opt(name),
+                "Deployment",
+                ns,
+                name
+            ),
+            cached_or_read(
+                cached_service,
+                services.get_metadata_opt(name),
+                "Service",
+                ns,
+                name
+            ),
         )?;
 
         let problem = self.problem(
@@ -181,7 +193,7 @@ impl Reconciler<'_> {
         &self,
         owner: &Owner,
         existing: Option<&Deployment>,
-        service: Option<&Service>,
+        service: Option<&PartialObjectMeta<Service>>,
     ) -> Result<(Deployment, Applied)> {
         let client = &self.ctx.client;
         let (ns, name) = (owner.namespace.as_str(), owner.name.as_str());
@@ -256,7 +268,7 @@ impl Reconciler<'_> {
                 &key,
                 Child::Service,
                 service_digest,
-                children::service_version(s)
+                children::service_version(&s.metadata)
                     .as_ref()
                     .map(|(u, v)| (u.as_str(), v.as_str())),
             )
@@ -271,7 +283,7 @@ impl Reconciler<'_> {
             self.children.memo().wrote(
                 &key,
                 Child::Service,
-                children::service_version(&written).map(|(uid, version)| Written {
+                children::service_version(&written.metadata).map(|(uid, version)| Written {
                     digest: service_digest,
                     uid,
                     version,
@@ -431,17 +443,14 @@ impl Reconciler<'_> {
 /// The watched copy of a child, else what the apiserver has.
 async fn cached_or_read<K>(
     cached: Option<K>,
-    api: &Api<K>,
+    read: impl Future<Output = std::result::Result<Option<K>, kube::Error>>,
     kind: &str,
     ns: &str,
     name: &str,
-) -> Result<Option<K>>
-where
-    K: Clone + std::fmt::Debug + serde::de::DeserializeOwned,
-{
+) -> Result<Option<K>> {
     match cached {
         Some(child) => Ok(Some(child)),
-        None => api_call(|| format!("read {kind} {ns}/{name}"), api.get_opt(name)).await,
+        None => api_call(|| format!("read {kind} {ns}/{name}"), read).await,
     }
 }
 

@@ -11,11 +11,13 @@
 //! What is kept of each object is what the controller reads ([`slim`]):
 //! `managedFields` (a JSON tree per field manager, the bulk of a parsed
 //! object) and a Deployment's pod template are dropped before the store.
+//! Of a Service only its metadata is read, so only its metadata is watched
+//! (the apiserver sends PartialObjectMetadata).
 
 use futures::Stream;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::Api;
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use siesta_api::Function;
@@ -33,13 +35,13 @@ pub type Events<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Erro
 pub struct Watches {
     pub functions: Store<Function>,
     pub deployments: Store<Deployment>,
-    pub services: Store<Service>,
+    pub services: Store<PartialObjectMeta<Service>>,
     /// Functions changed (applied objects).
     pub function_events: Events<Function>,
     /// Children changed or deleted (touched objects): a deleted child is
     /// made again.
     pub deployment_events: Events<Deployment>,
-    pub service_events: Events<Service>,
+    pub service_events: Events<PartialObjectMeta<Service>>,
 }
 
 impl Watches {
@@ -50,7 +52,7 @@ impl Watches {
             Some(ns) => (
                 Api::<Function>::namespaced(client.clone(), ns),
                 Api::<Deployment>::namespaced(client.clone(), ns),
-                Api::<Service>::namespaced(client, ns),
+                Api::<PartialObjectMeta<Service>>::namespaced(client, ns),
             ),
             None => (
                 Api::all(client.clone()),
@@ -110,6 +112,7 @@ pub mod slim {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
         FieldsV1, LabelSelector, ManagedFieldsEntry, ObjectMeta,
     };
+    use kube::api::PartialObjectMeta;
     use siesta_api::Function;
 
     const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -127,11 +130,10 @@ pub mod slim {
     }
 
     /// A Service's identity (uid, resourceVersion, owner) is read, nothing
-    /// else: a change to anything moves its resourceVersion.
-    pub fn service(s: &mut Service) {
+    /// else: a change to anything moves its resourceVersion. (Its spec is
+    /// not even watched: [`super::Watches`].)
+    pub fn service(s: &mut PartialObjectMeta<Service>) {
         identity_only(&mut s.metadata);
-        s.spec = None;
-        s.status = None;
     }
 
     /// Of `managedFields`, which managers own `spec.replicas` is read
@@ -286,21 +288,20 @@ pub mod slim {
             assert_eq!(f.spec, before.spec);
             assert_eq!(f.status, before.status);
             assert_eq!(f.metadata.uid, before.metadata.uid);
-            let mut s: Service = serde_json::from_value(serde_json::json!({
+            let mut s: PartialObjectMeta<Service> = serde_json::from_value(serde_json::json!({
+                "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
                 "metadata": {"name": "f", "namespace": "n", "uid": "su", "resourceVersion": "9",
                     "labels": {"app": "f"},
                     "ownerReferences": [{"apiVersion": "siesta.dev/v1alpha1", "kind": "Function", "name": "f", "uid": "u"}]},
-                "spec": {"selector": {"app": "f"}, "ports": [{"port": 80}], "clusterIP": "10.96.0.9"},
             }))
             .unwrap();
             s.metadata.managed_fields = before.metadata.managed_fields.clone();
             let whole = s.clone();
             service(&mut s);
             assert!(s.metadata.managed_fields.is_none() && s.metadata.labels.is_none());
-            assert!(s.spec.is_none());
             assert_eq!(
-                crate::children::service_version(&s),
-                crate::children::service_version(&whole)
+                crate::children::service_version(&s.metadata),
+                crate::children::service_version(&whole.metadata)
             );
             assert_eq!(s.metadata.owner_references, whole.metadata.owner_references);
         }
