@@ -5,14 +5,15 @@
 #   BENCH_QUICK=1   smoke mode: short runs, one repetition, small sizes
 #   BENCH_1K=1      the footprint run with 1,000 Functions (default 100)
 #   BENCH_SCALE=N   section 8, the control plane at N Functions (default 100,
-#                   10 in smoke mode; 0 skips it): hack/bench/scale.sh
+#                   10 in smoke mode; 0 skips it): hack/bench/scale.sh (part of
+#                   the cluster section)
 #   BENCH_OUT=path  where the markdown goes (default docs/benchmarks.md)
 #   BENCH_SKIP_BUILD=1  use the release binaries already in $CARGO_TARGET_DIR
 #   BENCH_REAL=0    skip section 7, the real node (images, kubelet + containerd)
 #   BENCH_SECTIONS=proxy,h2   run only these sections (comma-separated; default
 #                   all): proxy (1, HTTP/1.1 proxy cost), h2 (1b, over h2c),
-#                   buffering (3), streaming (4), cluster (2, 5 and 6: the local
-#                   cluster, started if it is down), real (7, also BENCH_REAL)
+#                   buffering (3), streaming (4), cluster (2, 5, 6 and 8: the
+#                   local cluster, started if it is down), real (7, also BENCH_REAL)
 #   BENCH_PORT_OFFSET=N  added to every port of the hello backend and of
 #                   sections 1 and 1b (default 0), so that two checkouts can
 #                   run them at once
@@ -462,7 +463,7 @@ fi
 
 # ---------------------------------------------------------------- 8. scale
 SCALE_N="${BENCH_SCALE:-100}"; [[ "$QUICK" == 1 ]] && SCALE_N="${BENCH_SCALE:-10}"
-if [[ "$SCALE_N" != 0 ]]; then
+if [[ "$SCALE_N" != 0 ]] && want cluster; then
   log "8. control plane at scale: $SCALE_N Functions (hack/bench/scale.sh)"
   printf '%s\n' "hack/bench/scale.sh $SCALE_N" >>"$CMDS"
   SCALE_IDLE_SECS="${SCALE_IDLE_SECS:-$([[ "$QUICK" == 1 ]] && echo 10 || echo 30)}" \

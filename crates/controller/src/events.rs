@@ -5,7 +5,7 @@
 //! The same event again within [`SERIES_WINDOW`] (same Function, type,
 //! reason and note) is counted on the first one (its `series`) instead of
 //! made anew, as client-go's recorder does. What is remembered for that is
-//! small ([`Recent`]): kube-runtime's `Recorder` kept a whole Event per
+//! small (`Recent`): kube-runtime's `Recorder` kept a whole Event per
 //! event for it, about 3 KiB per Function after a creation burst (heaptrack
 //! at 1,000 Functions, `SCALE_HEAPTRACK` in hack/bench/scale.sh), and swept
 //! its whole cache on every publish.
