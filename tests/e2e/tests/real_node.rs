@@ -571,13 +571,27 @@ async fn uninstall_cleanly(client: &Client) {
     let selector = format!("app.kubernetes.io/instance={RELEASE}");
     // Namespaced kinds in the release namespace, and the cluster-scoped RBAC.
     let kinds = "deploy,rs,svc,sa,role,rolebinding,lease,pdb,configmap,secret,clusterrole,clusterrolebinding";
-    let left = run(
-        "kubectl",
-        &["get", kinds, "-n", SYSTEM_NS, "-l", &selector, "-o", "name"],
-        None,
+    // A Deployment's ReplicaSets are the garbage collector's to delete,
+    // after it (helm deletes in the background): `--wait` does not wait for
+    // them. Anything else of the release left after a minute is a leak.
+    wait_for_state(
+        "helm uninstall to leave nothing behind",
+        Duration::from_secs(60),
+        || async {
+            let left = run(
+                "kubectl",
+                &["get", kinds, "-n", SYSTEM_NS, "-l", &selector, "-o", "name"],
+                None,
+            )
+            .ok();
+            if left.trim().is_empty() {
+                Ok(())
+            } else {
+                Err(format!("left:\n{left}"))
+            }
+        },
     )
-    .ok();
-    assert!(left.trim().is_empty(), "helm uninstall left:\n{left}");
+    .await;
     // Pods of the release go too (the kubelet is slow to report them gone).
     let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM_NS);
     wait_for_state(
