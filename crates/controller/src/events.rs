@@ -89,19 +89,18 @@ impl Events {
         }
     }
 
-    pub async fn publish(&self, function: &Function, note: Note) {
+    pub async fn publish(&self, function: &Function, mut note: Note) {
         let reference = function.object_ref(&());
         let namespace = reference.namespace.clone().unwrap_or_default();
         // events.k8s.io limits a note to 1 kB.
-        let mut text = note.note;
-        if text.len() > 1000 {
+        if note.note.len() > 1000 {
             let mut cut = 1000;
-            while !text.is_char_boundary(cut) {
+            while !note.note.is_char_boundary(cut) {
                 cut -= 1;
             }
-            text.truncate(cut);
+            note.note.truncate(cut);
         }
-        let key = Recent::key(&reference, note.warning, note.reason, &text);
+        let key = Recent::key(&reference, note.warning, note.reason, &note.note);
         let now = jiff::Timestamp::now();
         // Named as kubectl and client-go name them: the object's name and
         // the time in hex.
@@ -114,37 +113,30 @@ impl Events {
         };
         let planned = self.lock().plan(key, Instant::now(), new_name);
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        let result = match &planned {
+        let create = |name| {
+            let event = self.event(&reference, &note, name, now);
+            let api = api.clone();
+            async move { api.create(&PostParams::default(), &event).await.map(drop) }
+        };
+        let result = match planned {
             Publish::Repeat { name, count } => {
                 let series = serde_json::json!({"series": EventSeries {
-                    count: *count,
+                    count,
                     last_observed_time: MicroTime(now),
                 }});
                 match api
-                    .patch(name, &PatchParams::default(), &Patch::Merge(&series))
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&series))
                     .await
                 {
                     // Gone from the apiserver (events expire): made anew.
                     Err(kube::Error::Api(e)) if e.code == 404 => {
                         let name = self.lock().restart(key, Instant::now(), new_name());
-                        let event =
-                            self.event(&reference, note.warning, note.reason, text, name, now);
-                        api.create(&PostParams::default(), &event).await.map(drop)
+                        create(name).await
                     }
                     r => r.map(drop),
                 }
             }
-            Publish::New { name } => {
-                let event = self.event(
-                    &reference,
-                    note.warning,
-                    note.reason,
-                    text,
-                    name.clone(),
-                    now,
-                );
-                api.create(&PostParams::default(), &event).await.map(drop)
-            }
+            Publish::New { name } => create(name).await,
         };
         if let Err(e) = result {
             self.lock().forget(key);
@@ -167,12 +159,11 @@ impl Events {
     fn event(
         &self,
         reference: &ObjectReference,
-        warning: bool,
-        reason: &str,
-        text: String,
+        note: &Note,
         name: String,
         now: jiff::Timestamp,
     ) -> Event {
+        let kind = if note.warning { "Warning" } else { "Normal" };
         Event {
             metadata: ObjectMeta {
                 name: Some(name),
@@ -180,13 +171,13 @@ impl Events {
                 ..ObjectMeta::default()
             },
             event_time: Some(MicroTime(now)),
-            action: Some(reason.to_string()),
-            reason: Some(reason.to_string()),
-            note: Some(text),
+            action: Some(note.reason.to_string()),
+            reason: Some(note.reason.to_string()),
+            note: Some(note.note.clone()),
             regarding: Some(reference.clone()),
             reporting_controller: Some(REPORTER.to_string()),
             reporting_instance: Some(self.instance.clone()),
-            type_: Some(if warning { "Warning" } else { "Normal" }.to_string()),
+            type_: Some(kind.to_string()),
             ..Event::default()
         }
     }

@@ -36,43 +36,56 @@ struct Family {
 }
 
 const FAMILIES: [Family; 6] = [
-    Family {
-        name: "siesta_controller_function_pod_seconds_total",
-        help: "Seconds the function's pods ran, from each pod's startTime to its containers' last finishedAt, summed over pods.",
-        counter: true,
-        value: |r| r.pod_seconds,
-    },
-    Family {
-        name: "siesta_controller_function_cpu_core_seconds_total",
-        help: "Requested CPU cores times the seconds each pod ran (a pod without a CPU request adds 0).",
-        counter: true,
-        value: |r| r.cpu_core_seconds,
-    },
-    Family {
-        name: "siesta_controller_function_memory_byte_seconds_total",
-        help: "Requested memory bytes times the seconds each pod ran (a pod without a memory request adds 0).",
-        counter: true,
-        value: |r| r.memory_byte_seconds,
-    },
-    Family {
-        name: "siesta_controller_function_max_replicas",
-        help: "The function's scale.maxReplicas now: the pods a fixed-size deployment would run.",
-        counter: false,
-        value: |r| r.max_replicas,
-    },
-    Family {
-        name: "siesta_controller_function_pod_cpu_request_cores",
-        help: "CPU cores one of the function's pods requests by its spec (0 when none).",
-        counter: false,
-        value: |r| r.pod_cpu_request,
-    },
-    Family {
-        name: "siesta_controller_function_pod_memory_request_bytes",
-        help: "Memory bytes one of the function's pods requests by its spec (0 when none).",
-        counter: false,
-        value: |r| r.pod_memory_request,
-    },
+    Family::counter(
+        "siesta_controller_function_pod_seconds_total",
+        "Seconds the function's pods ran, from each pod's startTime to its containers' last finishedAt, summed over pods.",
+        |r| r.pod_seconds,
+    ),
+    Family::counter(
+        "siesta_controller_function_cpu_core_seconds_total",
+        "Requested CPU cores times the seconds each pod ran (a pod without a CPU request adds 0).",
+        |r| r.cpu_core_seconds,
+    ),
+    Family::counter(
+        "siesta_controller_function_memory_byte_seconds_total",
+        "Requested memory bytes times the seconds each pod ran (a pod without a memory request adds 0).",
+        |r| r.memory_byte_seconds,
+    ),
+    Family::gauge(
+        "siesta_controller_function_max_replicas",
+        "The function's scale.maxReplicas now: the pods a fixed-size deployment would run.",
+        |r| r.max_replicas,
+    ),
+    Family::gauge(
+        "siesta_controller_function_pod_cpu_request_cores",
+        "CPU cores one of the function's pods requests by its spec (0 when none).",
+        |r| r.pod_cpu_request,
+    ),
+    Family::gauge(
+        "siesta_controller_function_pod_memory_request_bytes",
+        "Memory bytes one of the function's pods requests by its spec (0 when none).",
+        |r| r.pod_memory_request,
+    ),
 ];
+
+impl Family {
+    const fn counter(name: &'static str, help: &'static str, value: fn(&Row) -> f64) -> Self {
+        Self {
+            name,
+            help,
+            counter: true,
+            value,
+        }
+    }
+    const fn gauge(name: &'static str, help: &'static str, value: fn(&Row) -> f64) -> Self {
+        Self {
+            name,
+            help,
+            counter: false,
+            value,
+        }
+    }
+}
 
 /// The rows, shared by the usage record (which writes them) and the
 /// registry (which reads them at a scrape).
