@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use crate::deployment_view::DeploymentView;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::PartialObjectMeta;
@@ -29,7 +29,7 @@ use siesta_api::names::FunctionKey;
 
 /// The watched children, and what was applied to them.
 pub struct Children {
-    pub deployments: Store<Deployment>,
+    pub deployments: Store<DeploymentView>,
     /// Only their metadata: nothing else of a Service is read.
     pub services: Store<PartialObjectMeta<Service>>,
     memo: Mutex<Memo>,
@@ -37,7 +37,7 @@ pub struct Children {
 
 impl Children {
     pub fn new(
-        deployments: Store<Deployment>,
+        deployments: Store<DeploymentView>,
         services: Store<PartialObjectMeta<Service>>,
     ) -> Self {
         Self {
@@ -52,7 +52,7 @@ impl Children {
     pub fn cached(
         &self,
         key: &FunctionKey,
-    ) -> (Option<Deployment>, Option<PartialObjectMeta<Service>>) {
+    ) -> (Option<DeploymentView>, Option<PartialObjectMeta<Service>>) {
         let at = ObjectRef::new(&key.name).within(&key.namespace);
         (
             self.deployments.get(&at).map(|d| d.as_ref().clone()),
@@ -148,7 +148,7 @@ pub fn digest(desired: &impl Serialize) -> u64 {
 }
 
 /// (uid, generation) of a Deployment, as the memo compares them.
-pub fn deployment_version(d: &Deployment) -> Option<(String, String)> {
+pub fn deployment_version(d: &DeploymentView) -> Option<(String, String)> {
     Some((d.metadata.uid.clone()?, d.metadata.generation?.to_string()))
 }
 

@@ -12,6 +12,7 @@ pub mod cold_start;
 mod config;
 mod context;
 pub mod decisions;
+pub mod deployment_view;
 mod error;
 pub mod events;
 mod leader;

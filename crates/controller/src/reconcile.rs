@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
+use crate::deployment_view::DeploymentView;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
@@ -91,7 +91,7 @@ impl Reconciler<'_> {
         }
         let owner = Owner::of(self.function)?;
         let (ns, name) = (owner.namespace.as_str(), owner.name.as_str());
-        let deployments: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), ns);
+        let deployments: Api<DeploymentView> = Api::namespaced(self.ctx.client.clone(), ns);
         let services: Api<Service> = Api::namespaced(self.ctx.client.clone(), ns);
         // The watched copies; one the watch does not show (yet) is read:
         // acting on a Deployment missing only from a lagging cache would
@@ -192,20 +192,20 @@ impl Reconciler<'_> {
     async fn apply_children(
         &self,
         owner: &Owner,
-        existing: Option<&Deployment>,
+        existing: Option<&DeploymentView>,
         service: Option<&PartialObjectMeta<Service>>,
-    ) -> Result<(Deployment, Applied)> {
+    ) -> Result<(DeploymentView, Applied)> {
         let client = &self.ctx.client;
         let (ns, name) = (owner.namespace.as_str(), owner.name.as_str());
         let spec = &self.function.spec;
         let min = spec.scale.min_replicas;
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+        let deployments: Api<DeploymentView> = Api::namespaced(client.clone(), ns);
         let params = PatchParams::apply(FIELD_MANAGER).force();
 
         // Never let our manager own replicas when we are about to leave the
         // field out: hand it over first (after a crash between the two
         // steps below, or to an older controller's Deployment).
-        if let Some(d) = existing.filter(|d| scale::owns_replicas(d, FIELD_MANAGER)) {
+        if let Some(d) = existing.filter(|d| scale::owns_replicas(&d.metadata, FIELD_MANAGER)) {
             scale::adopt_replicas(client, d).await?;
         }
 
@@ -217,7 +217,7 @@ impl Reconciler<'_> {
         // The steady-state object, what a reconcile after the creation applies.
         let steady = children::digest(&resources::deployment(owner, spec, None));
         let unchanged = existing.filter(|d| {
-            !scale::owns_replicas(d, FIELD_MANAGER)
+            !scale::owns_replicas(&d.metadata, FIELD_MANAGER)
                 && self.children.memo().current(
                     &key,
                     Child::Deployment,
@@ -307,12 +307,12 @@ impl Reconciler<'_> {
     /// Bounds: raise to minReplicas (and lower to maxReplicas) with a scale
     /// write, as the autoscaler would; zero stays the autoscaler's call.
     /// `applied` then shows the count written.
-    async fn keep_within_bounds(&self, owner: &Owner, applied: &mut Deployment) -> Result<()> {
+    async fn keep_within_bounds(&self, owner: &Owner, applied: &mut DeploymentView) -> Result<()> {
         let client = &self.ctx.client;
         let (ns, name) = (owner.namespace.as_str(), owner.name.as_str());
         let spec = &self.function.spec;
         let min = spec.scale.min_replicas;
-        let current = applied.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let current = applied.replicas();
         if let Some(target) = scale::clamp_to_bounds(current, min, spec.scale.max_replicas)
             && scale::set_replicas(client, &scale::Target::from(owner), target)
                 .await?
@@ -346,7 +346,7 @@ impl Reconciler<'_> {
     }
 
     /// Events for what the apply did.
-    async fn announce(&self, owner: &Owner, applied: &Deployment, how: Applied) {
+    async fn announce(&self, owner: &Owner, applied: &DeploymentView, how: Applied) {
         let image = &self.function.spec.image;
         let name = &owner.name;
         let note = match how {
@@ -387,7 +387,7 @@ impl Reconciler<'_> {
     /// when it changed, then publishes the events the change implies.
     async fn write_status(
         &self,
-        deployment: Option<&Deployment>,
+        deployment: Option<&DeploymentView>,
         problem: Option<&Problem>,
     ) -> Result<()> {
         let new = status::compute(&status::Observed {

@@ -13,7 +13,7 @@
 //! Deployment that changed in between (a new owner included) fails the
 //! write with 409, and the check runs again on what is there now.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use crate::deployment_view::DeploymentView;
 use k8s_openapi::api::autoscaling::v1::{Scale, ScaleSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
@@ -131,9 +131,10 @@ pub fn clamp_to_bounds(current: i32, min: i32, max: i32) -> Option<i32> {
     }
 }
 
-/// True when the field manager `manager` owns `spec.replicas` of `d`.
-pub fn owns_replicas(d: &Deployment, manager: &str) -> bool {
-    d.metadata.managed_fields.iter().flatten().any(|entry| {
+/// True when the field manager `manager` owns `spec.replicas` of the
+/// Deployment whose metadata is `meta`.
+pub fn owns_replicas(meta: &ObjectMeta, manager: &str) -> bool {
+    meta.managed_fields.iter().flatten().any(|entry| {
         entry.manager.as_deref() == Some(manager)
             && entry
                 .fields_v1
@@ -154,10 +155,10 @@ pub fn owns_replicas(d: &Deployment, manager: &str) -> bool {
 /// wrote in between (a user's `kubectl scale`, a wake-up right after the
 /// Function was created), the apiserver answers 409 and the hand-over is
 /// retried at the value just read, so it never puts back a stale count.
-pub async fn adopt_replicas(client: &Client, seen: &Deployment) -> Result<Deployment> {
+pub async fn adopt_replicas(client: &Client, seen: &DeploymentView) -> Result<DeploymentView> {
     let namespace = seen.metadata.namespace.as_deref().unwrap_or_default();
     let name = seen.metadata.name.as_deref().unwrap_or_default();
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let api: Api<DeploymentView> = Api::namespaced(client.clone(), namespace);
     let params = PatchParams::apply(AUTOSCALER_MANAGER).force();
     let mut seen = seen.clone();
     let mut attempt = 0;
@@ -166,7 +167,7 @@ pub async fn adopt_replicas(client: &Client, seen: &Deployment) -> Result<Deploy
             "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": {"name": name, "resourceVersion": seen.metadata.resource_version},
-            "spec": {"replicas": seen.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)},
+            "spec": {"replicas": seen.replicas()},
         });
         let result = api_call(
             || {
@@ -218,7 +219,7 @@ struct Update {
 
 /// The Deployment's replica count, or why it is not the target's to scale.
 /// Pure: the whole ownership rule a scale write obeys.
-fn scalable(d: &Deployment, target: &Target) -> Result<i32> {
+fn scalable(d: &DeploymentView, target: &Target) -> Result<i32> {
     ensure_owned(target, [(ChildKind::Deployment, Some(&d.metadata))])?;
     let refuse = |why: String| Error::NotOwned {
         kind: ChildKind::Deployment,
@@ -237,15 +238,14 @@ fn scalable(d: &Deployment, target: &Target) -> Result<i32> {
             "it came without a resourceVersion, so a write could not be made conditional on its owner".to_string(),
         ));
     }
-    // The apiserver defaults an absent spec.replicas to 1.
-    Ok(d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1))
+    Ok(d.replicas())
 }
 
 /// The scale to write: `replicas`, on the condition that the Deployment is
 /// still at the resourceVersion `d` was read at (the scale subresource of a
 /// Deployment shares its resourceVersion), so any change since (an owner
 /// reference removed, another writer's count) makes the write fail with 409.
-fn scale_of(d: &Deployment, replicas: i32) -> Scale {
+fn scale_of(d: &DeploymentView, replicas: i32) -> Scale {
     Scale {
         metadata: ObjectMeta {
             name: d.metadata.name.clone(),
@@ -268,7 +268,7 @@ async fn update_scale(
     target: &Target,
     decide: impl Fn(i32) -> Option<i32>,
 ) -> Result<Update> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), &target.namespace);
+    let api: Api<DeploymentView> = Api::namespaced(client.clone(), &target.namespace);
     let params = PostParams {
         field_manager: Some(AUTOSCALER_MANAGER.to_string()),
         ..PostParams::default()
@@ -325,8 +325,8 @@ mod tests {
         assert_eq!(clamp_to_bounds(3, 3, 1), None);
     }
 
-    fn with_managers(entries: &[(&str, serde_json::Value)]) -> Deployment {
-        let mut d = Deployment::default();
+    fn with_managers(entries: &[(&str, serde_json::Value)]) -> DeploymentView {
+        let mut d = DeploymentView::default();
         d.metadata.managed_fields = Some(
             entries
                 .iter()
@@ -349,7 +349,7 @@ mod tests {
     }
 
     /// A Deployment as the apiserver returns it, at resourceVersion 42.
-    fn deployment(replicas: Option<i32>, owner: Option<serde_json::Value>) -> Deployment {
+    fn deployment(replicas: Option<i32>, owner: Option<serde_json::Value>) -> DeploymentView {
         serde_json::from_value(serde_json::json!({
             "metadata": {
                 "name": "hello", "namespace": "demo", "resourceVersion": "42",
@@ -482,13 +482,13 @@ mod tests {
                 serde_json::json!({"f:spec": {"f:replicas": {}}}),
             ),
         ]);
-        assert!(!owns_replicas(&d, FIELD_MANAGER));
-        assert!(owns_replicas(&d, AUTOSCALER_MANAGER));
+        assert!(!owns_replicas(&d.metadata, FIELD_MANAGER));
+        assert!(owns_replicas(&d.metadata, AUTOSCALER_MANAGER));
         let d = with_managers(&[(
             FIELD_MANAGER,
             serde_json::json!({"f:spec": {"f:replicas": {}}}),
         )]);
-        assert!(owns_replicas(&d, FIELD_MANAGER));
-        assert!(!owns_replicas(&Deployment::default(), FIELD_MANAGER));
+        assert!(owns_replicas(&d.metadata, FIELD_MANAGER));
+        assert!(!owns_replicas(&ObjectMeta::default(), FIELD_MANAGER));
     }
 }

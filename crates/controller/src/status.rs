@@ -1,7 +1,7 @@
 //! Pure: what a Function's `status` says, given what the controller saw.
 //! No API calls here, so every condition a user can meet is unit-tested.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use crate::deployment_view::DeploymentView;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -79,7 +79,7 @@ impl Problem {
 pub struct Observed<'a> {
     pub function: &'a Function,
     /// The Deployment as last read or written, if it exists.
-    pub deployment: Option<&'a Deployment>,
+    pub deployment: Option<&'a DeploymentView>,
     pub problem: Option<&'a Problem>,
     /// The domain of function URLs (`--domain`).
     pub domain: &'a str,
@@ -115,10 +115,7 @@ pub fn compute(o: &Observed<'_>) -> FunctionStatus {
     let d_status = d.and_then(|d| d.status.as_ref());
     let replicas = d_status.and_then(|s| s.replicas).unwrap_or(0);
     let ready_replicas = d_status.and_then(|s| s.ready_replicas).unwrap_or(0);
-    // The apiserver defaults an absent spec.replicas to 1.
-    let desired_replicas = d
-        .map(|d| d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1))
-        .unwrap_or(0);
+    let desired_replicas = d.map_or(0, DeploymentView::replicas);
 
     let (ready_status, ready_reason, ready_message) = ready_condition(
         o.problem,
@@ -169,7 +166,7 @@ pub fn compute(o: &Observed<'_>) -> FunctionStatus {
 /// whether the Deployment exists and how many of its pods are ready.
 fn ready_condition(
     problem: Option<&Problem>,
-    d: Option<&Deployment>,
+    d: Option<&DeploymentView>,
     name: &str,
     desired_replicas: i32,
     replicas: i32,
@@ -199,7 +196,7 @@ fn ready_condition(
 /// The Active condition's status, reason and message: whether pods are
 /// wanted, and what keeps them from being the Function's own.
 fn active_condition(
-    d: Option<&Deployment>,
+    d: Option<&DeploymentView>,
     conflict: Option<ChildKind>,
     desired_replicas: i32,
     ready_replicas: i32,
@@ -243,7 +240,7 @@ pub fn conflict_reason(kind: ChildKind) -> &'static str {
 
 /// Ready for a valid Function whose Deployment exists.
 fn readiness(
-    d: &Deployment,
+    d: &DeploymentView,
     name: &str,
     desired: i32,
     replicas: i32,
@@ -304,7 +301,7 @@ pub fn is_deployment_failure(c: &k8s_openapi::api::apps::v1::DeploymentCondition
 }
 
 /// A failure the Deployment reports itself (quota, progress deadline).
-pub(crate) fn deployment_failure(d: &Deployment) -> Option<String> {
+pub(crate) fn deployment_failure(d: &DeploymentView) -> Option<String> {
     let conditions = d.status.as_ref()?.conditions.as_ref()?;
     conditions.iter().find_map(|c| {
         is_deployment_failure(c).then(|| {
@@ -378,15 +375,15 @@ pub fn find<'a>(status: Option<&'a FunctionStatus>, type_: &str) -> Option<&'a C
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deployment_view::SpecView;
     use crate::resources::tests::function;
-    use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentStatus};
     use k8s_openapi::jiff::SignedDuration;
 
-    fn deployment(spec_replicas: i32, replicas: i32, ready: i32) -> Deployment {
-        let mut d = Deployment {
-            spec: Some(DeploymentSpec {
+    fn deployment(spec_replicas: i32, replicas: i32, ready: i32) -> DeploymentView {
+        let mut d = DeploymentView {
+            spec: Some(SpecView {
                 replicas: Some(spec_replicas),
-                ..DeploymentSpec::default()
             }),
             status: Some(DeploymentStatus {
                 replicas: Some(replicas),
@@ -394,7 +391,7 @@ mod tests {
                 observed_generation: Some(2),
                 ..DeploymentStatus::default()
             }),
-            ..Deployment::default()
+            ..DeploymentView::default()
         };
         d.metadata.generation = Some(2);
         d
@@ -404,7 +401,7 @@ mod tests {
         Timestamp::from_second(1_700_000_000).unwrap()
     }
 
-    fn status_of(f: &Function, d: Option<&Deployment>, p: Option<&Problem>) -> FunctionStatus {
+    fn status_of(f: &Function, d: Option<&DeploymentView>, p: Option<&Problem>) -> FunctionStatus {
         compute(&Observed {
             function: f,
             deployment: d,

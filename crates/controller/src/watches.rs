@@ -14,8 +14,8 @@
 //! Of a Service only its metadata is read, so only its metadata is watched
 //! (the apiserver sends PartialObjectMetadata).
 
+use crate::deployment_view::DeploymentView;
 use futures::Stream;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::reflector::{self, Store};
@@ -34,13 +34,13 @@ pub type Events<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Erro
 /// polled (the reconciler's Controller does) for the stores to fill.
 pub struct Watches {
     pub functions: Store<Function>,
-    pub deployments: Store<Deployment>,
+    pub deployments: Store<DeploymentView>,
     pub services: Store<PartialObjectMeta<Service>>,
     /// Functions changed (applied objects).
     pub function_events: Events<Function>,
     /// Children changed or deleted (touched objects): a deleted child is
     /// made again.
-    pub deployment_events: Events<Deployment>,
+    pub deployment_events: Events<DeploymentView>,
     pub service_events: Events<PartialObjectMeta<Service>>,
 }
 
@@ -51,7 +51,7 @@ impl Watches {
         let (functions, deployments, services) = match &ctx.watch_namespace {
             Some(ns) => (
                 Api::<Function>::namespaced(client.clone(), ns),
-                Api::<Deployment>::namespaced(client.clone(), ns),
+                Api::<DeploymentView>::namespaced(client.clone(), ns),
                 Api::<PartialObjectMeta<Service>>::namespaced(client, ns),
             ),
             None => (
@@ -107,13 +107,14 @@ impl Watches {
 /// object's struct: labels, selectors, the Deployment's conditions and the
 /// managers' entries, the Service's spec; now only what is read is kept.
 pub mod slim {
-    use k8s_openapi::api::apps::v1::Deployment;
-    use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
+    use k8s_openapi::api::core::v1::Service;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-        FieldsV1, LabelSelector, ManagedFieldsEntry, ObjectMeta,
+        FieldsV1, ManagedFieldsEntry, ObjectMeta,
     };
     use kube::api::PartialObjectMeta;
     use siesta_api::Function;
+
+    use crate::deployment_view::DeploymentView;
 
     const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -138,11 +139,11 @@ pub mod slim {
 
     /// Of `managedFields`, which managers own `spec.replicas` is read
     /// (`scale::owns_replicas`): only their entries are kept, each with its
-    /// manager and that field. The pod template and the selector are never
-    /// read from the store (a change to the template moves the generation,
-    /// which is what the reconciler compares), and of the conditions only a
-    /// failure ([`crate::status`] reports it).
-    pub fn deployment(d: &mut Deployment) {
+    /// manager and that field. Of the conditions only a failure is kept
+    /// ([`crate::status`] reports it). The pod template and the selector
+    /// are not even parsed ([`DeploymentView`]): a change to the template
+    /// moves the generation, which is what the reconciler compares.
+    pub fn deployment(d: &mut DeploymentView) {
         let entries = d.metadata.managed_fields.take();
         identity_only(&mut d.metadata);
         if let Some(entries) = entries {
@@ -163,10 +164,6 @@ pub mod slim {
                 })
                 .collect();
             d.metadata.managed_fields = Some(owners);
-        }
-        if let Some(spec) = d.spec.as_mut() {
-            spec.template = PodTemplateSpec::default();
-            spec.selector = LabelSelector::default();
         }
         if let Some(conditions) = d.status.as_mut().and_then(|s| s.conditions.as_mut()) {
             conditions.retain(crate::status::is_deployment_failure);
@@ -198,7 +195,7 @@ pub mod slim {
 
         #[test]
         fn a_slim_deployment_still_says_who_owns_replicas_and_nothing_else() {
-            let mut d: Deployment = serde_json::from_value(serde_json::json!({
+            let mut d: DeploymentView = serde_json::from_value(serde_json::json!({
                 "metadata": {"name": "f", "uid": "u", "generation": 3, "resourceVersion": "7",
                     "labels": {"app": "f"}, "annotations": {LAST_APPLIED: "{}", "keep": "1"},
                     "ownerReferences": [{"apiVersion": "siesta.dev/v1alpha1", "kind": "Function", "name": "f", "uid": "fu"}]},
@@ -224,25 +221,22 @@ pub mod slim {
                     serde_json::json!({"f:status": {"f:replicas": {}}}),
                 ),
             ]);
-            assert!(owns_replicas(&d, "siesta"));
+            assert!(owns_replicas(&d.metadata, "siesta"));
             let before = d.clone();
             deployment(&mut d);
-            assert!(owns_replicas(&d, "siesta"), "siesta still owns replicas");
-            assert!(owns_replicas(&d, "siesta-autoscaler"));
-            assert!(!owns_replicas(&d, "kube-controller-manager"));
+            assert!(
+                owns_replicas(&d.metadata, "siesta"),
+                "siesta still owns replicas"
+            );
+            assert!(owns_replicas(&d.metadata, "siesta-autoscaler"));
+            assert!(!owns_replicas(&d.metadata, "kube-controller-manager"));
             let fields = d.metadata.managed_fields.as_ref().unwrap();
             assert_eq!(fields.len(), 2, "only the owners of replicas are kept");
             assert_eq!(
                 fields[0].fields_v1.as_ref().unwrap().0,
                 serde_json::json!({"f:spec": {"f:replicas": {}}})
             );
-            let spec = d.spec.as_ref().unwrap();
-            assert_eq!(spec.replicas, Some(2));
-            assert!(spec.template.spec.is_none(), "the template is dropped");
-            assert!(
-                spec.selector.match_labels.is_none(),
-                "the selector is dropped"
-            );
+            assert_eq!(d.replicas(), 2);
             let status = d.status.as_ref().unwrap();
             assert_eq!(
                 (status.ready_replicas, status.observed_generation),

@@ -323,8 +323,8 @@ async fn create_then_update_image() {
         // manager; the same reconcile then hands replicas to the autoscaler's.
         let d = env
             .deployment("hello", 30, "the Deployment with replicas handed to siesta-autoscaler", |d| {
-                siesta_controller::scale::owns_replicas(d, siesta_controller::scale::AUTOSCALER_MANAGER)
-                    && !siesta_controller::scale::owns_replicas(d, siesta_api::FIELD_MANAGER)
+                siesta_controller::scale::owns_replicas(&d.metadata, siesta_controller::scale::AUTOSCALER_MANAGER)
+                    && !siesta_controller::scale::owns_replicas(&d.metadata, siesta_api::FIELD_MANAGER)
             })
             .await;
         let owner = &d.metadata.owner_references.as_ref().expect("owner refs")[0];
@@ -341,7 +341,7 @@ async fn create_then_update_image() {
         assert!(probe.tcp_socket.is_some());
         assert!(c0.env.iter().flatten().any(|e| e.name == "PORT" && e.value.as_deref() == Some("8080")));
         assert!(
-            !siesta_controller::scale::owns_replicas(&d, siesta_api::FIELD_MANAGER),
+            !siesta_controller::scale::owns_replicas(&d.metadata, siesta_api::FIELD_MANAGER),
             "the controller's field manager must not own spec.replicas: {:?}",
             d.metadata.managed_fields
         );
@@ -508,7 +508,7 @@ async fn replicas_written_by_others_survive_and_min_raises_them() {
             "the controller fought the scale subresource"
         );
         assert!(!siesta_controller::scale::owns_replicas(
-            &d,
+            &d.metadata,
             siesta_api::FIELD_MANAGER
         ));
 
@@ -571,16 +571,16 @@ async fn handing_over_replicas_keeps_a_scale_written_in_between() {
             .expect("create the Deployment");
         env.set_scale("d", 2).await;
 
-        let adopted = siesta_controller::scale::adopt_replicas(&env.client, &seen)
+        let adopted = siesta_controller::scale::adopt_replicas(&env.client, &seen.clone().into())
             .await
             .expect("hand replicas over");
         assert_eq!(
-            replicas(&adopted),
+            adopted.spec.as_ref().and_then(|s| s.replicas),
             Some(2),
             "the hand-over undid a scale write"
         );
         assert!(siesta_controller::scale::owns_replicas(
-            &adopted,
+            &adopted.metadata,
             siesta_controller::scale::AUTOSCALER_MANAGER
         ));
     })

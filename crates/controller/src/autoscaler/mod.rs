@@ -26,9 +26,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::deployment_view::DeploymentView;
 use anyhow::Context as _;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
 use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -243,7 +243,7 @@ pub async fn run(
     ctx: Arc<Context>,
     settings: Settings,
     fn_store: Store<Function>,
-    dep_store: Store<Deployment>,
+    dep_store: Store<DeploymentView>,
 ) {
     let mut activations = ctx.activations.subscribe();
     let (source, pods_task) = build_source(&ctx, &settings);
@@ -415,7 +415,7 @@ fn plan_all(
     ctx: &Context,
     settings: &Settings,
     fn_store: &Store<Function>,
-    dep_store: &Store<Deployment>,
+    dep_store: &Store<DeploymentView>,
     states: &mut HashMap<FunctionKey, FunctionState>,
     now: Clocks,
 ) -> Vec<Plan> {
@@ -439,7 +439,7 @@ fn plan_all(
 fn plan_one(
     settings: &Settings,
     fn_store: &Store<Function>,
-    dep_store: &Store<Deployment>,
+    dep_store: &Store<DeploymentView>,
     states: &mut HashMap<FunctionKey, FunctionState>,
     key: &FunctionKey,
     woken_to: i32,
@@ -458,7 +458,7 @@ fn plan_one(
 fn plan_for(
     settings: &Settings,
     function: Arc<Function>,
-    dep_store: &Store<Deployment>,
+    dep_store: &Store<DeploymentView>,
     states: &mut HashMap<FunctionKey, FunctionState>,
     key: FunctionKey,
     at_least: i32,
@@ -486,12 +486,7 @@ fn plan_for(
         return None;
     }
     state.not_owned = false;
-    let current = d
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1)
-        .max(at_least);
+    let current = d.replicas().max(at_least);
     let ready = d
         .status
         .as_ref()
@@ -858,7 +853,7 @@ mod tests {
     struct AtZero {
         settings: Settings,
         function: Arc<Function>,
-        deployments: Store<Deployment>,
+        deployments: Store<DeploymentView>,
         key: FunctionKey,
     }
 
@@ -867,12 +862,10 @@ mod tests {
             use kube::runtime::{reflector::store::Writer, watcher};
             let f = function(serde_json::json!({}), 1);
             let owner = resources::Owner::of(&f).unwrap();
-            let mut writer = Writer::<Deployment>::default();
-            writer.apply_watcher_event(&watcher::Event::Apply(resources::deployment(
-                &owner,
-                &f.spec,
-                Some(0),
-            )));
+            let mut writer = Writer::<DeploymentView>::default();
+            writer.apply_watcher_event(&watcher::Event::Apply(
+                resources::deployment(&owner, &f.spec, Some(0)).into(),
+            ));
             Self {
                 settings: Settings::defaults(),
                 function: Arc::new(f),
