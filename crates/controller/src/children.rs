@@ -19,13 +19,14 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
-use crate::deployment_view::DeploymentView;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde::Serialize;
 use siesta_api::names::FunctionKey;
+
+use crate::deployment_view::DeploymentView;
 
 /// The watched children, and what was applied to them.
 pub struct Children {

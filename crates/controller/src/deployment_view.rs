@@ -3,10 +3,11 @@
 //! the selector, the strategy) is skipped while the JSON is parsed, so it is
 //! never held: not in the watch's store, not in a reconcile.
 //!
-//! Measured at 10,000 Functions at zero (hack/bench/scale.sh): the
-//! k8s-openapi `Deployment` struct is 2,400 bytes even with an empty pod
-//! template (its `PodSpec` is inline), which made it the largest part of
-//! what the store kept per Function. This one is a fifth of that.
+//! The k8s-openapi `Deployment` struct is 2,400 bytes even with an empty
+//! pod template (its `PodSpec` is inline); heaptrack at 1,000 Functions
+//! (`SCALE_HEAPTRACK`, hack/bench/scale.sh) found the stores' object
+//! structs the largest part of what they keep per Function. This one is
+//! 464 bytes.
 //!
 //! The same type is what the reconciler and the scale writer read and
 //! patch through (`Api<DeploymentView>`): a server-side apply sends the
@@ -23,9 +24,7 @@ use serde::Deserialize;
 pub struct DeploymentView {
     #[serde(default)]
     pub metadata: ObjectMeta,
-    #[serde(default)]
     pub spec: Option<SpecView>,
-    #[serde(default)]
     pub status: Option<DeploymentStatus>,
 }
 
@@ -33,7 +32,6 @@ pub struct DeploymentView {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 pub struct SpecView {
     /// `None` only before the apiserver defaulted it (to 1).
-    #[serde(default)]
     pub replicas: Option<i32>,
 }
 

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::deployment_view::DeploymentView;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
@@ -17,6 +16,7 @@ use siesta_api::{FIELD_MANAGER, Function};
 
 use crate::children::{self, Child, Children, Written};
 use crate::context::Context;
+use crate::deployment_view::DeploymentView;
 use crate::error::api_call;
 use crate::events::{self, Note, event_reason};
 use crate::resources::{self, ChildKind, Owner};

@@ -13,13 +13,13 @@
 //! Deployment that changed in between (a new owner included) fails the
 //! write with 409, and the check runs again on what is there now.
 
-use crate::deployment_view::DeploymentView;
 use k8s_openapi::api::autoscaling::v1::{Scale, ScaleSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use siesta_api::Function;
 
+use crate::deployment_view::DeploymentView;
 use crate::error::api_call;
 use crate::resources::{self, ChildKind, Owner, Taken};
 use crate::{Error, Result};

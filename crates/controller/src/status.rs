@@ -1,12 +1,12 @@
 //! Pure: what a Function's `status` says, given what the controller saw.
 //! No API calls here, so every condition a user can meet is unit-tested.
 
-use crate::deployment_view::DeploymentView;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use siesta_api::{Function, FunctionStatus};
 
+use crate::deployment_view::DeploymentView;
 use crate::resources::{ChildKind, Taken};
 
 /// Condition types.

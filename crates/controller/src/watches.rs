@@ -10,11 +10,11 @@
 //!
 //! What is kept of each object is what the controller reads ([`slim`]):
 //! `managedFields` (a JSON tree per field manager, the bulk of a parsed
-//! object) and a Deployment's pod template are dropped before the store.
-//! Of a Service only its metadata is read, so only its metadata is watched
-//! (the apiserver sends PartialObjectMetadata).
+//! object) is dropped before the store. A Deployment is parsed into a
+//! [`DeploymentView`], so its pod template is never held. Of a Service
+//! only its metadata is read, so only its metadata is watched (the
+//! apiserver sends PartialObjectMetadata).
 
-use crate::deployment_view::DeploymentView;
 use futures::Stream;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PartialObjectMeta};
@@ -24,6 +24,7 @@ use siesta_api::Function;
 use siesta_api::watch_backoff::WatchBackoff;
 
 use crate::context::Context;
+use crate::deployment_view::DeploymentView;
 
 /// Only children Siesta labelled are watched: less memory in big clusters.
 pub const CHILDREN: &str = "app.kubernetes.io/managed-by=siesta";

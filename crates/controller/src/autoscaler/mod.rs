@@ -26,7 +26,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::deployment_view::DeploymentView;
 use anyhow::Context as _;
 use futures::StreamExt;
 use kube::Resource;
@@ -38,6 +37,7 @@ use siesta_api::{AutoscalerStatus, Function};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::context::{Activation, Context};
+use crate::deployment_view::DeploymentView;
 use crate::error::api_call;
 use crate::events::{Note, event_reason};
 use crate::resources;
