@@ -289,9 +289,17 @@ async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>, idle: Duration) -> O
     Some(body)
 }
 
+/// How long a test server waits for a new connection's first request head.
+const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(10);
+
 /// A raw HTTP/1 server that echoes, never says `Connection: close`, closes
-/// each connection silently after `per_conn` responses, and closes any
-/// connection idle for `idle`.
+/// each connection silently after `per_conn` responses, and closes a
+/// keep-alive connection idle for `idle` between requests. Like nginx
+/// (`client_header_timeout` apart from `keepalive_timeout`) and Node
+/// (`headersTimeout` apart from `keepAliveTimeout`), a new connection's
+/// first request has a longer wait, [`FIRST_REQUEST_WAIT`]: with the idle
+/// wait there, a loaded machine that takes 30 ms from connect to write
+/// would see a fresh connection closed too, which no proxy can replay past.
 async fn silently_closing_http1_server(per_conn: usize, idle: Duration) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -299,8 +307,13 @@ async fn silently_closing_http1_server(per_conn: usize, idle: Duration) -> Socke
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                for _ in 0..per_conn {
-                    let Some(body) = read_request(&mut s, &mut buf, idle).await else {
+                for served in 0..per_conn {
+                    let wait = if served == 0 {
+                        FIRST_REQUEST_WAIT
+                    } else {
+                        idle
+                    };
+                    let Some(body) = read_request(&mut s, &mut buf, wait).await else {
                         return;
                     };
                     let line = echo_line(&body);
