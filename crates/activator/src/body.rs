@@ -2,8 +2,10 @@
 //!
 //! [`ProxyBody`] is an upstream body that carries the request's [`Ticket`]
 //! (so a pod's concurrency slot is held until the last byte, and metrics are
-//! taken then) and the request deadline, or a short message the activator
-//! wrote itself. What pods receive is in [`crate::request_body`].
+//! taken then), the request deadline and, for HTTP/1, the pod connection it
+//! comes on (driven from here, given back to its pool at the body's end;
+//! see [`crate::http1_pool`]); or a short message the activator wrote
+//! itself. What pods receive is in [`crate::request_body`].
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -15,6 +17,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
+use crate::http1_pool::Lease;
 use crate::index::FunctionEntry;
 use crate::metrics::Reject;
 
@@ -79,6 +82,8 @@ pin_project! {
             // most bodies are complete when the head arrives, and a timer
             // costs a registration with the runtime's clock.
             timer: Option<Pin<Box<Sleep>>>,
+            // The HTTP/1 connection the body comes on, lent until its end.
+            lease: Option<Lease>,
         },
         Local {
             data: Option<Bytes>,
@@ -87,12 +92,26 @@ pin_project! {
 }
 
 impl ProxyBody {
-    pub fn upstream(inner: Incoming, ticket: Ticket, deadline: Instant) -> Self {
+    /// The pod's body. A lease is given back at once if the body is
+    /// already complete (no body, or an empty one): the client's server
+    /// may never poll it.
+    pub fn upstream(
+        inner: Incoming,
+        ticket: Ticket,
+        deadline: Instant,
+        mut lease: Option<Lease>,
+    ) -> Self {
+        if inner.is_end_stream()
+            && let Some(l) = lease.take()
+        {
+            l.release();
+        }
         ProxyBody::Upstream {
             inner,
             ticket: Some(ticket),
             deadline,
             timer: None,
+            lease,
         }
     }
 
@@ -117,35 +136,55 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
             ProxyBodyProj::Upstream {
-                inner,
+                mut inner,
                 ticket,
                 deadline,
                 timer,
-            } => match inner.poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
-                Poll::Ready(Some(Err(e))) => {
-                    ticket.take();
-                    Poll::Ready(Some(Err(e.into())))
+                lease,
+            } => {
+                if let Some(l) = lease.as_mut() {
+                    l.drive(cx);
                 }
-                Poll::Ready(None) => {
-                    ticket.take();
-                    Poll::Ready(None)
-                }
-                Poll::Pending => {
-                    let timer =
-                        timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(*deadline)));
-                    if ticket.is_some() && timer.as_mut().poll(cx).is_ready() {
-                        if let Some(t) = ticket.take() {
-                            t.entry.metrics.reject(Reject::RequestTimeout);
+                match inner.as_mut().poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        // hyper's server stops at a body's declared length and
+                        // drops it without polling for its end: give the
+                        // connection back with the last byte.
+                        if inner.is_end_stream()
+                            && let Some(l) = lease.take()
+                        {
+                            l.release();
                         }
-                        return Poll::Ready(Some(Err(Ended(
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        lease.take();
+                        ticket.take();
+                        Poll::Ready(Some(Err(e.into())))
+                    }
+                    Poll::Ready(None) => {
+                        if let Some(l) = lease.take() {
+                            l.release();
+                        }
+                        ticket.take();
+                        Poll::Ready(None)
+                    }
+                    Poll::Pending => {
+                        let timer = timer
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(*deadline)));
+                        if ticket.is_some() && timer.as_mut().poll(cx).is_ready() {
+                            if let Some(t) = ticket.take() {
+                                t.entry.metrics.reject(Reject::RequestTimeout);
+                            }
+                            return Poll::Ready(Some(Err(Ended(
                             "the request exceeded the function's timeoutSeconds while streaming",
                         )
                         .into())));
+                        }
+                        Poll::Pending
                     }
-                    Poll::Pending
                 }
-            },
+            }
             ProxyBodyProj::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }

@@ -9,6 +9,7 @@ mod config;
 pub mod discovery;
 pub mod dispatch;
 pub mod forwarded;
+pub mod http1_pool;
 pub mod index;
 #[doc(hidden)]
 pub mod invariants;

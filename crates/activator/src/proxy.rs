@@ -19,6 +19,7 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::body::{ProxyBody, Ticket};
 use crate::forwarded;
+use crate::http1_pool::{self, Lease};
 use crate::index::{Admission, FunctionConfig, FunctionEntry, Index, LookupCache, OverBudget};
 use crate::metrics::Reject;
 use crate::park_budget;
@@ -43,13 +44,19 @@ pub struct Proxy {
     max_header_bytes: usize,
     /// Most header fields in a pod's HTTP/1 response (for the 502 message).
     pub max_response_headers: usize,
-    http1: Clients<HttpConnector>,
+    /// Plain HTTP/1 requests: this serving thread's connections, driven by
+    /// the request that holds one (see [`http1_pool`]).
+    http1: Arc<http1_pool::Pool>,
+    /// HTTP/1 upgrades (WebSocket): hyper-util's client hands over the
+    /// connection when the pod answers 101.
+    upgrades: Clients<HttpConnector>,
     h2c: Clients<WatchedConnector>,
 }
 
-/// A protocol's upstream clients: the pool, and one that opens a connection
-/// for each request, for a replay the pool's connections could fail again.
-/// HTTP/1 connections need no watching (see `stranded`), so they are plain.
+/// hyper-util's clients for a protocol: the pool, and one that opens a
+/// connection for each request, for a replay the pool's connections could
+/// fail again. HTTP/1 connections need no watching (see `stranded`), so
+/// they are plain.
 struct Clients<C> {
     pooled: Client<C, UpBody>,
     fresh: Client<C, UpBody>,
@@ -98,7 +105,7 @@ impl Proxy {
                 .build(WatchedConnector(connector.clone()))
         };
         // No idle connection at all disables the pool: one connection each.
-        let (http1, h2c) = (
+        let (upgrades, h2c) = (
             Clients {
                 pooled: http1(1024),
                 fresh: http1(0),
@@ -115,7 +122,13 @@ impl Proxy {
             trusted_proxies: TrustedProxies::default(),
             max_header_bytes,
             max_response_headers,
-            http1,
+            http1: http1_pool::Pool::new(http1_pool::Settings {
+                max_idle: 1024,
+                idle_timeout: Duration::from_secs(30),
+                connect_timeout: Duration::from_secs(5),
+                max_headers: max_response_headers,
+            }),
+            upgrades,
             h2c,
         }
     }
@@ -149,11 +162,11 @@ impl Proxy {
         let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let outgoing = self.outgoing(req, remote, routed, &config, upgrade);
-        let resp = match self.forward(&mut ticket, outgoing, &config, deadline).await {
-            Ok(resp) => resp,
+        let (resp, lease) = match self.forward(&mut ticket, outgoing, &config, deadline).await {
+            Ok(sent) => sent,
             Err(failed) => return failed,
         };
-        self.respond(ticket, resp, parked, client_upgrade, deadline)
+        self.respond(ticket, resp, lease, parked, client_upgrade, deadline)
     }
 
     /// The early refusals, before anything is held for the request: a head
@@ -296,6 +309,7 @@ impl Proxy {
             up,
             pq,
             h2,
+            upgrade,
             body,
             head,
             idempotent,
@@ -312,11 +326,12 @@ impl Proxy {
         outgoing: Outgoing,
         config: &FunctionConfig,
         deadline: Instant,
-    ) -> Result<Response<Incoming>, Response<ProxyBody>> {
+    ) -> Result<Sent, Response<ProxyBody>> {
         let Outgoing {
             mut up,
             pq,
             h2,
+            upgrade,
             body,
             head,
             idempotent,
@@ -329,23 +344,44 @@ impl Proxy {
                 ticket.code = 502;
                 return Err(local(StatusCode::BAD_GATEWAY, "no pod\n"));
             };
-            *up.uri_mut() = upstream_uri(addr, &pq);
             // Only an HTTP/2 connection's requests can be stranded (see
-            // `stranded`); watching costs a channel and a timer each, and
-            // its future is boxed so that it does not size every request's.
+            // `stranded`); watching costs a channel and a timer each. It and
+            // an upgrade's futures are boxed so that they do not size every
+            // request's.
             let sent = if h2 {
+                *up.uri_mut() = upstream_uri(addr, &pq);
                 let watch = stranded::Watch::on(&mut up);
                 let client = self.h2c.pick(fresh);
-                Box::pin(stranded::unless_stranded(client.request(up), watch)).left_future()
+                let sent = stranded::unless_stranded(client.request(up), watch).map(|r| match r {
+                    Some(Ok(resp)) => Ok((resp, None)),
+                    Some(Err(e)) => Err(SendFailure::Client(e)),
+                    // Never written: its connection's socket is gone.
+                    None => Err(SendFailure::Stranded),
+                });
+                (Box::pin(sent) as Sending<'_>).left_future()
+            } else if upgrade {
+                *up.uri_mut() = upstream_uri(addr, &pq);
+                let sent = self
+                    .upgrades
+                    .pick(fresh)
+                    .request(up)
+                    .map(|r| r.map(|resp| (resp, None)).map_err(SendFailure::Client));
+                (Box::pin(sent) as Sending<'_>).left_future()
             } else {
-                self.http1.pick(fresh).request(up).map(Some).right_future()
+                // A connection of our own is sent the origin form.
+                *up.uri_mut() = Uri::from(pq.clone());
+                self.http1
+                    .send(addr, fresh, up)
+                    .map(|r| {
+                        r.map(|(resp, lease)| (resp, Some(lease)))
+                            .map_err(SendFailure::Http1)
+                    })
+                    .right_future()
             };
             let e = match timeout_at(deadline, sent).await {
                 Err(_) => return Err(request_timeout(ticket)),
-                Ok(Some(Ok(resp))) => break resp,
-                Ok(Some(Err(e))) => Some(e),
-                // Never written: its connection's socket is gone.
-                Ok(None) => None,
+                Ok(Ok(sent)) => break sent,
+                Ok(Err(e)) => e,
             };
             if let Some(fault) = body.as_ref().and_then(RequestBody::fault) {
                 let limit = config.max_request_body_bytes.unwrap_or(0);
@@ -353,13 +389,7 @@ impl Proxy {
                 ticket.code = r.status().as_u16();
                 return Err(r);
             }
-            let failure = e
-                .as_ref()
-                .map_or(upstream::Failure::Stranded, upstream::classify);
-            let e = e.map_or_else(
-                || "stranded on a closed connection, never written".to_owned(),
-                |e| format!("{e} ({:?})", std::error::Error::source(&e)),
-            );
+            let failure = e.failure();
             let replay = upstream::Replay {
                 attempt,
                 idempotent,
@@ -434,6 +464,7 @@ impl Proxy {
         &self,
         mut ticket: Ticket,
         mut resp: Response<Incoming>,
+        lease: Option<Lease>,
         parked: bool,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         deadline: Instant,
@@ -455,7 +486,7 @@ impl Proxy {
         }
         strip_hop_by_hop(resp.headers_mut(), false);
         let (parts, body) = resp.into_parts();
-        Response::from_parts(parts, ProxyBody::upstream(body, ticket, deadline))
+        Response::from_parts(parts, ProxyBody::upstream(body, ticket, deadline, lease))
     }
 }
 
@@ -522,9 +553,48 @@ struct Outgoing {
     up: Request<UpBody>,
     pq: PathAndQuery,
     h2: bool,
+    upgrade: bool,
     body: Option<RequestBody>,
     head: Head,
     idempotent: bool,
+}
+
+/// A pod's response, and the HTTP/1 connection it came on if it is ours.
+type Sent = (Response<Incoming>, Option<Lease>);
+
+/// A send by hyper-util's client, boxed: the rarer paths.
+type Sending<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Sent, SendFailure>> + Send + 'a>>;
+
+/// A send that failed, from whichever client made it.
+enum SendFailure {
+    /// hyper-util's client (h2c, upgrades).
+    Client(hyper_util::client::legacy::Error),
+    Http1(http1_pool::SendError),
+    /// Never written: its HTTP/2 connection's socket is gone (`stranded`).
+    Stranded,
+}
+
+impl SendFailure {
+    fn failure(&self) -> upstream::Failure {
+        match self {
+            SendFailure::Client(e) => upstream::classify(e),
+            SendFailure::Http1(e) => upstream::classify_http1(e),
+            SendFailure::Stranded => upstream::Failure::Stranded,
+        }
+    }
+}
+
+impl std::fmt::Display for SendFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendFailure::Client(e) => match std::error::Error::source(e) {
+                Some(s) => write!(f, "{e}: {s}"),
+                None => write!(f, "{e}"),
+            },
+            SendFailure::Http1(e) => write!(f, "{e}"),
+            SendFailure::Stranded => f.write_str("stranded on a closed connection, never written"),
+        }
+    }
 }
 
 /// 504 for a request whose pod sent no response within `timeoutSeconds`.

@@ -23,6 +23,8 @@
 
 use std::error::Error as _;
 
+use crate::http1_pool::SendError;
+
 /// Most sends of one request (the first included).
 pub const MAX_ATTEMPTS: u32 = 4;
 
@@ -66,12 +68,25 @@ impl Failure {
     }
 }
 
-/// Classifies an error of the pooled client.
+/// Classifies an error of hyper-util's client (h2c, upgrades).
 pub fn classify(e: &hyper_util::client::legacy::Error) -> Failure {
     if e.is_connect() {
         return Failure::Connect;
     }
-    let mut source = e.source();
+    classify_chain(e.source())
+}
+
+/// Classifies an error of an HTTP/1 connection of [`crate::http1_pool`].
+pub fn classify_http1(e: &SendError) -> Failure {
+    match e {
+        SendError::Connect(_) => Failure::Connect,
+        SendError::NotSent(_) => Failure::NotProcessed,
+        SendError::Http(e) => classify_chain(Some(e)),
+    }
+}
+
+/// The first error in the chain from `source` on that says what happened.
+fn classify_chain(mut source: Option<&(dyn std::error::Error + 'static)>) -> Failure {
     while let Some(s) = source {
         if let Some(h2) = s.downcast_ref::<h2::Error>() {
             return classify_h2(h2);

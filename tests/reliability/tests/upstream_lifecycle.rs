@@ -300,11 +300,18 @@ const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(10);
 /// first request has a longer wait, [`FIRST_REQUEST_WAIT`]: with the idle
 /// wait there, a loaded machine that takes 30 ms from connect to write
 /// would see a fresh connection closed too, which no proxy can replay past.
-async fn silently_closing_http1_server(per_conn: usize, idle: Duration) -> SocketAddr {
+/// Counts the connections it closed after `per_conn` answers and when idle.
+async fn silently_closing_http1_server(
+    per_conn: usize,
+    idle: Duration,
+) -> (SocketAddr, Arc<SilentCloses>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let closes = Arc::new(SilentCloses::default());
+    let counts = closes.clone();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
+            let counts = counts.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 for served in 0..per_conn {
@@ -313,7 +320,12 @@ async fn silently_closing_http1_server(per_conn: usize, idle: Duration) -> Socke
                     } else {
                         idle
                     };
+                    let waited = std::time::Instant::now();
                     let Some(body) = read_request(&mut s, &mut buf, wait).await else {
+                        // Its idle wait passed (not the client's close).
+                        if served > 0 && buf.is_empty() && waited.elapsed() >= wait {
+                            counts.idle.fetch_add(1, Ordering::SeqCst);
+                        }
                         return;
                     };
                     let line = echo_line(&body);
@@ -326,10 +338,18 @@ async fn silently_closing_http1_server(per_conn: usize, idle: Duration) -> Socke
                     }
                 }
                 // Dropping the socket closes it with no word to the client.
+                counts.after_n.fetch_add(1, Ordering::SeqCst);
             });
         }
     });
-    addr
+    (addr, closes)
+}
+
+/// The connections [`silently_closing_http1_server`] closed.
+#[derive(Default)]
+struct SilentCloses {
+    after_n: AtomicUsize,
+    idle: AtomicUsize,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,7 +466,7 @@ async fn an_http1_server_that_closes_after_n_requests_or_when_idle_loses_no_requ
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http1_server_that_closes_silently_loses_no_replayable_request() {
-    let pod = silently_closing_http1_server(5, Duration::from_millis(30)).await;
+    let (pod, closes) = silently_closing_http1_server(5, Duration::from_millis(30)).await;
     let run = activator_for("silent", pod, Protocol::Http1).await;
     let host = "silent.ns.siesta.local";
     // A POST without a key is not replayed after its connection closed
@@ -459,12 +479,17 @@ async fn an_http1_server_that_closes_silently_loses_no_replayable_request() {
     ];
     let t = load(run.traffic, host, 10_000, &kinds, true, None).await;
     report("raw http1, silent close every 5", &t, &run.metrics().await);
+    let after_n = closes.after_n.load(Ordering::SeqCst);
+    eprintln!("  the server closed {after_n} connections after 5 answers");
     assert!(
         t.failed.is_empty(),
         "{} of {} failed",
         t.failed.len(),
         t.sent
     );
+    // Most requests went on reused connections, which the server closed
+    // under the activator every 5 answers.
+    assert!(after_n >= 1_000, "{after_n} closes after 5 answers");
     let t = load(
         run.traffic,
         host,
@@ -476,20 +501,18 @@ async fn an_http1_server_that_closes_silently_loses_no_replayable_request() {
     .await;
     let m = run.metrics().await;
     report("raw http1, silent close when idle 30 ms", &t, &m);
+    let idle = closes.idle.load(Ordering::SeqCst);
+    eprintln!("  the server closed {idle} connections when idle");
     assert!(
         t.failed.is_empty(),
         "{} of {} failed",
         t.failed.len(),
         t.sent
     );
-    assert!(
-        metric_sum(
-            &m,
-            "siesta_activator_upstream_replays_total",
-            "reason=\"connection_closed\""
-        ) > 0.0,
-        "the silent closes were met and replayed"
-    );
+    // The activator passes over a pooled connection whose close has
+    // reached it, so a replay is needed only when the close crosses the
+    // request on the wire: rare, and not counted on. The closes are.
+    assert!(idle > 0, "the server closed no connection when idle");
 }
 
 /// A server whose every other request (by arrival) is read — its head,
