@@ -143,6 +143,11 @@ w("")
 # ---------------------------------------------------------------- proxy
 concs = sorted({int(kv["c"]) for kv in of("proxy")})
 targets = ["direct", "activator", "nginx", "haproxy", "go-rp"]
+# BENCH_BEFORE_BIN adds the activator of an earlier build, measured in the
+# same run: a change's before and after under the same load.
+before = "activator-before"
+if of("proxy", target=before):
+    targets.insert(2, before)
 P = {}
 for c in concs:
     for t in targets:
@@ -192,7 +197,7 @@ else:
       "activator p99 − direct p99 (ms) | activator CPU / nginx CPU | activator CPU / go-rp CPU |")
     w("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c in concs:
-        d, a, n, h, g = (P.get((c, t)) for t in targets)
+        d, a, n, h, g = (P.get((c, t)) for t in ("direct", "activator", "nginx", "haproxy", "go-rp"))
         if not a:
             continue
         p99_gap = a["p99"] - d["p99"] if d and a["p99"] is not None and d["p99"] is not None else None
@@ -216,6 +221,17 @@ else:
                 cells += [f(p.get("user"), "{:.2f}"), f(p.get("sys"), "{:.2f}")]
             a, n = P.get((c, "activator")), P.get((c, "nginx"))
             w(f"| {c} | " + " | ".join(cells) + f" | {f(over(a, n, 'user'))} | {f(over(a, n, 'sys'))} |")
+    if before in targets:
+        w("")
+        w(f"This build against an earlier one (`BENCH_BEFORE_BIN`, the `{before}` rows), in the same run:")
+        w("")
+        w("| conc | req/s, this / before | CPU per request, this / before | this / nginx req/s | before / nginx req/s "
+          "| this / nginx CPU | before / nginx CPU |")
+        w("|---:|---:|---:|---:|---:|---:|---:|")
+        for c in concs:
+            a, b, n = P.get((c, "activator")), P.get((c, before)), P.get((c, "nginx"))
+            w(f"| {c} | {f(over(a, b, 'rps'))} | {f(over(a, b, 'cpu'))} | {f(over(a, n, 'rps'))} | "
+              f"{f(over(b, n, 'rps'))} | {f(over(a, n, 'cpu'))} | {f(over(b, n, 'cpu'))} |")
 w("")
 
 # ---------------------------------------------------------------- proxy over h2c

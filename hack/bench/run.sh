@@ -14,6 +14,10 @@
 #                   all): proxy (1, HTTP/1.1 proxy cost), h2 (1b, over h2c),
 #                   buffering (3), streaming (4), cluster (2, 5, 6 and 8: the
 #                   local cluster, started if it is down), real (7, also BENCH_REAL)
+#   BENCH_BEFORE_BIN=dir  also measure in section 1 the siesta-bench activator
+#                   in dir (an earlier build's target/release), as the
+#                   `activator-before` rows, for a change's before and after
+#                   in one run
 #   BENCH_PORT_OFFSET=N  added to every port of the hello backend and of
 #                   sections 1 and 1b (default 0), so that two checkouts can
 #                   run them at once
@@ -171,6 +175,12 @@ log "1. proxy cost: direct, activator, nginx, haproxy, go-rp at c=$CONCS, ${DUR}
 spawn "$WORK/activator-proxy.log" "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18080)" \
   --admin "127.0.0.1:$(port 19091)" --function bench/hello --backend "$BACKEND"
 ACT_PID=$SPAWNED
+BEFORE_PID=""
+if [[ -n "${BENCH_BEFORE_BIN:-}" ]]; then
+  spawn "$WORK/activator-before.log" "$BENCH_BEFORE_BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18088)" \
+    --admin "127.0.0.1:$(port 19098)" --function bench/hello --backend "$BACKEND"
+  BEFORE_PID=$SPAWNED
+fi
 spawn "$WORK/go-rp.log" "$GO_RP" -listen "127.0.0.1:$(port 18085)" -backend "$BACKEND" -max-idle-conns 1000
 GORP_PID=$SPAWNED
 
@@ -180,11 +190,11 @@ mkdir -p "$WORK/haproxy"
 sed -e "s|@DIR@|$WORK/haproxy|g" -e "s|@LISTEN@|127.0.0.1:$(port 18082)|g" -e "s|@BACKEND@|$BACKEND|g" \
   hack/bench/haproxy.cfg >"$WORK/haproxy/haproxy.cfg"
 cmd "$HAPROXY" -f "$WORK/haproxy/haproxy.cfg"
-for p in 18080 18081 18082 18085; do wait_port "127.0.0.1:$(port $p)"; done
+for p in 18080 18081 18082 18085 ${BEFORE_PID:+18088}; do wait_port "127.0.0.1:$(port $p)"; done
 HAPROXY_PID="$(cat "$WORK/haproxy/haproxy.pid")"; PIDS+=("$HAPROXY_PID")
-PROXY_TARGETS="direct activator nginx haproxy go-rp"
-target_port() { case $1 in direct) port 18001;; activator) port 18080;; nginx) port 18081;; haproxy) port 18082;; go-rp) port 18085;; esac; }
-target_pids() { case $1 in direct) echo "";; activator) echo "$ACT_PID";; nginx) nginx_pids "$NGINX_PID";; haproxy) echo "$HAPROXY_PID";; go-rp) echo "$GORP_PID";; esac; }
+PROXY_TARGETS="direct activator${BEFORE_PID:+ activator-before} nginx haproxy go-rp"
+target_port() { case $1 in direct) port 18001;; activator) port 18080;; activator-before) port 18088;; nginx) port 18081;; haproxy) port 18082;; go-rp) port 18085;; esac; }
+target_pids() { case $1 in direct) echo "";; activator) echo "$ACT_PID";; activator-before) echo "$BEFORE_PID";; nginx) nginx_pids "$NGINX_PID";; haproxy) echo "$HAPROXY_PID";; go-rp) echo "$GORP_PID";; esac; }
 
 for t in $PROXY_TARGETS; do  # warm-up: pools, caches
   wrk -t2 -c64 -d1s -H "Host: $HOST_HDR" "http://127.0.0.1:$(target_port $t)/" >/dev/null
@@ -208,6 +218,7 @@ printf '%s\n' "wrk -t{1|2} -c{C} -d${DUR}s --latency -s hack/bench/percentiles.l
 result "idle_rss component=bench-activator-after-load rss_kib=$(vm "$ACT_PID" VmRSS) hwm_kib=$(vm "$ACT_PID" VmHWM)"
 result "idle_rss component=go-rp-after-load rss_kib=$(vm "$GORP_PID" VmRSS) hwm_kib=$(vm "$GORP_PID" VmHWM)"
 stop "$ACT_PID"; stop "$GORP_PID"
+[[ -z "$BEFORE_PID" ]] || stop "$BEFORE_PID"
 kill -TERM "$NGINX_PID" "$HAPROXY_PID" 2>/dev/null || true
 fi
 
