@@ -147,10 +147,11 @@ impl Body for ProxyBody {
                 }
                 match inner.as_mut().poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
-                        // hyper's server stops at a body's declared length and
-                        // drops it without polling for its end: give the
-                        // connection back with the last byte.
-                        if inner.is_end_stream()
+                        // hyper's server stops at a body's declared length,
+                        // and after trailers, and drops it without polling
+                        // for its end: give the connection back with the
+                        // last frame.
+                        if (frame.is_trailers() || inner.is_end_stream())
                             && let Some(l) = lease.take()
                         {
                             l.release();

@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -140,7 +140,7 @@ impl Lease {
     /// The response body ended: back to the pool, if the connection can
     /// take another request.
     pub fn release(self) {
-        self.pool.put(self.conn);
+        Pool::put(&self.pool, self.conn);
     }
 }
 
@@ -248,12 +248,25 @@ impl Pool {
         })
     }
 
-    fn put(&self, mut conn: Conn) {
+    fn put(self: &Arc<Self>, mut conn: Conn) {
         // One more turn lets the connection take in the body's end and ask
         // for the next request; a `Connection: close` ends it here.
-        if !conn.drive_idle() || !conn.sender.is_ready() {
+        if !conn.drive_idle() {
             return;
         }
+        if !conn.sender.is_ready() {
+            // The response ended before the request did (a 202 or a 413
+            // sent before the whole body was read): the pod may still be
+            // reading the body, so the connection is driven until it has
+            // all been sent, as hyper-util's connection task did, and
+            // pooled then. Rare: most pods read the body first.
+            tokio::spawn(finish(self.clone(), conn));
+            return;
+        }
+        self.keep(conn);
+    }
+
+    fn keep(&self, conn: Conn) {
         let mut idle = self.lock();
         let list = idle.entry(conn.addr).or_default();
         if list.len() < self.settings.max_idle {
@@ -279,6 +292,21 @@ impl Pool {
             list.retain_mut(|(conn, put)| now.wrapping_sub(*put) <= TICKS && conn.drive_idle());
             !list.is_empty()
         });
+    }
+}
+
+/// Drives a connection whose request is still going out until it can take
+/// another (then pools it) or ends.
+async fn finish(pool: Arc<Pool>, mut conn: Conn) {
+    let ready = poll_fn(|cx| {
+        if !conn.drive(cx) {
+            return Poll::Ready(false);
+        }
+        conn.sender.poll_ready(cx).map(|r| r.is_ok())
+    })
+    .await;
+    if ready {
+        pool.keep(conn);
     }
 }
 

@@ -649,3 +649,150 @@ async fn a_body_already_streamed_past_the_replay_log_fails_with_a_clear_502() {
         0.0
     );
 }
+
+/// A pod that answers 202 as soon as it has a request's head and reads its
+/// body after (as an API that acknowledges an upload first does). Counts
+/// the body bytes it read in all.
+async fn answers_before_reading_the_body() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let received = Arc::new(AtomicUsize::new(0));
+    let count = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = vec![0u8; 65536];
+                loop {
+                    let head_end = loop {
+                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break p + 4;
+                        }
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    buf.drain(..head_end);
+                    let ack = b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n";
+                    if s.write_all(ack).await.is_err() {
+                        return;
+                    }
+                    while buf.len() < len {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    count.fetch_add(len, Ordering::SeqCst);
+                    buf.drain(..len);
+                }
+            });
+        }
+    });
+    (addr, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_the_pod_reads_after_answering_reaches_it_whole() {
+    const LEN: usize = 1 << 20;
+    let (pod, received) = answers_before_reading_the_body().await;
+    let run = activator_for("early", pod, Protocol::Http1).await;
+    let mut c = TcpStream::connect(run.traffic).await.expect("connect");
+    let head =
+        format!("POST / HTTP/1.1\r\nhost: early.ns.siesta.local\r\ncontent-length: {LEN}\r\n\r\n");
+    c.write_all(head.as_bytes()).await.expect("head");
+    let part = vec![b'x'; 16 * 1024];
+    c.write_all(&part).await.expect("first part");
+    // The 202 comes back while most of the body is still to be sent.
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut chunk))
+            .await
+            .expect("the 202 in time")
+            .expect("read");
+        assert!(n > 0, "the activator closed the connection");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 202"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let rest = vec![b'y'; LEN - part.len()];
+    c.write_all(&rest).await.expect("the rest of the body");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while received.load(Ordering::SeqCst) < LEN && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        received.load(Ordering::SeqCst),
+        LEN,
+        "the pod read the whole body after its answer"
+    );
+    run.stop().await;
+}
+
+/// A keep-alive pod that answers every request with a chunked body and a
+/// trailer (as gRPC-Web and some streaming APIs do). Counts the connections
+/// that brought a request (the activator's readiness probe brings none).
+async fn answers_with_trailers() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut first = true;
+                while read_request(&mut s, &mut buf, FIRST_REQUEST_WAIT)
+                    .await
+                    .is_some()
+                {
+                    if std::mem::take(&mut first) {
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let resp = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-checksum\r\n\r\n3\r\nok\n\r\n0\r\nx-checksum: 1\r\n\r\n";
+                    if s.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_with_trailers_gives_its_connection_back() {
+    let (pod, accepted) = answers_with_trailers().await;
+    let run = activator_for("trailers", pod, Protocol::Http1).await;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    for _ in 0..5 {
+        let req = Request::get(format!("http://{}/", run.traffic))
+            .header("host", "trailers.ns.siesta.local")
+            .header("te", "trailers")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let resp = client.request(req).await.expect("response");
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.expect("body");
+        assert_eq!(body.to_bytes(), "ok\n");
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one upstream connection for the five requests"
+    );
+    run.stop().await;
+}
