@@ -289,6 +289,23 @@ async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>, idle: Duration) -> O
     Some(body)
 }
 
+/// A pod on a new local port whose every connection is served by `serve`,
+/// on a task of its own: the raw servers here differ only in that.
+async fn raw_pod<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(serve(s));
+        }
+    });
+    addr
+}
+
 /// How long a test server waits for a new connection's first request head.
 const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(10);
 
@@ -305,43 +322,40 @@ async fn silently_closing_http1_server(
     per_conn: usize,
     idle: Duration,
 ) -> (SocketAddr, Arc<SilentCloses>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let closes = Arc::new(SilentCloses::default());
     let counts = closes.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let counts = counts.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                for served in 0..per_conn {
-                    let wait = if served == 0 {
-                        FIRST_REQUEST_WAIT
-                    } else {
-                        idle
-                    };
-                    let waited = std::time::Instant::now();
-                    let Some(body) = read_request(&mut s, &mut buf, wait).await else {
-                        // Its idle wait passed (not the client's close).
-                        if served > 0 && buf.is_empty() && waited.elapsed() >= wait {
-                            counts.idle.fetch_add(1, Ordering::SeqCst);
-                        }
-                        return;
-                    };
-                    let line = echo_line(&body);
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{line}",
-                        line.len()
-                    );
-                    if s.write_all(resp.as_bytes()).await.is_err() {
-                        return;
+    let addr = raw_pod(move |mut s| {
+        let counts = counts.clone();
+        async move {
+            let mut buf = Vec::new();
+            for served in 0..per_conn {
+                let wait = if served == 0 {
+                    FIRST_REQUEST_WAIT
+                } else {
+                    idle
+                };
+                let waited = std::time::Instant::now();
+                let Some(body) = read_request(&mut s, &mut buf, wait).await else {
+                    // Its idle wait passed (not the client's close).
+                    if served > 0 && buf.is_empty() && waited.elapsed() >= wait {
+                        counts.idle.fetch_add(1, Ordering::SeqCst);
                     }
+                    return;
+                };
+                let line = echo_line(&body);
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{line}",
+                    line.len()
+                );
+                if s.write_all(resp.as_bytes()).await.is_err() {
+                    return;
                 }
-                // Dropping the socket closes it with no word to the client.
-                counts.after_n.fetch_add(1, Ordering::SeqCst);
-            });
+            }
+            // Dropping the socket closes it with no word to the client.
+            counts.after_n.fetch_add(1, Ordering::SeqCst);
         }
-    });
+    })
+    .await;
     (addr, closes)
 }
 
@@ -520,43 +534,40 @@ async fn an_http1_server_that_closes_silently_loses_no_replayable_request() {
 /// unanswered; the others are answered (echo) with `Connection: close`, so
 /// each request meets a new connection. Counts the requests that arrived.
 async fn drops_every_other_request(read: usize) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let arrived = Arc::new(AtomicUsize::new(0));
     let seen = arrived.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = vec![0u8; 65536];
-                // The activator's readiness probe connects and sends nothing.
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+    let addr = raw_pod(move |mut s| {
+        let seen = seen.clone();
+        async move {
+            let mut buf = Vec::new();
+            let mut chunk = vec![0u8; 65536];
+            // The activator's readiness probe connects and sends nothing.
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                }
+            }
+            if seen.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
+                while buf.len() < read {
                     match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
+                        Ok(0) | Err(_) => break,
                         Ok(k) => buf.extend_from_slice(&chunk[..k]),
                     }
                 }
-                if seen.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
-                    while buf.len() < read {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                        }
-                    }
-                    return;
-                }
-                if let Some(body) = read_request(&mut s, &mut buf, Duration::from_secs(5)).await {
-                    let line = echo_line(&body);
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{line}",
-                        line.len()
-                    );
-                    let _ = s.write_all(resp.as_bytes()).await;
-                }
-            });
+                return;
+            }
+            if let Some(body) = read_request(&mut s, &mut buf, Duration::from_secs(5)).await {
+                let line = echo_line(&body);
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{line}",
+                    line.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            }
         }
-    });
+    })
+    .await;
     (addr, arrived)
 }
 
@@ -654,49 +665,46 @@ async fn a_body_already_streamed_past_the_replay_log_fails_with_a_clear_502() {
 /// body after (as an API that acknowledges an upload first does). Counts
 /// the body bytes it read in all.
 async fn answers_before_reading_the_body() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let received = Arc::new(AtomicUsize::new(0));
     let count = received.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let count = count.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = vec![0u8; 65536];
-                loop {
-                    let head_end = loop {
-                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break p + 4;
-                        }
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    buf.drain(..head_end);
-                    let ack = b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n";
-                    if s.write_all(ack).await.is_err() {
-                        return;
+    let addr = raw_pod(move |mut s| {
+        let count = count.clone();
+        async move {
+            let mut buf = Vec::new();
+            let mut chunk = vec![0u8; 65536];
+            loop {
+                let head_end = loop {
+                    if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break p + 4;
                     }
-                    while buf.len() < len {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
-                    count.fetch_add(len, Ordering::SeqCst);
-                    buf.drain(..len);
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                buf.drain(..head_end);
+                let ack = b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n";
+                if s.write_all(ack).await.is_err() {
+                    return;
                 }
-            });
+                while buf.len() < len {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                count.fetch_add(len, Ordering::SeqCst);
+                buf.drain(..len);
+            }
         }
-    });
+    })
+    .await;
     (addr, received)
 }
 
@@ -745,31 +753,28 @@ async fn a_body_the_pod_reads_after_answering_reaches_it_whole() {
 /// trailer (as gRPC-Web and some streaming APIs do). Counts the connections
 /// that brought a request (the activator's readiness probe brings none).
 async fn answers_with_trailers() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let count = count.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut first = true;
-                while read_request(&mut s, &mut buf, FIRST_REQUEST_WAIT)
-                    .await
-                    .is_some()
-                {
-                    if std::mem::take(&mut first) {
-                        count.fetch_add(1, Ordering::SeqCst);
-                    }
-                    let resp = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-checksum\r\n\r\n3\r\nok\n\r\n0\r\nx-checksum: 1\r\n\r\n";
-                    if s.write_all(resp.as_bytes()).await.is_err() {
-                        return;
-                    }
+    let addr = raw_pod(move |mut s| {
+        let count = count.clone();
+        async move {
+            let mut buf = Vec::new();
+            let mut first = true;
+            while read_request(&mut s, &mut buf, FIRST_REQUEST_WAIT)
+                .await
+                .is_some()
+            {
+                if std::mem::take(&mut first) {
+                    count.fetch_add(1, Ordering::SeqCst);
                 }
-            });
+                let resp = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-checksum\r\n\r\n3\r\nok\n\r\n0\r\nx-checksum: 1\r\n\r\n";
+                if s.write_all(resp.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
         }
-    });
+    })
+    .await;
     (addr, accepted)
 }
 
