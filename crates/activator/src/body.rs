@@ -91,6 +91,16 @@ pin_project! {
     }
 }
 
+/// What a client reads when its response body outlived `timeoutSeconds`.
+const STREAM_TIMEOUT: &str = "the request exceeded the function's timeoutSeconds while streaming";
+
+/// Gives a lent connection back to its pool, once.
+fn give_back(lease: &mut Option<Lease>) {
+    if let Some(l) = lease.take() {
+        l.release();
+    }
+}
+
 impl ProxyBody {
     /// The pod's body. A lease is given back at once if the body is
     /// already complete (no body, or an empty one): the client's server
@@ -101,10 +111,8 @@ impl ProxyBody {
         deadline: Instant,
         mut lease: Option<Lease>,
     ) -> Self {
-        if inner.is_end_stream()
-            && let Some(l) = lease.take()
-        {
-            l.release();
+        if inner.is_end_stream() {
+            give_back(&mut lease);
         }
         ProxyBody::Upstream {
             inner,
@@ -151,10 +159,8 @@ impl Body for ProxyBody {
                         // and after trailers, and drops it without polling
                         // for its end: give the connection back with the
                         // last frame.
-                        if (frame.is_trailers() || inner.is_end_stream())
-                            && let Some(l) = lease.take()
-                        {
-                            l.release();
+                        if frame.is_trailers() || inner.is_end_stream() {
+                            give_back(lease);
                         }
                         Poll::Ready(Some(Ok(frame)))
                     }
@@ -164,9 +170,7 @@ impl Body for ProxyBody {
                         Poll::Ready(Some(Err(e.into())))
                     }
                     Poll::Ready(None) => {
-                        if let Some(l) = lease.take() {
-                            l.release();
-                        }
+                        give_back(lease);
                         ticket.take();
                         Poll::Ready(None)
                     }
@@ -177,10 +181,7 @@ impl Body for ProxyBody {
                             if let Some(t) = ticket.take() {
                                 t.entry.metrics.reject(Reject::RequestTimeout);
                             }
-                            return Poll::Ready(Some(Err(Ended(
-                            "the request exceeded the function's timeoutSeconds while streaming",
-                        )
-                        .into())));
+                            return Poll::Ready(Some(Err(Ended(STREAM_TIMEOUT).into())));
                         }
                         Poll::Pending
                     }

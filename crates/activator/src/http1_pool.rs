@@ -85,11 +85,17 @@ impl std::fmt::Display for SendError {
             SendError::NotSent(e) => {
                 write!(f, "connection closed before the request went out: {e}")
             }
-            SendError::Http(e) => match std::error::Error::source(e) {
-                Some(s) => write!(f, "{e}: {s}"),
-                None => write!(f, "{e}"),
-            },
+            SendError::Http(e) => with_source(f, e),
         }
+    }
+}
+
+/// An error and what caused it, on one line: hyper's errors say what
+/// failed, their source why (a reset, an early EOF).
+pub fn with_source(f: &mut std::fmt::Formatter<'_>, e: &dyn std::error::Error) -> std::fmt::Result {
+    match e.source() {
+        Some(s) => write!(f, "{e}: {s}"),
+        None => write!(f, "{e}"),
     }
 }
 
@@ -203,7 +209,8 @@ impl Pool {
     }
 
     /// Idle connections held now, over all pods.
-    pub fn idle_count(&self) -> usize {
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
         self.lock().values().map(Vec::len).sum()
     }
 
@@ -278,7 +285,8 @@ impl Pool {
     /// every few seconds, from the first send on: a pod that went away
     /// (its function at zero) takes none of them.
     fn start_sweeping(self: &Arc<Self>) {
-        if self.sweeping.swap(true, Ordering::Relaxed) {
+        // A read on every send, a write once.
+        if self.sweeping.load(Ordering::Relaxed) || self.sweeping.swap(true, Ordering::Relaxed) {
             return;
         }
         let pool = Arc::downgrade(self);

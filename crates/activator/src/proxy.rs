@@ -31,6 +31,13 @@ use crate::trust::TrustedProxies;
 use crate::upstream::{self, Next};
 use crate::wake::WakeClient;
 
+/// Upstream connections, for every client: how long one may sit idle (pods
+/// come and go, and a function at zero must not pin them), how many idle
+/// ones are kept per pod, and how long a connect may take.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_IDLE_PER_POD: usize = 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
@@ -82,12 +89,12 @@ impl Proxy {
     ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         // Pods come and go; an idle connection to a gone pod is worth little,
         // and the pool must not pin memory for functions that went to zero.
         let http1 = |max_idle| {
             Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(30))
+                .pool_idle_timeout(IDLE_TIMEOUT)
                 .pool_max_idle_per_host(max_idle)
                 .pool_timer(TokioTimer::new())
                 .set_host(false)
@@ -99,7 +106,7 @@ impl Proxy {
                 .http2_only(true)
                 .timer(TokioTimer::new())
                 .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(Duration::from_secs(30))
+                .pool_idle_timeout(IDLE_TIMEOUT)
                 .pool_max_idle_per_host(max_idle)
                 .set_host(false)
                 .build(WatchedConnector(connector.clone()))
@@ -107,7 +114,7 @@ impl Proxy {
         // No idle connection at all disables the pool: one connection each.
         let (upgrades, h2c) = (
             Clients {
-                pooled: http1(1024),
+                pooled: http1(MAX_IDLE_PER_POD),
                 fresh: http1(0),
             },
             Clients {
@@ -123,9 +130,9 @@ impl Proxy {
             max_header_bytes,
             max_response_headers,
             http1: http1_pool::Pool::new(http1_pool::Settings {
-                max_idle: 1024,
-                idle_timeout: Duration::from_secs(30),
-                connect_timeout: Duration::from_secs(5),
+                max_idle: MAX_IDLE_PER_POD,
+                idle_timeout: IDLE_TIMEOUT,
+                connect_timeout: CONNECT_TIMEOUT,
                 max_headers: max_response_headers,
             }),
             upgrades,
@@ -587,10 +594,7 @@ impl SendFailure {
 impl std::fmt::Display for SendFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SendFailure::Client(e) => match std::error::Error::source(e) {
-                Some(s) => write!(f, "{e}: {s}"),
-                None => write!(f, "{e}"),
-            },
+            SendFailure::Client(e) => http1_pool::with_source(f, e),
             SendFailure::Http1(e) => write!(f, "{e}"),
             SendFailure::Stranded => f.write_str("stranded on a closed connection, never written"),
         }

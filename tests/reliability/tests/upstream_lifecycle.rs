@@ -256,6 +256,16 @@ async fn recycling_h2c_server(per_conn: usize) -> SocketAddr {
 /// `buf` holding what was read beyond the previous request. `None` at EOF or
 /// when nothing arrives within `idle`.
 async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>, idle: Duration) -> Option<Vec<u8>> {
+    let (head_end, len) = read_head(s, buf, idle).await?;
+    read_until(s, buf, head_end + len).await?;
+    let body = buf[head_end..head_end + len].to_vec();
+    buf.drain(..head_end + len);
+    Some(body)
+}
+
+/// Reads until `buf` holds a whole request head, each read within `idle`:
+/// the head's length and the body's Content-Length.
+async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>, idle: Duration) -> Option<(usize, usize)> {
     let head_end = loop {
         if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break p + 4;
@@ -276,34 +286,39 @@ async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>, idle: Duration) -> O
         .find_map(|l| l.strip_prefix("content-length:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let mut chunk = [0u8; 65536];
-        let n = s.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
+    Some((head_end, len))
+}
+
+/// Reads until `buf` holds `n` bytes; `None` at EOF or an error.
+async fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> Option<()> {
+    let mut chunk = vec![0u8; 65536];
+    while buf.len() < n {
+        match s.read(&mut chunk).await.ok()? {
+            0 => return None,
+            k => buf.extend_from_slice(&chunk[..k]),
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
-    let body = buf[head_end..head_end + len].to_vec();
-    buf.drain(..head_end + len);
-    Some(body)
+    Some(())
 }
 
 /// A pod on a new local port whose every connection is served by `serve`,
-/// on a task of its own: the raw servers here differ only in that.
-async fn raw_pod<F, Fut>(serve: F) -> SocketAddr
+/// on a task of its own, with the `counts` the test reads afterwards: the
+/// raw servers here differ only in those.
+async fn raw_pod<S, F, Fut>(counts: Arc<S>, serve: F) -> (SocketAddr, Arc<S>)
 where
-    F: Fn(TcpStream) -> Fut + Send + 'static,
+    S: Send + Sync + 'static,
+    F: Fn(TcpStream, Arc<S>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let shared = counts.clone();
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
-            tokio::spawn(serve(s));
+            tokio::spawn(serve(s, shared.clone()));
         }
     });
-    addr
+    (addr, counts)
 }
 
 /// How long a test server waits for a new connection's first request head.
@@ -322,41 +337,35 @@ async fn silently_closing_http1_server(
     per_conn: usize,
     idle: Duration,
 ) -> (SocketAddr, Arc<SilentCloses>) {
-    let closes = Arc::new(SilentCloses::default());
-    let counts = closes.clone();
-    let addr = raw_pod(move |mut s| {
-        let counts = counts.clone();
-        async move {
-            let mut buf = Vec::new();
-            for served in 0..per_conn {
-                let wait = if served == 0 {
-                    FIRST_REQUEST_WAIT
-                } else {
-                    idle
-                };
-                let waited = std::time::Instant::now();
-                let Some(body) = read_request(&mut s, &mut buf, wait).await else {
-                    // Its idle wait passed (not the client's close).
-                    if served > 0 && buf.is_empty() && waited.elapsed() >= wait {
-                        counts.idle.fetch_add(1, Ordering::SeqCst);
-                    }
-                    return;
-                };
-                let line = echo_line(&body);
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{line}",
-                    line.len()
-                );
-                if s.write_all(resp.as_bytes()).await.is_err() {
-                    return;
+    raw_pod(Arc::new(SilentCloses::default()), move |mut s, counts| async move {
+        let mut buf = Vec::new();
+        for served in 0..per_conn {
+            let wait = if served == 0 {
+                FIRST_REQUEST_WAIT
+            } else {
+                idle
+            };
+            let waited = std::time::Instant::now();
+            let Some(body) = read_request(&mut s, &mut buf, wait).await else {
+                // Its idle wait passed (not the client's close).
+                if served > 0 && buf.is_empty() && waited.elapsed() >= wait {
+                    counts.idle.fetch_add(1, Ordering::SeqCst);
                 }
+                return;
+            };
+            let line = echo_line(&body);
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{line}",
+                line.len()
+            );
+            if s.write_all(resp.as_bytes()).await.is_err() {
+                return;
             }
-            // Dropping the socket closes it with no word to the client.
-            counts.after_n.fetch_add(1, Ordering::SeqCst);
         }
+        // Dropping the socket closes it with no word to the client.
+        counts.after_n.fetch_add(1, Ordering::SeqCst);
     })
-    .await;
-    (addr, closes)
+    .await
 }
 
 /// The connections [`silently_closing_http1_server`] closed.
@@ -534,27 +543,19 @@ async fn an_http1_server_that_closes_silently_loses_no_replayable_request() {
 /// unanswered; the others are answered (echo) with `Connection: close`, so
 /// each request meets a new connection. Counts the requests that arrived.
 async fn drops_every_other_request(read: usize) -> (SocketAddr, Arc<AtomicUsize>) {
-    let arrived = Arc::new(AtomicUsize::new(0));
-    let seen = arrived.clone();
-    let addr = raw_pod(move |mut s| {
-        let seen = seen.clone();
-        async move {
+    raw_pod(
+        Arc::new(AtomicUsize::new(0)),
+        move |mut s, seen| async move {
             let mut buf = Vec::new();
-            let mut chunk = vec![0u8; 65536];
             // The activator's readiness probe connects and sends nothing.
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                }
+            if read_head(&mut s, &mut buf, FIRST_REQUEST_WAIT)
+                .await
+                .is_none()
+            {
+                return;
             }
             if seen.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
-                while buf.len() < read {
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                    }
-                }
+                let _ = read_until(&mut s, &mut buf, read).await;
                 return;
             }
             if let Some(body) = read_request(&mut s, &mut buf, Duration::from_secs(5)).await {
@@ -565,10 +566,9 @@ async fn drops_every_other_request(read: usize) -> (SocketAddr, Arc<AtomicUsize>
                 );
                 let _ = s.write_all(resp.as_bytes()).await;
             }
-        }
-    })
-    .await;
-    (addr, arrived)
+        },
+    )
+    .await
 }
 
 async fn send(
@@ -665,47 +665,29 @@ async fn a_body_already_streamed_past_the_replay_log_fails_with_a_clear_502() {
 /// body after (as an API that acknowledges an upload first does). Counts
 /// the body bytes it read in all.
 async fn answers_before_reading_the_body() -> (SocketAddr, Arc<AtomicUsize>) {
-    let received = Arc::new(AtomicUsize::new(0));
-    let count = received.clone();
-    let addr = raw_pod(move |mut s| {
-        let count = count.clone();
-        async move {
+    raw_pod(
+        Arc::new(AtomicUsize::new(0)),
+        move |mut s, count| async move {
             let mut buf = Vec::new();
-            let mut chunk = vec![0u8; 65536];
             loop {
-                let head_end = loop {
-                    if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break p + 4;
-                    }
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                let Some((head_end, len)) = read_head(&mut s, &mut buf, FIRST_REQUEST_WAIT).await
+                else {
+                    return;
                 };
-                let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
                 buf.drain(..head_end);
                 let ack = b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n";
                 if s.write_all(ack).await.is_err() {
                     return;
                 }
-                while buf.len() < len {
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                if read_until(&mut s, &mut buf, len).await.is_none() {
+                    return;
                 }
                 count.fetch_add(len, Ordering::SeqCst);
                 buf.drain(..len);
             }
-        }
-    })
-    .await;
-    (addr, received)
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -753,29 +735,23 @@ async fn a_body_the_pod_reads_after_answering_reaches_it_whole() {
 /// trailer (as gRPC-Web and some streaming APIs do). Counts the connections
 /// that brought a request (the activator's readiness probe brings none).
 async fn answers_with_trailers() -> (SocketAddr, Arc<AtomicUsize>) {
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    let addr = raw_pod(move |mut s| {
-        let count = count.clone();
-        async move {
-            let mut buf = Vec::new();
-            let mut first = true;
-            while read_request(&mut s, &mut buf, FIRST_REQUEST_WAIT)
-                .await
-                .is_some()
-            {
-                if std::mem::take(&mut first) {
-                    count.fetch_add(1, Ordering::SeqCst);
-                }
-                let resp = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-checksum\r\n\r\n3\r\nok\n\r\n0\r\nx-checksum: 1\r\n\r\n";
-                if s.write_all(resp.as_bytes()).await.is_err() {
-                    return;
-                }
+    raw_pod(Arc::new(AtomicUsize::new(0)), move |mut s, count| async move {
+        let mut buf = Vec::new();
+        let mut first = true;
+        while read_request(&mut s, &mut buf, FIRST_REQUEST_WAIT)
+            .await
+            .is_some()
+        {
+            if std::mem::take(&mut first) {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            let resp = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-checksum\r\n\r\n3\r\nok\n\r\n0\r\nx-checksum: 1\r\n\r\n";
+            if s.write_all(resp.as_bytes()).await.is_err() {
+                return;
             }
         }
     })
-    .await;
-    (addr, accepted)
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
