@@ -2,10 +2,10 @@
 //!
 //! [`ProxyBody`] is an upstream body that carries the request's [`Ticket`]
 //! (so a pod's concurrency slot is held until the last byte, and metrics are
-//! taken then), the request deadline and, for HTTP/1, the pod connection it
-//! comes on (driven from here, given back to its pool at the body's end;
-//! see [`crate::http1_pool`]); or a short message the activator wrote
-//! itself. What pods receive is in [`crate::request_body`].
+//! taken then) and the request deadline; or a short message the activator
+//! wrote itself. For HTTP/1 the upstream body is the pod connection's
+//! [`Lease`], which gives the connection back to its pool at the body's end
+//! (see [`crate::http1_pool`]). What pods receive is in [`crate::request_body`].
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -14,7 +14,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use crate::http1_pool::Lease;
@@ -69,57 +68,63 @@ impl std::fmt::Display for Ended {
 
 impl std::error::Error for Ended {}
 
-pin_project! {
-    /// The body sent to the client.
-    #[project = ProxyBodyProj]
-    pub enum ProxyBody {
-        Upstream {
-            #[pin]
-            inner: Incoming,
-            ticket: Option<Ticket>,
-            deadline: Instant,
-            // Made the first time the pod's body keeps the client waiting:
-            // most bodies are complete when the head arrives, and a timer
-            // costs a registration with the runtime's clock.
-            timer: Option<Pin<Box<Sleep>>>,
-            // The HTTP/1 connection the body comes on, lent until its end.
-            lease: Option<Lease>,
-        },
-        Local {
-            data: Option<Bytes>,
-        },
+/// A pod's response body: from hyper-util's client (h2c, upgrades), or read
+/// from a connection of the HTTP/1 pool.
+pub enum PodBody {
+    Hyper(Incoming),
+    Pooled(Lease),
+}
+
+impl PodBody {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            PodBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            PodBody::Pooled(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
     }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            PodBody::Hyper(b) => b.is_end_stream(),
+            PodBody::Pooled(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            PodBody::Hyper(b) => b.size_hint(),
+            PodBody::Pooled(b) => b.size_hint(),
+        }
+    }
+}
+
+/// The body sent to the client.
+pub enum ProxyBody {
+    Upstream {
+        inner: PodBody,
+        ticket: Option<Ticket>,
+        deadline: Instant,
+        // Made the first time the pod's body keeps the client waiting:
+        // most bodies are complete when the head arrives, and a timer
+        // costs a registration with the runtime's clock.
+        timer: Option<Pin<Box<Sleep>>>,
+    },
+    Local {
+        data: Option<Bytes>,
+    },
 }
 
 /// What a client reads when its response body outlived `timeoutSeconds`.
 const STREAM_TIMEOUT: &str = "the request exceeded the function's timeoutSeconds while streaming";
 
-/// Gives a lent connection back to its pool, once.
-fn give_back(lease: &mut Option<Lease>) {
-    if let Some(l) = lease.take() {
-        l.release();
-    }
-}
-
 impl ProxyBody {
-    /// The pod's body. A lease is given back at once if the body is
-    /// already complete (no body, or an empty one): the client's server
-    /// may never poll it.
-    pub fn upstream(
-        inner: Incoming,
-        ticket: Ticket,
-        deadline: Instant,
-        mut lease: Option<Lease>,
-    ) -> Self {
-        if inner.is_end_stream() {
-            give_back(&mut lease);
-        }
+    /// The pod's body.
+    pub fn upstream(inner: PodBody, ticket: Ticket, deadline: Instant) -> Self {
         ProxyBody::Upstream {
             inner,
             ticket: Some(ticket),
             deadline,
             timer: None,
-            lease,
         }
     }
 
@@ -142,52 +147,35 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project() {
-            ProxyBodyProj::Upstream {
-                mut inner,
+        match self.get_mut() {
+            ProxyBody::Upstream {
+                inner,
                 ticket,
                 deadline,
                 timer,
-                lease,
-            } => {
-                if let Some(l) = lease.as_mut() {
-                    l.drive(cx);
+            } => match inner.poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+                Poll::Ready(Some(Err(e))) => {
+                    ticket.take();
+                    Poll::Ready(Some(Err(e)))
                 }
-                match inner.as_mut().poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        // hyper's server stops at a body's declared length,
-                        // and after trailers, and drops it without polling
-                        // for its end: give the connection back with the
-                        // last frame.
-                        if frame.is_trailers() || inner.is_end_stream() {
-                            give_back(lease);
-                        }
-                        Poll::Ready(Some(Ok(frame)))
-                    }
-                    Poll::Ready(Some(Err(e))) => {
-                        lease.take();
-                        ticket.take();
-                        Poll::Ready(Some(Err(e.into())))
-                    }
-                    Poll::Ready(None) => {
-                        give_back(lease);
-                        ticket.take();
-                        Poll::Ready(None)
-                    }
-                    Poll::Pending => {
-                        let timer = timer
-                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(*deadline)));
-                        if ticket.is_some() && timer.as_mut().poll(cx).is_ready() {
-                            if let Some(t) = ticket.take() {
-                                t.entry.metrics.reject(Reject::RequestTimeout);
-                            }
-                            return Poll::Ready(Some(Err(Ended(STREAM_TIMEOUT).into())));
-                        }
-                        Poll::Pending
-                    }
+                Poll::Ready(None) => {
+                    ticket.take();
+                    Poll::Ready(None)
                 }
-            }
-            ProxyBodyProj::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+                Poll::Pending => {
+                    let timer =
+                        timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(*deadline)));
+                    if ticket.is_some() && timer.as_mut().poll(cx).is_ready() {
+                        if let Some(t) = ticket.take() {
+                            t.entry.metrics.reject(Reject::RequestTimeout);
+                        }
+                        return Poll::Ready(Some(Err(Ended(STREAM_TIMEOUT).into())));
+                    }
+                    Poll::Pending
+                }
+            },
+            ProxyBody::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
 

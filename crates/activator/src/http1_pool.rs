@@ -1,40 +1,47 @@
-//! One serving thread's HTTP/1 keep-alive connections to pods, driven by
-//! the request that holds them.
+//! One serving thread's HTTP/1 keep-alive connections to pods, read and
+//! written by the request that holds them.
 //!
-//! hyper-util's pooled client runs each upstream connection as a task of
-//! its own: the request crosses a channel to that task, and the response
-//! head and every body chunk cross back, each a wake-up of the other task.
-//! Here the client connection's task polls the upstream connection itself,
-//! while the request goes out (`send`) and while the response body streams
-//! (the [`Lease`] travels in [`crate::body::ProxyBody`]), and gives it back
-//! to the pool when the body has ended. Each serving thread has its own
-//! pool (`serving`), so its lock is never contended.
+//! hyper's client connection is a dispatcher of its own: a request crosses
+//! a channel to it, and a callback carries the response back, even when it
+//! is polled from the request's task. Here a connection is a socket and a
+//! read buffer: the request's task writes the head (with as much of the
+//! body as is at hand, in one `writev`), reads the response head
+//! ([`crate::http1_wire`]), and then the body through the [`Lease`], which
+//! is the response body itself ([`crate::body::ProxyBody`] polls it). The
+//! lease gives the connection back to the pool as it reads the body's last
+//! byte. Each serving thread has its own pool (`serving`), so its lock is
+//! never contended.
 //!
-//! A pooled connection is polled once as it is taken: one the pod closed
-//! while it sat idle reads its end then and is passed over before anything
-//! is written to it. One that closes just as the request goes out is the
-//! replay's case ([`crate::upstream`]). A sweep every quarter of the idle
-//! timeout closes the connections idle for a whole one (so a request reads
-//! no clock for the pool); at most `max_idle` are kept per pod, the newest
-//! taken first.
+//! A pooled connection is checked as it is taken, from the readiness the
+//! runtime already holds (no system call): one the pod closed while it sat
+//! idle is passed over before anything is written to it. One that closes
+//! just as the request goes out is the replay's case ([`crate::upstream`]).
+//! A pod that answers before it has read the whole request body (a 202, a
+//! 413) gets the rest of it from a task of its own, after which the
+//! connection is pooled. A sweep every quarter of the idle timeout closes
+//! the connections idle for a whole one (so a request reads no clock for
+//! the pool); at most `max_idle` are kept per pod, the newest taken first.
 //!
 //! Upgrades (WebSocket) and h2c keep hyper-util's client (`proxy`).
 
-use std::collections::HashMap;
-use std::future::{Future, poll_fn};
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
+use bytes::{Buf as _, Bytes, BytesMut};
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, Connection, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
+use crate::body::BoxError;
+use crate::http1_wire::{self, Chunked, Framing, HeadError, Piece};
 use crate::request_body::UpBody;
 
 /// One pod's connections, idle, each with the sweep tick it was put back in.
@@ -44,12 +51,20 @@ type Idle = Vec<(Conn, u32)>;
 /// for between 1 and 1 + 1/`TICKS` idle timeouts.
 const TICKS: u32 = 4;
 
+/// What a read asks the socket for at least: a response head and a small
+/// body come in one read.
+const READ_SIZE: usize = 8192;
+
+/// Request body bytes gathered before they are written.
+const WRITE_BATCH: usize = 64 * 1024;
+
 /// The pool's settings.
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
     /// Idle connections kept per pod.
     pub max_idle: usize,
-    /// How long a connection may sit idle before it is closed.
+    /// How long a connection may sit idle before it is closed; also how
+    /// long a pod that answered early has to take the rest of the body.
     pub idle_timeout: Duration,
     pub connect_timeout: Duration,
     /// Most header fields in a response (`--max-response-headers`).
@@ -59,23 +74,27 @@ pub struct Settings {
 pub struct Pool {
     idle: Mutex<HashMap<SocketAddr, Idle>>,
     settings: Settings,
-    builder: http1::Builder,
     sweeping: AtomicBool,
     /// Sweeps so far: an idle connection's age is counted in them, so that
     /// a request reads no clock for the pool.
     tick: AtomicU32,
 }
 
-/// Why a send failed, before or after the request was written.
+/// Why a send failed.
 #[derive(Debug)]
 pub enum SendError {
     /// No connection could be made (or not within the connect timeout).
-    Connect(std::io::Error),
-    /// A new connection closed before it could take the request: nothing
-    /// was written.
-    NotSent(hyper::Error),
-    /// What the connection reported for the request.
-    Http(hyper::Error),
+    Connect(io::Error),
+    /// The connection failed before a byte of the request was written:
+    /// the pod cannot have seen it.
+    NotSent(io::Error),
+    /// The connection closed or failed after the request (or part of it)
+    /// went out, before a whole response head came back.
+    Closed(io::Error),
+    /// The response head was refused ([`http1_wire::parse_response`]).
+    Head(HeadError),
+    /// The request body failed: the client's side ([`UpBody`]).
+    Body(BoxError),
 }
 
 impl std::fmt::Display for SendError {
@@ -85,7 +104,9 @@ impl std::fmt::Display for SendError {
             SendError::NotSent(e) => {
                 write!(f, "connection closed before the request went out: {e}")
             }
-            SendError::Http(e) => with_source(f, e),
+            SendError::Closed(e) => write!(f, "connection closed before a response: {e}"),
+            SendError::Head(e) => write!(f, "{e}"),
+            SendError::Body(e) => write!(f, "request body: {e}"),
         }
     }
 }
@@ -99,65 +120,345 @@ pub fn with_source(f: &mut std::fmt::Formatter<'_>, e: &dyn std::error::Error) -
     }
 }
 
-/// One connection to a pod and the handle that sends on it.
+fn closed(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, what)
+}
+
+/// One connection to a pod: its socket and what was read from it but not
+/// yet used.
 pub struct Conn {
-    sender: SendRequest<UpBody>,
-    // Boxed, as is the connect: each request's future holds a `Conn`, and
-    // a parked request's is as large (the park budget counts on it). Gone
-    // once the connection has ended: dropping it closes the sender's
-    // channel, so that a send on it fails at once instead of waiting.
-    io: Option<Box<Connection<TokioIo<TcpStream>, UpBody>>>,
+    io: TcpStream,
+    rbuf: BytesMut,
     addr: SocketAddr,
 }
 
 impl Conn {
-    /// Does the connection's pending reads and writes; false once it is
-    /// closed.
-    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        if let Some(io) = self.io.as_mut()
-            && Pin::new(&mut **io).poll(cx).is_ready()
-        {
-            self.io = None;
+    /// Whether an idle connection may take a request: not closed by its
+    /// pod, nothing unasked-for sent. Looks only at the readiness the
+    /// runtime has: a socket with nothing to read needs no system call.
+    fn usable(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
         }
-        self.io.is_some()
     }
 
-    /// Polls without a task to wake: what an idle connection's socket
-    /// holds is looked at when it is next taken, and its registration
-    /// keeps no finished task alive.
-    fn drive_idle(&mut self) -> bool {
-        self.drive(&mut Context::from_waker(Waker::noop()))
+    /// Reads more of what the pod sends; `Ok(0)` at its end.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.rbuf.capacity() - self.rbuf.len() < READ_SIZE / 4 {
+            self.rbuf.reserve(READ_SIZE);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf)
     }
 }
 
-/// A connection lent to one response, until its body ends.
+/// What is left to write of a request: queued bytes, and the body still to
+/// read from the client.
+struct Writer {
+    queue: VecDeque<Bytes>,
+    queued: usize,
+    body: Option<UpBody>,
+    framing: Framing,
+    /// For `Content-Length`: body bytes still owed.
+    owed: u64,
+    /// Bytes of this request written so far.
+    written: u64,
+}
+
+/// Why writing a request stopped.
+enum WriteError {
+    Io(io::Error),
+    Body(BoxError),
+}
+
+impl Writer {
+    fn new(head: Bytes, body: Option<UpBody>, framing: Framing) -> Self {
+        let owed = match framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        let mut queue = VecDeque::with_capacity(4);
+        let queued = head.len();
+        queue.push_back(head);
+        Self {
+            queue,
+            queued,
+            body,
+            framing,
+            owed,
+            written: 0,
+        }
+    }
+
+    fn push(&mut self, b: Bytes) {
+        if !b.is_empty() {
+            self.queued += b.len();
+            self.queue.push_back(b);
+        }
+    }
+
+    /// Takes what the body has ready into the queue; the body is gone once
+    /// it has all been taken.
+    fn gather(&mut self, cx: &mut Context<'_>) -> Result<(), WriteError> {
+        while self.queued < WRITE_BATCH {
+            let Some(body) = self.body.as_mut() else {
+                return Ok(());
+            };
+            match Pin::new(body).poll_frame(cx) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(Some(Err(e))) => {
+                    self.body = None;
+                    return Err(WriteError::Body(e));
+                }
+                Poll::Ready(None) => {
+                    self.body = None;
+                    match self.framing {
+                        Framing::Chunked => self.push(Bytes::from_static(b"0\r\n\r\n")),
+                        Framing::Length(_) if self.owed > 0 => {
+                            return Err(WriteError::Body(
+                                "the request body ended before its content-length".into(),
+                            ));
+                        }
+                        _ => {}
+                    }
+                }
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => match self.framing {
+                        Framing::Chunked if !data.is_empty() => {
+                            self.push(http1_wire::chunk_line(data.len()));
+                            self.push(data);
+                            self.push(Bytes::from_static(b"\r\n"));
+                        }
+                        Framing::Length(_) => {
+                            let len = data.len() as u64;
+                            if len > self.owed {
+                                self.body = None;
+                                return Err(WriteError::Body(
+                                    "the request body is longer than its content-length".into(),
+                                ));
+                            }
+                            self.owed -= len;
+                            self.push(data);
+                        }
+                        _ => {}
+                    },
+                    Err(frame) => {
+                        if let (Framing::Chunked, Ok(trailers)) =
+                            (self.framing, frame.into_trailers())
+                        {
+                            self.body = None;
+                            self.push(http1_wire::last_chunk(&trailers));
+                        }
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the request on: ready once all of it is written.
+    fn poll(&mut self, cx: &mut Context<'_>, io: &mut TcpStream) -> Poll<Result<(), WriteError>> {
+        loop {
+            self.gather(cx)?;
+            if self.queue.is_empty() {
+                return if self.body.is_none() {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Pending
+                };
+            }
+            let mut slices = [IoSlice::new(&[]); 8];
+            let n = self.queue.len().min(slices.len());
+            for (s, b) in slices.iter_mut().zip(&self.queue) {
+                *s = IoSlice::new(b);
+            }
+            let mut wrote = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]))
+                .map_err(WriteError::Io)?;
+            if wrote == 0 {
+                return Poll::Ready(Err(WriteError::Io(io::ErrorKind::WriteZero.into())));
+            }
+            self.written += wrote as u64;
+            self.queued -= wrote;
+            while wrote > 0 {
+                let front = &mut self.queue[0];
+                if wrote >= front.len() {
+                    wrote -= front.len();
+                    self.queue.pop_front();
+                } else {
+                    front.advance(wrote);
+                    wrote = 0;
+                }
+            }
+        }
+    }
+}
+
+/// How far the response body has been read.
+enum Reading {
+    Length(u64),
+    Chunked(Chunked),
+    Close,
+    Done,
+}
+
+/// A connection lent to one response: its body, read from the socket as it
+/// is polled. The connection goes back to the pool as the body ends.
 pub struct Lease {
-    conn: Conn,
+    conn: Option<Conn>,
     pool: Arc<Pool>,
+    reading: Reading,
+    /// The request's rest, when the pod answered before reading it all
+    /// (rare, so boxed: the lease is in every response's body).
+    writer: Option<Box<Writer>>,
+    keep_alive: bool,
 }
 
 impl Lease {
-    /// Reads what the pod sends for the body (and writes what is left of
-    /// the request). Call before polling the response body.
-    pub fn drive(&mut self, cx: &mut Context<'_>) {
-        self.conn.drive(cx);
+    /// The body has been read to its end: the connection goes back to the
+    /// pool if it can take another request.
+    fn end(&mut self) {
+        self.reading = Reading::Done;
+        let Some(conn) = self.conn.take() else { return };
+        // Bytes after the response: the pod is not speaking HTTP/1 as asked.
+        if !self.keep_alive || !conn.rbuf.is_empty() {
+            return;
+        }
+        match self.writer.take() {
+            None => self.pool.keep(conn),
+            // Rare: most pods read the body before they answer.
+            Some(writer) => {
+                tokio::spawn(finish(self.pool.clone(), conn, writer));
+            }
+        }
     }
 
-    /// The response body ended: back to the pool, if the connection can
-    /// take another request.
-    pub fn release(self) {
-        Pool::put(&self.pool, self.conn);
+    /// Writes on the request's rest, if the pod answered before it.
+    fn drive_writer(&mut self, cx: &mut Context<'_>) {
+        if let (Some(w), Some(conn)) = (self.writer.as_mut(), self.conn.as_mut()) {
+            match w.poll(cx, &mut conn.io) {
+                Poll::Pending => {}
+                Poll::Ready(Ok(())) => self.writer = None,
+                Poll::Ready(Err(_)) => {
+                    self.writer = None;
+                    self.keep_alive = false;
+                }
+            }
+        }
+    }
+}
+
+impl Body for Lease {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = self.get_mut();
+        this.drive_writer(cx);
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match &mut this.reading {
+                Reading::Done => return Poll::Ready(None),
+                Reading::Length(left) => {
+                    if !conn.rbuf.is_empty() {
+                        let n = usize::try_from(*left)
+                            .unwrap_or(usize::MAX)
+                            .min(conn.rbuf.len());
+                        let data = conn.rbuf.split_to(n).freeze();
+                        *left -= n as u64;
+                        if *left == 0 {
+                            // hyper's server stops at the declared length
+                            // and drops the body without polling for its
+                            // end: the connection goes back now.
+                            this.end();
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                Reading::Chunked(state) => match state.next(&mut conn.rbuf) {
+                    Ok(Some(Piece::Data(data))) => {
+                        // The last chunk often comes with the data before
+                        // it: end now, so that the connection goes back
+                        // with the data.
+                        if *state == Chunked::DataEnd && conn.rbuf.starts_with(b"\r\n0\r\n\r\n") {
+                            conn.rbuf.advance(7);
+                            this.end();
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Ok(Some(Piece::Trailers(t))) => {
+                        // hyper's server stops polling after trailers.
+                        this.end();
+                        return Poll::Ready(Some(Ok(Frame::trailers(t))));
+                    }
+                    Ok(Some(Piece::End)) => {
+                        this.end();
+                        return Poll::Ready(None);
+                    }
+                    Ok(None) => {}
+                    Err(why) => {
+                        this.conn = None;
+                        return Poll::Ready(Some(Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            why,
+                        ))));
+                    }
+                },
+                Reading::Close => {
+                    if !conn.rbuf.is_empty() {
+                        let data = conn.rbuf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+            }
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) if matches!(this.reading, Reading::Close) => {
+                    this.reading = Reading::Done;
+                    this.conn = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(closed(
+                        "the pod closed the connection before the body ended",
+                    ))));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.reading, Reading::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.reading {
+            Reading::Length(n) => SizeHint::with_exact(n),
+            Reading::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
     }
 }
 
 impl Pool {
     pub fn new(settings: Settings) -> Arc<Self> {
-        let mut builder = http1::Builder::new();
-        builder.max_headers(settings.max_headers);
         Arc::new(Self {
             idle: Mutex::new(HashMap::new()),
             settings,
-            builder,
             sweeping: AtomicBool::new(false),
             tick: AtomicU32::new(0),
         })
@@ -165,47 +466,107 @@ impl Pool {
 
     /// Sends `req` (its URI in origin form) to `addr` on a pooled
     /// connection, or on a new one if none is idle or `fresh` asks for it.
-    /// The lease must be driven while the response body is read.
+    /// The response's body is the lease: reading it to its end gives the
+    /// connection back.
     pub async fn send(
         self: &Arc<Self>,
         addr: SocketAddr,
         fresh: bool,
         req: Request<UpBody>,
-    ) -> Result<(Response<Incoming>, Lease), SendError> {
+    ) -> Result<Response<Lease>, SendError> {
         self.start_sweeping();
         let mut conn = loop {
-            let (mut conn, reused) = match (!fresh).then(|| self.take(addr)).flatten() {
-                Some(conn) => (conn, true),
-                None => (Box::pin(self.connect(addr)).await?, false),
-            };
-            let ready = poll_fn(|cx| {
-                conn.drive(cx);
-                conn.sender.poll_ready(cx)
-            })
-            .await;
-            match ready {
-                Ok(()) => break conn,
-                // It closed while idle: the next one.
-                Err(_) if reused => continue,
-                Err(e) => return Err(SendError::NotSent(e)),
+            match (!fresh).then(|| self.take(addr)).flatten() {
+                Some(mut conn) => {
+                    // It closed while idle: the next one.
+                    if conn.usable() {
+                        break conn;
+                    }
+                }
+                None => break Box::pin(self.connect(addr)).await?,
             }
         };
-        let mut response = pin!(conn.sender.send_request(req));
-        let answered = poll_fn(|cx| {
-            conn.drive(cx);
-            response.as_mut().poll(cx)
+        let (mut parts, body) = req.into_parts();
+        let no_body = body.is_end_stream();
+        let framing = http1_wire::request_framing(
+            &parts.method,
+            &mut parts.headers,
+            no_body,
+            body.size_hint().exact(),
+        );
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let mut head = BytesMut::new();
+        http1_wire::encode_head(&mut head, &parts.method, target, &parts.headers);
+        let body = (framing != Framing::Empty).then_some(body);
+        let mut writer = Some(Writer::new(head.freeze(), body, framing));
+        let method = parts.method;
+        let max_headers = self.settings.max_headers;
+        let mut write_failed: Option<io::Error> = None;
+        let head = poll_fn(|cx| {
+            if let Some(w) = writer.as_mut() {
+                match w.poll(cx, &mut conn.io) {
+                    Poll::Pending => {}
+                    Poll::Ready(Ok(())) => writer = None,
+                    Poll::Ready(Err(WriteError::Body(e))) => {
+                        return Poll::Ready(Err(SendError::Body(e)));
+                    }
+                    Poll::Ready(Err(WriteError::Io(e))) => {
+                        // A pod that answered and closed (a 413) has its
+                        // answer to read yet.
+                        let unsent = w.written == 0;
+                        writer = None;
+                        write_failed = Some(e);
+                        if unsent {
+                            let e = write_failed.take().unwrap_or_else(|| closed("write"));
+                            return Poll::Ready(Err(SendError::NotSent(e)));
+                        }
+                    }
+                }
+            }
+            loop {
+                match http1_wire::parse_response(&mut conn.rbuf, max_headers, &method) {
+                    Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                    Ok(None) => {}
+                    Err(e) => return Poll::Ready(Err(SendError::Head(e))),
+                }
+                match ready!(conn.poll_fill(cx)) {
+                    Ok(0) => {
+                        let e = write_failed.take().unwrap_or_else(|| {
+                            closed("the pod closed the connection before answering")
+                        });
+                        return Poll::Ready(Err(SendError::Closed(e)));
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Poll::Ready(Err(SendError::Closed(e))),
+                }
+            }
         })
-        .await;
-        match answered {
-            Ok(resp) => Ok((
-                resp,
-                Lease {
-                    conn,
-                    pool: self.clone(),
-                },
-            )),
-            Err(e) => Err(SendError::Http(e)),
+        .await?;
+        let reading = match head.framing {
+            Framing::Empty => Reading::Done,
+            Framing::Length(n) => Reading::Length(n),
+            Framing::Chunked => Reading::Chunked(Chunked::Size),
+            Framing::Close => Reading::Close,
+        };
+        let mut lease = Lease {
+            conn: Some(conn),
+            pool: self.clone(),
+            reading,
+            keep_alive: head.keep_alive && write_failed.is_none(),
+            writer: writer.map(Box::new),
+        };
+        if matches!(lease.reading, Reading::Done) {
+            // No body: the client's server may never poll it.
+            lease.end();
         }
+        let mut resp = Response::new(lease);
+        *resp.status_mut() = head.status;
+        *resp.version_mut() = head.version;
+        *resp.headers_mut() = head.headers;
+        if let Some(reason) = head.reason {
+            resp.extensions_mut().insert(reason);
+        }
+        Ok(resp)
     }
 
     /// Idle connections held now, over all pods.
@@ -232,45 +593,21 @@ impl Pool {
     }
 
     async fn connect(&self, addr: SocketAddr) -> Result<Conn, SendError> {
-        let stream = tokio::time::timeout(self.settings.connect_timeout, TcpStream::connect(addr))
+        let io = tokio::time::timeout(self.settings.connect_timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| {
-                SendError::Connect(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
+                SendError::Connect(io::Error::new(
+                    io::ErrorKind::TimedOut,
                     "no connection within the connect timeout",
                 ))
             })?
             .map_err(SendError::Connect)?;
-        stream.set_nodelay(true).map_err(SendError::Connect)?;
-        // An HTTP/1 handshake writes nothing: it only builds the state.
-        let (sender, io) = self
-            .builder
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(SendError::NotSent)?;
+        io.set_nodelay(true).map_err(SendError::Connect)?;
         Ok(Conn {
-            sender,
-            io: Some(Box::new(io)),
+            io,
+            rbuf: BytesMut::new(),
             addr,
         })
-    }
-
-    fn put(self: &Arc<Self>, mut conn: Conn) {
-        // One more turn lets the connection take in the body's end and ask
-        // for the next request; a `Connection: close` ends it here.
-        if !conn.drive_idle() {
-            return;
-        }
-        if !conn.sender.is_ready() {
-            // The response ended before the request did (a 202 or a 413
-            // sent before the whole body was read): the pod may still be
-            // reading the body, so the connection is driven until it has
-            // all been sent, as hyper-util's connection task did, and
-            // pooled then. Rare: most pods read the body first.
-            tokio::spawn(finish(self.clone(), conn));
-            return;
-        }
-        self.keep(conn);
     }
 
     fn keep(&self, conn: Conn) {
@@ -297,23 +634,17 @@ impl Pool {
     fn sweep(&self) {
         let now = self.tick.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         self.lock().retain(|_, list| {
-            list.retain_mut(|(conn, put)| now.wrapping_sub(*put) <= TICKS && conn.drive_idle());
+            list.retain_mut(|(conn, put)| now.wrapping_sub(*put) <= TICKS && conn.usable());
             !list.is_empty()
         });
     }
 }
 
-/// Drives a connection whose request is still going out until it can take
-/// another (then pools it) or ends.
-async fn finish(pool: Arc<Pool>, mut conn: Conn) {
-    let ready = poll_fn(|cx| {
-        if !conn.drive(cx) {
-            return Poll::Ready(false);
-        }
-        conn.sender.poll_ready(cx).map(|r| r.is_ok())
-    })
-    .await;
-    if ready {
+/// Writes the rest of a request whose response has ended (the pod answered
+/// early), then pools the connection; gives up after the idle timeout.
+async fn finish(pool: Arc<Pool>, mut conn: Conn, mut writer: Box<Writer>) {
+    let written = poll_fn(|cx| writer.poll(cx, &mut conn.io));
+    if let Ok(Ok(())) = tokio::time::timeout(pool.settings.idle_timeout, written).await {
         pool.keep(conn);
     }
 }
@@ -337,30 +668,11 @@ mod tests {
 
     use super::*;
 
-    /// Reads a response body to its end as `ProxyBody` does: driving the
-    /// lease before each poll, releasing it at the end.
-    async fn body_text(resp: Response<Incoming>, mut lease: Lease) -> String {
-        use hyper::body::Body as _;
-        let mut body = resp.into_body();
-        let mut out = Vec::new();
-        loop {
-            let frame = poll_fn(|cx| {
-                lease.drive(cx);
-                Pin::new(&mut body).poll_frame(cx)
-            })
-            .await;
-            match frame {
-                Some(Ok(f)) => {
-                    if let Ok(d) = f.into_data() {
-                        out.extend_from_slice(&d);
-                    }
-                }
-                Some(Err(e)) => panic!("body: {e}"),
-                None => break,
-            }
-        }
-        lease.release();
-        String::from_utf8_lossy(&out).into_owned()
+    /// Reads a response body to its end.
+    async fn body_text(resp: Response<Lease>) -> String {
+        use http_body_util::BodyExt as _;
+        let body = resp.into_body().collect().await.expect("body");
+        String::from_utf8_lossy(&body.to_bytes()).into_owned()
     }
 
     fn settings(idle_timeout: Duration) -> Settings {
@@ -419,8 +731,8 @@ mod tests {
     }
 
     async fn one(pool: &Arc<Pool>, addr: SocketAddr, fresh: bool) -> String {
-        let (resp, lease) = pool.send(addr, fresh, get()).await.expect("send");
-        body_text(resp, lease).await
+        let resp = pool.send(addr, fresh, get()).await.expect("send");
+        body_text(resp).await
     }
 
     #[tokio::test]
@@ -460,8 +772,8 @@ mod tests {
     async fn a_body_not_read_to_its_end_takes_its_connection_with_it() {
         let (addr, accepted) = server(100, Duration::ZERO).await;
         let pool = Pool::new(settings(Duration::from_secs(30)));
-        let (resp, lease) = pool.send(addr, false, get()).await.expect("send");
-        drop((resp, lease));
+        let resp = pool.send(addr, false, get()).await.expect("send");
+        drop(resp);
         assert_eq!(pool.idle_count(), 0);
         assert_eq!(one(&pool, addr, false).await, "conn 2");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);

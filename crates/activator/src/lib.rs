@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod dispatch;
 pub mod forwarded;
 pub mod http1_pool;
+pub mod http1_wire;
 pub mod index;
 #[doc(hidden)]
 pub mod invariants;

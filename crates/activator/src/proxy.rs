@@ -17,9 +17,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use siesta_api::Protocol;
 use tokio::time::{Instant, timeout_at};
 
-use crate::body::{ProxyBody, Ticket};
+use crate::body::{PodBody, ProxyBody, Ticket};
 use crate::forwarded;
-use crate::http1_pool::{self, Lease};
+use crate::http1_pool;
 use crate::index::{Admission, FunctionConfig, FunctionEntry, Index, LookupCache, OverBudget};
 use crate::metrics::Reject;
 use crate::park_budget;
@@ -169,11 +169,11 @@ impl Proxy {
         let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let outgoing = self.outgoing(req, remote, routed, &config, upgrade);
-        let (resp, lease) = match self.forward(&mut ticket, outgoing, &config, deadline).await {
+        let resp = match self.forward(&mut ticket, outgoing, &config, deadline).await {
             Ok(sent) => sent,
             Err(failed) => return failed,
         };
-        self.respond(ticket, resp, lease, parked, client_upgrade, deadline)
+        self.respond(ticket, resp, parked, client_upgrade, deadline)
     }
 
     /// The early refusals, before anything is held for the request: a head
@@ -360,7 +360,7 @@ impl Proxy {
                 let watch = stranded::Watch::on(&mut up);
                 let client = self.h2c.pick(fresh);
                 let sent = stranded::unless_stranded(client.request(up), watch).map(|r| match r {
-                    Some(Ok(resp)) => Ok((resp, None)),
+                    Some(Ok(resp)) => Ok(resp.map(PodBody::Hyper)),
                     Some(Err(e)) => Err(SendFailure::Client(e)),
                     // Never written: its connection's socket is gone.
                     None => Err(SendFailure::Stranded),
@@ -368,11 +368,10 @@ impl Proxy {
                 (Box::pin(sent) as Sending<'_>).left_future()
             } else if upgrade {
                 *up.uri_mut() = upstream_uri(addr, &pq);
-                let sent = self
-                    .upgrades
-                    .pick(fresh)
-                    .request(up)
-                    .map(|r| r.map(|resp| (resp, None)).map_err(SendFailure::Client));
+                let sent = self.upgrades.pick(fresh).request(up).map(|r| {
+                    r.map(|resp| resp.map(PodBody::Hyper))
+                        .map_err(SendFailure::Client)
+                });
                 (Box::pin(sent) as Sending<'_>).left_future()
             } else {
                 // A connection of our own is sent the origin form.
@@ -380,7 +379,7 @@ impl Proxy {
                 self.http1
                     .send(addr, fresh, up)
                     .map(|r| {
-                        r.map(|(resp, lease)| (resp, Some(lease)))
+                        r.map(|resp| resp.map(PodBody::Pooled))
                             .map_err(SendFailure::Http1)
                     })
                     .right_future()
@@ -470,8 +469,7 @@ impl Proxy {
     fn respond(
         &self,
         mut ticket: Ticket,
-        mut resp: Response<Incoming>,
-        lease: Option<Lease>,
+        mut resp: Response<PodBody>,
         parked: bool,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         deadline: Instant,
@@ -493,7 +491,7 @@ impl Proxy {
         }
         strip_hop_by_hop(resp.headers_mut(), false);
         let (parts, body) = resp.into_parts();
-        Response::from_parts(parts, ProxyBody::upstream(body, ticket, deadline, lease))
+        Response::from_parts(parts, ProxyBody::upstream(body, ticket, deadline))
     }
 }
 
@@ -566,8 +564,8 @@ struct Outgoing {
     idempotent: bool,
 }
 
-/// A pod's response, and the HTTP/1 connection it came on if it is ours.
-type Sent = (Response<Incoming>, Option<Lease>);
+/// A pod's response.
+type Sent = Response<PodBody>;
 
 /// A send by hyper-util's client, boxed: the rarer paths.
 type Sending<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Sent, SendFailure>> + Send + 'a>>;

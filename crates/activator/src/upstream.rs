@@ -24,6 +24,7 @@
 use std::error::Error as _;
 
 use crate::http1_pool::SendError;
+use crate::http1_wire::HeadError;
 
 /// Most sends of one request (the first included).
 pub const MAX_ATTEMPTS: u32 = 4;
@@ -81,7 +82,18 @@ pub fn classify_http1(e: &SendError) -> Failure {
     match e {
         SendError::Connect(_) => Failure::Connect,
         SendError::NotSent(_) => Failure::NotProcessed,
-        SendError::Http(e) => classify_chain(Some(e)),
+        SendError::Closed(io) => classify_io(io),
+        SendError::Head(HeadError::TooLarge) => Failure::HeadTooLarge,
+        SendError::Head(HeadError::Invalid(_)) => Failure::BadResponse,
+        SendError::Body(_) => Failure::Other,
+    }
+}
+
+fn classify_io(io: &std::io::Error) -> Failure {
+    use std::io::ErrorKind::*;
+    match io.kind() {
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe => Failure::Closed,
+        _ => Failure::Other,
     }
 }
 
@@ -107,11 +119,7 @@ fn classify_chain(mut source: Option<&(dyn std::error::Error + 'static)>) -> Fai
             }
         }
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            return match io.kind() {
-                UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe => Failure::Closed,
-                _ => Failure::Other,
-            };
+            return classify_io(io);
         }
         source = s.source();
     }

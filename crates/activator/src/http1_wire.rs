@@ -1,0 +1,670 @@
+//! The bytes of HTTP/1 between the activator and a pod: a request head
+//! written out, a response head read in, and the framing of both bodies.
+//!
+//! Pure: buffers in, buffers and header maps out; the socket work is in
+//! [`crate::http1_pool`]. Written for the one client this is, an HTTP/1.1
+//! reverse proxy (RFC 9112): the request is always HTTP/1.1 with lowercase
+//! names, as hyper's client writes it, and a response is read the way hyper's
+//! client reads it: informational responses (100, 103) skipped, a body
+//! framed by `Transfer-Encoding: chunked`, by `Content-Length` or by the
+//! connection's close, none for HEAD, 204 and 304.
+//!
+//! A response head's values are slices of the bytes read (no copy); only
+//! names outside the standard set are allocated, as in hyper.
+
+use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+
+/// The largest response head read, as hyper's client reads at most its
+/// default buffer (8 KiB + 100 × 4 KiB) before it calls the head too large.
+pub const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
+
+/// Header fields parsed from the stack; a larger `--max-response-headers`
+/// parses into a vector.
+const STACK_HEADERS: usize = 128;
+
+/// The longest chunk-size line (size and extensions) accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+
+/// How a body is delimited on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length`: this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// A response read until the pod closes the connection.
+    Close,
+}
+
+/// Writes a request head in origin form: the method, `target`, HTTP/1.1,
+/// the header fields, the blank line.
+pub fn encode_head(out: &mut BytesMut, method: &Method, target: &str, headers: &HeaderMap) {
+    let size: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    out.reserve(method.as_str().len() + target.len() + 13 + size + 2);
+    out.put_slice(method.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(target.as_bytes());
+    out.put_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// Chooses how the request body goes out, and says so in `headers`, as
+/// hyper's client does: a `Content-Length` the client sent is kept; else an
+/// exact length is declared; else the body is chunked. A request with no
+/// body declares `Content-Length: 0` only for a method that defines a
+/// payload (POST, PUT, PATCH), as curl does.
+pub fn request_framing(
+    method: &Method,
+    headers: &mut HeaderMap,
+    no_body: bool,
+    exact: Option<u64>,
+) -> Framing {
+    if let Some(declared) = headers.get(header::CONTENT_LENGTH) {
+        // hyper's server has refused a request with an invalid one (400).
+        if let Some(n) = content_length(std::iter::once(declared)) {
+            return if n == 0 || no_body {
+                Framing::Empty
+            } else {
+                Framing::Length(n)
+            };
+        }
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    if no_body {
+        if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+        return Framing::Empty;
+    }
+    match exact {
+        Some(n) => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            if n == 0 {
+                Framing::Empty
+            } else {
+                Framing::Length(n)
+            }
+        }
+        None => {
+            headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+            Framing::Chunked
+        }
+    }
+}
+
+/// A `Content-Length` field's value: one number, or a list of the same
+/// number (RFC 9110 §8.6); `None` when invalid.
+fn content_length<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> Option<u64> {
+    let mut found = None;
+    for v in values {
+        for part in v.as_bytes().split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+            if found.is_some_and(|f| f != n) {
+                return None;
+            }
+            found = Some(n);
+        }
+    }
+    found
+}
+
+/// A response head read from a pod.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    /// The pod's reason phrase when it is not the status code's own, which
+    /// hyper's server then writes to the client as hyper's client had it.
+    pub reason: Option<hyper::ext::ReasonPhrase>,
+    pub framing: Framing,
+    /// The connection may carry another request after this response.
+    pub keep_alive: bool,
+}
+
+/// Why a response head was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadError {
+    /// More fields than allowed, or more than [`MAX_HEAD_BYTES`].
+    TooLarge,
+    /// Not a valid HTTP/1 response head.
+    Invalid(&'static str),
+}
+
+impl std::fmt::Display for HeadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeadError::TooLarge => f.write_str("the response head is too large"),
+            HeadError::Invalid(why) => write!(f, "invalid response head: {why}"),
+        }
+    }
+}
+
+/// Takes a whole response head off the front of `buf`, skipping
+/// informational responses; `Ok(None)` while it is incomplete.
+pub fn parse_response(
+    buf: &mut BytesMut,
+    max_headers: usize,
+    method: &Method,
+) -> Result<Option<ResponseHead>, HeadError> {
+    loop {
+        let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        let mut heap = Vec::new();
+        let fields: &mut [httparse::Header<'_>] = if max_headers <= STACK_HEADERS {
+            &mut stack[..max_headers]
+        } else {
+            heap.resize(max_headers, httparse::EMPTY_HEADER);
+            &mut heap
+        };
+        let mut resp = httparse::Response::new(fields);
+        let len = match resp.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+                return Err(HeadError::TooLarge);
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+            Err(e) => return Err(HeadError::Invalid(invalid(e))),
+        };
+        if len > MAX_HEAD_BYTES {
+            return Err(HeadError::TooLarge);
+        }
+        let code = resp.code.unwrap_or(0);
+        let status = StatusCode::from_u16(code).map_err(|_| HeadError::Invalid("status code"))?;
+        if status.is_informational() {
+            if status == StatusCode::SWITCHING_PROTOCOLS {
+                // Upgrades go through hyper-util's client, never here.
+                return Err(HeadError::Invalid("101 to a request that asked no upgrade"));
+            }
+            buf.advance(len);
+            continue;
+        }
+        let reason = resp
+            .reason
+            .filter(|r| !r.is_empty() && status.canonical_reason() != Some(*r))
+            .and_then(|r| hyper::ext::ReasonPhrase::try_from(r.as_bytes()).ok());
+        let version = if resp.version == Some(0) {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        // Where each field lies in the head, so that its value can be a
+        // slice of the head once it is split off the buffer.
+        let base = buf.as_ptr() as usize;
+        let mut fields = Vec::with_capacity(resp.headers.len());
+        for h in resp.headers.iter() {
+            let name = HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| HeadError::Invalid("header name"))?;
+            let start = h.value.as_ptr() as usize - base;
+            fields.push((name, start, start + h.value.len()));
+        }
+        let head = buf.split_to(len).freeze();
+        let mut headers = HeaderMap::with_capacity(fields.len());
+        for (name, start, end) in fields {
+            let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+                .map_err(|_| HeadError::Invalid("header value"))?;
+            headers.append(name, value);
+        }
+        let (framing, clean) = response_framing(method, status, &mut headers)?;
+        let keep_alive = clean && framing != Framing::Close && persistent(version, &headers);
+        return Ok(Some(ResponseHead {
+            status,
+            version,
+            headers,
+            reason,
+            framing,
+            keep_alive,
+        }));
+    }
+}
+
+fn invalid(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "header name",
+        httparse::Error::HeaderValue => "header value",
+        httparse::Error::NewLine => "line ending",
+        httparse::Error::Status => "status code",
+        httparse::Error::Token => "token",
+        httparse::Error::Version => "version",
+        httparse::Error::TooManyHeaders => "too many headers",
+    }
+}
+
+/// How a response body is delimited (RFC 9112 §6.3), and false when the
+/// head was ambiguous enough that the connection must not be reused.
+fn response_framing(
+    method: &Method,
+    status: StatusCode,
+    headers: &mut HeaderMap,
+) -> Result<(Framing, bool), HeadError> {
+    if *method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok((Framing::Empty, true));
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        let chunked_last = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+            .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
+            .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        // Both framings: the transfer coding wins, and the connection is
+        // not trusted with another request (RFC 9112 §6.3, point 3).
+        let both = headers.remove(header::CONTENT_LENGTH).is_some();
+        let framing = if chunked_last {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        };
+        return Ok((framing, !both));
+    }
+    if headers.contains_key(header::CONTENT_LENGTH) {
+        return match content_length(headers.get_all(header::CONTENT_LENGTH).iter()) {
+            Some(0) => Ok((Framing::Empty, true)),
+            Some(n) => Ok((Framing::Length(n), true)),
+            None => Err(HeadError::Invalid("content-length")),
+        };
+    }
+    Ok((Framing::Close, false))
+}
+
+/// Whether the pod keeps the connection open after this response.
+fn persistent(version: Version, headers: &HeaderMap) -> bool {
+    let says = |token: &[u8]| {
+        headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        })
+    };
+    if version == Version::HTTP_10 {
+        says(b"keep-alive")
+    } else {
+        !says(b"close")
+    }
+}
+
+/// What the chunked decoder took off the buffer.
+#[derive(Debug, PartialEq)]
+pub enum Piece {
+    Data(Bytes),
+    Trailers(HeaderMap),
+    /// The last chunk, with no trailers.
+    End,
+}
+
+/// Where a chunked body's decoding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chunked {
+    /// Before a chunk-size line.
+    Size,
+    /// Inside a chunk, with this many bytes left.
+    Data(u64),
+    /// After a chunk's bytes, before its CRLF.
+    DataEnd,
+    /// After the last chunk: trailer fields, or the blank line.
+    Trailers,
+    Done,
+}
+
+impl Chunked {
+    /// The next piece of the body from `buf`; `Ok(None)` when `buf` holds
+    /// too little (read more, call again).
+    pub fn next(&mut self, buf: &mut BytesMut) -> Result<Option<Piece>, &'static str> {
+        loop {
+            match *self {
+                Chunked::Size => {
+                    let Some(eol) = buf.iter().position(|&b| b == b'\n') else {
+                        return if buf.len() > MAX_CHUNK_LINE {
+                            Err("chunk-size line too long")
+                        } else {
+                            Ok(None)
+                        };
+                    };
+                    let size = chunk_size(&buf[..eol])?;
+                    buf.advance(eol + 1);
+                    *self = if size == 0 {
+                        Chunked::Trailers
+                    } else {
+                        Chunked::Data(size)
+                    };
+                }
+                Chunked::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    let data = buf.split_to(n).freeze();
+                    let left = left - n as u64;
+                    *self = if left == 0 {
+                        Chunked::DataEnd
+                    } else {
+                        Chunked::Data(left)
+                    };
+                    return Ok(Some(Piece::Data(data)));
+                }
+                Chunked::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(None);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err("chunk longer than its size");
+                    }
+                    buf.advance(2);
+                    *self = Chunked::Size;
+                }
+                Chunked::Trailers => {
+                    if buf.starts_with(b"\r\n") {
+                        buf.advance(2);
+                        *self = Chunked::Done;
+                        return Ok(Some(Piece::End));
+                    }
+                    if buf.len() < 2 {
+                        return Ok(None);
+                    }
+                    let mut fields = [httparse::EMPTY_HEADER; STACK_HEADERS];
+                    let len = match httparse::parse_headers(buf, &mut fields) {
+                        Ok(httparse::Status::Complete((len, _))) => len,
+                        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+                            return Err("trailers too large");
+                        }
+                        Ok(httparse::Status::Partial) => return Ok(None),
+                        Err(_) => return Err("invalid trailers"),
+                    };
+                    let mut trailers = HeaderMap::new();
+                    for f in fields.iter().take_while(|f| !f.name.is_empty()) {
+                        let name = HeaderName::from_bytes(f.name.as_bytes())
+                            .map_err(|_| "invalid trailer name")?;
+                        let value = HeaderValue::from_bytes(f.value)
+                            .map_err(|_| "invalid trailer value")?;
+                        trailers.append(name, value);
+                    }
+                    buf.advance(len);
+                    *self = Chunked::Done;
+                    return Ok(Some(Piece::Trailers(trailers)));
+                }
+                Chunked::Done => return Ok(Some(Piece::End)),
+            }
+        }
+    }
+}
+
+/// A chunk-size line's size: hex digits, then optional whitespace and
+/// extensions (ignored), then CRLF (a bare LF is taken too, as hyper does).
+fn chunk_size(line: &[u8]) -> Result<u64, &'static str> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 16 {
+        return Err("invalid chunk size");
+    }
+    let rest = line[digits..].trim_ascii_start();
+    if !(rest.is_empty() || rest[0] == b';') {
+        return Err("invalid chunk size");
+    }
+    let hex = std::str::from_utf8(&line[..digits]).map_err(|_| "invalid chunk size")?;
+    u64::from_str_radix(hex, 16).map_err(|_| "invalid chunk size")
+}
+
+/// The line that starts a chunk of `len` bytes.
+pub fn chunk_line(len: usize) -> Bytes {
+    Bytes::from(format!("{len:x}\r\n"))
+}
+
+/// The last chunk with `trailers`, and the blank line.
+pub fn last_chunk(trailers: &HeaderMap) -> Bytes {
+    let mut out = BytesMut::with_capacity(64);
+    out.put_slice(b"0\r\n");
+    for (name, value) in trailers {
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"\r\n");
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str, method: &Method) -> Result<Option<ResponseHead>, HeadError> {
+        parse_response(&mut BytesMut::from(raw), 100, method)
+    }
+
+    fn head(raw: &str) -> ResponseHead {
+        parse(raw, &Method::GET).expect("valid").expect("complete")
+    }
+
+    #[test]
+    fn a_request_head_is_written_in_origin_form() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("f.ns"));
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append("x-a", HeaderValue::from_static("2"));
+        let mut out = BytesMut::new();
+        encode_head(&mut out, &Method::POST, "/p?q=1", &h);
+        assert_eq!(
+            &out[..],
+            b"POST /p?q=1 HTTP/1.1\r\nhost: f.ns\r\nx-a: 1\r\nx-a: 2\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn the_request_body_is_framed_as_hyper_frames_it() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            request_framing(&Method::GET, &mut h, true, Some(0)),
+            Framing::Empty
+        );
+        assert!(h.is_empty(), "a GET without a body declares nothing");
+        assert_eq!(
+            request_framing(&Method::POST, &mut h, true, Some(0)),
+            Framing::Empty
+        );
+        assert_eq!(h[header::CONTENT_LENGTH], "0");
+
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        assert_eq!(
+            request_framing(&Method::PUT, &mut h, false, Some(5)),
+            Framing::Length(5)
+        );
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            request_framing(&Method::POST, &mut h, false, Some(7)),
+            Framing::Length(7)
+        );
+        assert_eq!(h[header::CONTENT_LENGTH], "7");
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            request_framing(&Method::POST, &mut h, false, None),
+            Framing::Chunked
+        );
+        assert_eq!(h[header::TRANSFER_ENCODING], "chunked");
+    }
+
+    #[test]
+    fn a_head_is_taken_off_the_buffer_whole_or_not_at_all() {
+        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n");
+        assert!(matches!(
+            parse_response(&mut buf, 100, &Method::GET),
+            Ok(None)
+        ));
+        buf.extend_from_slice(b"x-y: z\r\n\r\nhi");
+        let h = parse_response(&mut buf, 100, &Method::GET)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(h.status, StatusCode::OK);
+        assert_eq!(h.framing, Framing::Length(2));
+        assert_eq!(h.headers["x-y"], "z");
+        assert!(h.keep_alive);
+        assert!(h.reason.is_none(), "the canonical reason needs no copy");
+        let odd = head("HTTP/1.1 200 Fine Thanks\r\ncontent-length: 0\r\n\r\n");
+        assert_eq!(odd.reason.expect("kept").as_bytes(), b"Fine Thanks");
+        assert_eq!(&buf[..], b"hi", "the body stays in the buffer");
+    }
+
+    #[test]
+    fn informational_responses_are_skipped() {
+        let h = head(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n",
+        );
+        assert_eq!(h.status, StatusCode::CREATED);
+        assert_eq!(h.framing, Framing::Empty);
+        assert!(!h.headers.contains_key("link"));
+    }
+
+    #[test]
+    fn the_framing_follows_rfc_9112() {
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").framing,
+            Framing::Chunked
+        );
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n").framing,
+            Framing::Chunked
+        );
+        let close = head("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n");
+        assert_eq!(close.framing, Framing::Close);
+        assert!(!close.keep_alive);
+        let both =
+            head("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n");
+        assert_eq!(both.framing, Framing::Chunked);
+        assert!(!both.headers.contains_key(header::CONTENT_LENGTH));
+        assert!(!both.keep_alive, "an ambiguous head ends the connection");
+        let eof = head("HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(eof.framing, Framing::Close);
+        assert!(!eof.keep_alive);
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\ncontent-length: 4, 4\r\n\r\n").framing,
+            Framing::Length(4)
+        );
+        for empty in ["204 No Content", "304 Not Modified"] {
+            let h = head(&format!("HTTP/1.1 {empty}\r\ncontent-length: 9\r\n\r\n"));
+            assert_eq!(h.framing, Framing::Empty);
+        }
+        let to_head = parse(
+            "HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n",
+            &Method::HEAD,
+        )
+        .expect("valid")
+        .expect("complete");
+        assert_eq!(to_head.framing, Framing::Empty);
+        assert_eq!(to_head.headers[header::CONTENT_LENGTH], "9");
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version_and_connection() {
+        assert!(
+            !head("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n").keep_alive
+        );
+        assert!(!head("HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n").keep_alive);
+        let h = head("HTTP/1.0 200 OK\r\nconnection: Keep-Alive\r\ncontent-length: 0\r\n\r\n");
+        assert!(h.keep_alive);
+        assert_eq!(h.version, Version::HTTP_10);
+    }
+
+    #[test]
+    fn bad_heads_are_refused_with_the_reason() {
+        for bad in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 1, 2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTX/1.1 200 OK\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nbad name: x\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(bad, &Method::GET), Err(HeadError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+        let many: String = (0..101).map(|i| format!("x-{i}: v\r\n")).collect();
+        assert_eq!(
+            parse(&format!("HTTP/1.1 200 OK\r\n{many}\r\n"), &Method::GET).err(),
+            Some(HeadError::TooLarge)
+        );
+        let long = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD_BYTES));
+        assert_eq!(parse(&long, &Method::GET).err(), Some(HeadError::TooLarge));
+    }
+
+    fn decode_all(wire: &[u8], step: usize) -> Result<(Vec<u8>, Option<HeaderMap>), &'static str> {
+        let mut state = Chunked::Size;
+        let mut buf = BytesMut::new();
+        let mut body = Vec::new();
+        let mut fed = 0;
+        loop {
+            match state.next(&mut buf)? {
+                Some(Piece::Data(d)) => body.extend_from_slice(&d),
+                Some(Piece::Trailers(t)) => return Ok((body, Some(t))),
+                Some(Piece::End) => return Ok((body, None)),
+                None if fed >= wire.len() => return Err("incomplete"),
+                None => {
+                    let n = step.min(wire.len() - fed);
+                    buf.extend_from_slice(&wire[fed..fed + n]);
+                    fed += n;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_are_decoded_however_the_bytes_arrive() {
+        let wire = b"5;ext=1\r\nhello\r\n1 \r\n \r\nA\r\n0123456789\r\n0\r\n\r\n";
+        for step in [1, 2, 3, 7, wire.len()] {
+            let (body, trailers) = decode_all(wire, step).expect("valid");
+            assert_eq!(body, b"hello 0123456789", "step {step}");
+            assert!(trailers.is_none());
+        }
+        let (body, trailers) =
+            decode_all(b"2\r\nok\r\n0\r\ngrpc-status: 0\r\n\r\n", 1).expect("valid");
+        assert_eq!(body, b"ok");
+        assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
+    }
+
+    #[test]
+    fn bad_chunks_are_refused() {
+        for bad in [
+            &b"x\r\n"[..],
+            b"5\r\nhello!\r\n0\r\n\r\n",
+            b"11111111111111111\r\n",
+            b"5 x\r\nhello\r\n",
+        ] {
+            assert!(decode_all(bad, 1).is_err(), "{bad:?}");
+        }
+        assert_eq!(decode_all(b"5\r\nhel", 1), Err("incomplete"));
+    }
+
+    #[test]
+    fn chunks_are_written_with_their_size_and_trailers() {
+        assert_eq!(&chunk_line(26)[..], b"1a\r\n");
+        let mut t = HeaderMap::new();
+        t.insert("grpc-status", HeaderValue::from_static("0"));
+        assert_eq!(&last_chunk(&t)[..], b"0\r\ngrpc-status: 0\r\n\r\n");
+        assert_eq!(&last_chunk(&HeaderMap::new())[..], b"0\r\n\r\n");
+    }
+}
