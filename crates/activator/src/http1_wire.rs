@@ -12,6 +12,8 @@
 //! A response head's values are slices of the bytes read (no copy); only
 //! names outside the standard set are allocated, as in hyper.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
@@ -168,16 +170,20 @@ pub fn parse_response(
     method: &Method,
 ) -> Result<Option<ResponseHead>, HeadError> {
     loop {
-        let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        // Left uninitialised: httparse writes only the fields it finds
+        // (filling 128 empty ones was 4 % of the activator's CPU).
+        let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
         let mut heap = Vec::new();
-        let fields: &mut [httparse::Header<'_>] = if max_headers <= STACK_HEADERS {
+        let fields = if max_headers <= STACK_HEADERS {
             &mut stack[..max_headers]
         } else {
-            heap.resize(max_headers, httparse::EMPTY_HEADER);
-            &mut heap
+            heap.resize_with(max_headers, MaybeUninit::uninit);
+            &mut heap[..]
         };
-        let mut resp = httparse::Response::new(fields);
-        let len = match resp.parse(buf) {
+        let mut resp = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut resp, buf, fields);
+        let len = match parsed {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
                 return Err(HeadError::TooLarge);

@@ -139,16 +139,10 @@ fn classify_h2(e: &h2::Error) -> Failure {
             return Failure::NotProcessed;
         }
     }
-    if let Some(io) = e.get_io() {
-        use std::io::ErrorKind::*;
-        if matches!(
-            io.kind(),
-            UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
-        ) {
-            return Failure::Closed;
-        }
+    match e.get_io() {
+        Some(io) => classify_io(io),
+        None => Failure::Other,
     }
-    Failure::Other
 }
 
 /// What to do after a failed send.
@@ -336,5 +330,60 @@ mod tests {
         };
         let e = get(5, gone).await.unwrap_err();
         assert_eq!(classify(&e), Failure::Connect, "{e:?}");
+    }
+
+    async fn pooled(
+        max_headers: usize,
+        addr: std::net::SocketAddr,
+    ) -> Result<u16, crate::http1_pool::SendError> {
+        let pool = crate::http1_pool::Pool::new(crate::http1_pool::Settings {
+            max_idle: 1,
+            idle_timeout: std::time::Duration::from_secs(30),
+            connect_timeout: std::time::Duration::from_secs(2),
+            max_headers,
+        });
+        let mut req = http::Request::new(crate::request_body::UpBody::empty());
+        *req.uri_mut() = http::Uri::from_static("/");
+        pool.send(addr, false, req)
+            .await
+            .map(|r| r.status().as_u16())
+    }
+
+    #[tokio::test]
+    async fn the_pools_errors_are_classified_as_the_clients_are() {
+        assert_eq!(pooled(5, pod(5).await).await.unwrap(), 200);
+        let e = pooled(5, pod(6).await).await.unwrap_err();
+        assert_eq!(classify_http1(&e), Failure::HeadTooLarge, "{e}");
+        let gone = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let e = pooled(5, gone).await.unwrap_err();
+        assert_eq!(classify_http1(&e), Failure::Connect, "{e}");
+        // A pod that reads the request and closes without a word.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+            }
+        });
+        let e = pooled(5, silent).await.unwrap_err();
+        assert_eq!(classify_http1(&e), Failure::Closed, "{e}");
+        // One that answers with something other than HTTP.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let garbled = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"SSH-2.0-OpenSSH\r\n\r\n").await;
+            }
+        });
+        let e = pooled(5, garbled).await.unwrap_err();
+        assert_eq!(classify_http1(&e), Failure::BadResponse, "{e}");
     }
 }
