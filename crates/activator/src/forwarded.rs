@@ -39,19 +39,57 @@ pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
+/// Which forwarding headers a request came with, found in one pass over
+/// its names: most requests carry none, and a lookup per name would hash
+/// each of them (a dozen hashes per request).
+#[derive(Default)]
+struct Present {
+    xff: bool,
+    host: bool,
+    proto: bool,
+    prefix: bool,
+    forwarded: bool,
+}
+
+impl Present {
+    fn of(h: &HeaderMap) -> Self {
+        let mut p = Present::default();
+        for name in h.keys() {
+            if name == header::FORWARDED {
+                p.forwarded = true;
+            } else if name.as_str().starts_with("x-forwarded-") {
+                p.xff |= name == X_FORWARDED_FOR;
+                p.host |= name == X_FORWARDED_HOST;
+                p.proto |= name == X_FORWARDED_PROTO;
+                p.prefix |= name == X_FORWARDED_PREFIX;
+            }
+        }
+        p
+    }
+}
+
 /// Sets the forwarding headers of a request about to go to a pod.
 pub fn set(h: &mut HeaderMap, peer: IpAddr, trusted: bool, target: &Target, h2_upstream: bool) {
     let ip = peer.to_canonical();
+    let mut present = Present::of(h);
     let mut ip_text = Vec::with_capacity(48);
     write_ip(&mut ip_text, ip);
-    append(h, &X_FORWARDED_FOR, &ip_text);
+    append(h, &X_FORWARDED_FOR, &ip_text, present.xff);
     if !trusted {
-        h.remove(&X_FORWARDED_HOST);
-        h.remove(&X_FORWARDED_PROTO);
-        h.remove(&X_FORWARDED_PREFIX);
-        h.remove(header::FORWARDED);
+        for (there, name) in [
+            (&mut present.host, &X_FORWARDED_HOST),
+            (&mut present.proto, &X_FORWARDED_PROTO),
+            (&mut present.prefix, &X_FORWARDED_PREFIX),
+        ] {
+            if std::mem::take(there) {
+                h.remove(name);
+            }
+        }
+        if std::mem::take(&mut present.forwarded) {
+            h.remove(header::FORWARDED);
+        }
     }
-    if !h.contains_key(&X_FORWARDED_PROTO) {
+    if !present.proto {
         h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     }
     let authority = target
@@ -59,15 +97,17 @@ pub fn set(h: &mut HeaderMap, peer: IpAddr, trusted: bool, target: &Target, h2_u
         .as_deref()
         .and_then(|a| HeaderValue::from_str(a).ok());
     if let Some(a) = &authority
-        && !h.contains_key(&X_FORWARDED_HOST)
+        && !present.host
     {
         h.insert(X_FORWARDED_HOST.clone(), a.clone());
     }
     if let Some(ours) = &target.prefix {
         let mut prefix = String::new();
-        for theirs in h.get_all(&X_FORWARDED_PREFIX) {
-            if let Ok(t) = theirs.to_str() {
-                prefix.push_str(t.trim().trim_end_matches('/'));
+        if present.prefix {
+            for theirs in h.get_all(&X_FORWARDED_PREFIX) {
+                if let Ok(t) = theirs.to_str() {
+                    prefix.push_str(t.trim().trim_end_matches('/'));
+                }
             }
         }
         prefix.push_str(ours);
@@ -75,7 +115,12 @@ pub fn set(h: &mut HeaderMap, peer: IpAddr, trusted: bool, target: &Target, h2_u
             h.insert(X_FORWARDED_PREFIX.clone(), v);
         }
     }
-    append(h, &header::FORWARDED, &forwarded_element(ip, target));
+    append(
+        h,
+        &header::FORWARDED,
+        &forwarded_element(ip, target),
+        present.forwarded,
+    );
     if h2_upstream {
         h.remove(header::HOST);
     } else {
@@ -86,12 +131,15 @@ pub fn set(h: &mut HeaderMap, peer: IpAddr, trusted: bool, target: &Target, h2_u
     }
 }
 
-/// Joins every value of `name` and `value` into one `a, b, value` line.
-fn append(h: &mut HeaderMap, name: &HeaderName, value: &[u8]) {
+/// Joins every value of `name` (when `present`) and `value` into one
+/// `a, b, value` line.
+fn append(h: &mut HeaderMap, name: &HeaderName, value: &[u8], present: bool) {
     let mut v = Vec::with_capacity(64);
-    for prev in h.get_all(name) {
-        v.extend_from_slice(prev.as_bytes());
-        v.extend_from_slice(b", ");
+    if present {
+        for prev in h.get_all(name) {
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+        }
     }
     v.extend_from_slice(value);
     // The joined line moves into the header as it is, not copied again.

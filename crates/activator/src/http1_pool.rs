@@ -35,7 +35,7 @@ use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::{Buf as _, Bytes, BytesMut};
-use http::{Request, Response};
+use http::Response;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
@@ -69,6 +69,16 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Most header fields in a response (`--max-response-headers`).
     pub max_headers: usize,
+}
+
+/// What a request's head says, as it goes to a pod: written as it is, with
+/// the framing header the body needs.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub method: &'a http::Method,
+    /// Origin form.
+    pub path_and_query: &'a str,
+    pub headers: &'a http::HeaderMap,
 }
 
 pub struct Pool {
@@ -464,15 +474,15 @@ impl Pool {
         })
     }
 
-    /// Sends `req` (its URI in origin form) to `addr` on a pooled
-    /// connection, or on a new one if none is idle or `fresh` asks for it.
-    /// The response's body is the lease: reading it to its end gives the
-    /// connection back.
+    /// Sends a request to `addr` on a pooled connection, or on a new one
+    /// if none is idle or `fresh` asks for it. The response's body is the
+    /// lease: reading it to its end gives the connection back.
     pub async fn send(
         self: &Arc<Self>,
         addr: SocketAddr,
         fresh: bool,
-        req: Request<UpBody>,
+        target: Target<'_>,
+        body: UpBody,
     ) -> Result<Response<Lease>, SendError> {
         self.start_sweeping();
         let mut conn = loop {
@@ -486,20 +496,25 @@ impl Pool {
                 None => break Box::pin(self.connect(addr)).await?,
             }
         };
-        let (mut parts, body) = req.into_parts();
-        let no_body = body.is_end_stream();
         let framing = http1_wire::request_framing(
-            &parts.method,
-            &mut parts.headers,
-            no_body,
+            target.method,
+            target.headers,
+            body.is_end_stream(),
             body.size_hint().exact(),
-        );
-        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        )
+        .map_err(|e| SendError::Body(e.into()))?;
         let mut head = BytesMut::new();
-        http1_wire::encode_head(&mut head, &parts.method, target, &parts.headers);
+        http1_wire::encode_head(
+            &mut head,
+            target.method,
+            target.path_and_query,
+            target.headers,
+            framing,
+        );
+        let framing = framing.body;
         let body = (framing != Framing::Empty).then_some(body);
         let mut writer = Some(Writer::new(head.freeze(), body, framing));
-        let method = parts.method;
+        let method = target.method;
         let max_headers = self.settings.max_headers;
         let mut write_failed: Option<io::Error> = None;
         let head = poll_fn(|cx| {
@@ -524,7 +539,7 @@ impl Pool {
                 }
             }
             loop {
-                match http1_wire::parse_response(&mut conn.rbuf, max_headers, &method) {
+                match http1_wire::parse_response(&mut conn.rbuf, max_headers, method) {
                     Ok(Some(head)) => return Poll::Ready(Ok(head)),
                     Ok(None) => {}
                     Err(e) => return Poll::Ready(Err(SendError::Head(e))),
@@ -649,6 +664,23 @@ async fn finish(pool: Arc<Pool>, mut conn: Conn, mut writer: Box<Writer>) {
     }
 }
 
+/// `GET /` with `Host: pod`, for tests.
+#[cfg(test)]
+pub(crate) async fn get(
+    pool: &Arc<Pool>,
+    addr: SocketAddr,
+    fresh: bool,
+) -> Result<Response<Lease>, SendError> {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::HOST, http::HeaderValue::from_static("pod"));
+    let target = Target {
+        method: &http::Method::GET,
+        path_and_query: "/",
+        headers: &headers,
+    };
+    pool.send(addr, fresh, target, UpBody::empty()).await
+}
+
 async fn sweep(pool: Weak<Pool>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -682,14 +714,6 @@ mod tests {
             connect_timeout: Duration::from_secs(2),
             max_headers: 100,
         }
-    }
-
-    fn get() -> Request<UpBody> {
-        let mut r = Request::new(UpBody::empty());
-        *r.uri_mut() = http::Uri::from_static("/");
-        r.headers_mut()
-            .insert(http::header::HOST, http::HeaderValue::from_static("pod"));
-        r
     }
 
     /// A keep-alive server that answers each request with the number of
@@ -731,7 +755,7 @@ mod tests {
     }
 
     async fn one(pool: &Arc<Pool>, addr: SocketAddr, fresh: bool) -> String {
-        let resp = pool.send(addr, fresh, get()).await.expect("send");
+        let resp = get(pool, addr, fresh).await.expect("send");
         body_text(resp).await
     }
 
@@ -772,7 +796,7 @@ mod tests {
     async fn a_body_not_read_to_its_end_takes_its_connection_with_it() {
         let (addr, accepted) = server(100, Duration::ZERO).await;
         let pool = Pool::new(settings(Duration::from_secs(30)));
-        let resp = pool.send(addr, false, get()).await.expect("send");
+        let resp = get(&pool, addr, false).await.expect("send");
         drop(resp);
         assert_eq!(pool.idle_count(), 0);
         assert_eq!(one(&pool, addr, false).await, "conn 2");
@@ -800,7 +824,7 @@ mod tests {
             l.local_addr().expect("addr")
         };
         let pool = Pool::new(settings(Duration::from_secs(30)));
-        let e = pool.send(addr, false, get()).await.err().expect("refused");
+        let e = get(&pool, addr, false).await.err().expect("refused");
         assert!(matches!(e, SendError::Connect(_)), "{e}");
     }
 }

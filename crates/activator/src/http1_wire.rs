@@ -12,6 +12,7 @@
 //! A response head's values are slices of the bytes read (no copy); only
 //! names outside the standard set are allocated, as in hyper.
 
+use std::fmt::Write as _;
 use std::mem::MaybeUninit;
 
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
@@ -42,14 +43,29 @@ pub enum Framing {
     Close,
 }
 
+/// How a request body goes out: its framing, and the header that says so
+/// when the client's head did not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestFraming {
+    pub body: Framing,
+    /// Written after the client's fields.
+    pub declare: Option<Framing>,
+}
+
 /// Writes a request head in origin form: the method, `target`, HTTP/1.1,
-/// the header fields, the blank line.
-pub fn encode_head(out: &mut BytesMut, method: &Method, target: &str, headers: &HeaderMap) {
+/// the header fields, the framing's own header, the blank line.
+pub fn encode_head(
+    out: &mut BytesMut,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    framing: RequestFraming,
+) {
     let size: usize = headers
         .iter()
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
         .sum();
-    out.reserve(method.as_str().len() + target.len() + 13 + size + 2);
+    out.reserve(method.as_str().len() + target.len() + 13 + size + 40);
     out.put_slice(method.as_str().as_bytes());
     out.put_u8(b' ');
     out.put_slice(target.as_bytes());
@@ -60,54 +76,62 @@ pub fn encode_head(out: &mut BytesMut, method: &Method, target: &str, headers: &
         out.put_slice(value.as_bytes());
         out.put_slice(b"\r\n");
     }
+    match framing.declare {
+        Some(Framing::Chunked) => out.put_slice(b"transfer-encoding: chunked\r\n"),
+        Some(Framing::Length(n)) => {
+            // Writing to a BytesMut cannot fail.
+            let _ = write!(out, "content-length: {n}\r\n");
+        }
+        Some(Framing::Empty) => out.put_slice(b"content-length: 0\r\n"),
+        Some(Framing::Close) | None => {}
+    }
     out.put_slice(b"\r\n");
 }
 
-/// Chooses how the request body goes out, and says so in `headers`, as
-/// hyper's client does: a `Content-Length` the client sent is kept; else an
-/// exact length is declared; else the body is chunked. A request with no
-/// body declares `Content-Length: 0` only for a method that defines a
-/// payload (POST, PUT, PATCH), as curl does.
+/// Chooses how the request body goes out, as hyper's client does: a
+/// `Content-Length` the client sent is kept; else an exact length is
+/// declared; else the body is chunked. A request with no body declares
+/// `Content-Length: 0` only for a method that defines a payload (POST, PUT,
+/// PATCH), as curl does. The client's `Transfer-Encoding` is gone by now
+/// (hop-by-hop). An invalid `Content-Length` is refused: hyper's server
+/// answers such a request 400 before it gets here.
 pub fn request_framing(
     method: &Method,
-    headers: &mut HeaderMap,
+    headers: &HeaderMap,
     no_body: bool,
     exact: Option<u64>,
-) -> Framing {
-    if let Some(declared) = headers.get(header::CONTENT_LENGTH) {
-        // hyper's server has refused a request with an invalid one (400).
-        if let Some(n) = content_length(std::iter::once(declared)) {
-            return if n == 0 || no_body {
-                Framing::Empty
-            } else {
-                Framing::Length(n)
-            };
-        }
-        headers.remove(header::CONTENT_LENGTH);
+) -> Result<RequestFraming, &'static str> {
+    let kept = |body| RequestFraming {
+        body,
+        declare: None,
+    };
+    let declared = |body| RequestFraming {
+        body,
+        declare: Some(body),
+    };
+    if headers.contains_key(header::CONTENT_LENGTH) {
+        let n = content_length(headers.get_all(header::CONTENT_LENGTH).iter())
+            .ok_or("invalid content-length")?;
+        return Ok(kept(if n == 0 || no_body {
+            Framing::Empty
+        } else {
+            Framing::Length(n)
+        }));
     }
     if no_body {
-        if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        }
-        return Framing::Empty;
-    }
-    match exact {
-        Some(n) => {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-            if n == 0 {
-                Framing::Empty
+        return Ok(
+            if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+                declared(Framing::Empty)
             } else {
-                Framing::Length(n)
-            }
-        }
-        None => {
-            headers.insert(
-                header::TRANSFER_ENCODING,
-                HeaderValue::from_static("chunked"),
-            );
-            Framing::Chunked
-        }
+                kept(Framing::Empty)
+            },
+        );
     }
+    Ok(match exact {
+        Some(0) => declared(Framing::Empty),
+        Some(n) => declared(Framing::Length(n)),
+        None => declared(Framing::Chunked),
+    })
 }
 
 /// A `Content-Length` field's value: one number, or a list of the same
@@ -464,52 +488,61 @@ mod tests {
         parse(raw, &Method::GET).expect("valid").expect("complete")
     }
 
+    fn written(method: &Method, headers: &HeaderMap, no_body: bool, exact: Option<u64>) -> String {
+        let framing = request_framing(method, headers, no_body, exact).expect("valid");
+        let mut out = BytesMut::new();
+        encode_head(&mut out, method, "/p?q=1", headers, framing);
+        String::from_utf8(out.to_vec()).expect("ascii")
+    }
+
     #[test]
     fn a_request_head_is_written_in_origin_form() {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("f.ns"));
         h.append("x-a", HeaderValue::from_static("1"));
         h.append("x-a", HeaderValue::from_static("2"));
-        let mut out = BytesMut::new();
-        encode_head(&mut out, &Method::POST, "/p?q=1", &h);
         assert_eq!(
-            &out[..],
-            b"POST /p?q=1 HTTP/1.1\r\nhost: f.ns\r\nx-a: 1\r\nx-a: 2\r\n\r\n"
+            written(&Method::GET, &h, true, Some(0)),
+            "GET /p?q=1 HTTP/1.1\r\nhost: f.ns\r\nx-a: 1\r\nx-a: 2\r\n\r\n"
         );
     }
 
     #[test]
     fn the_request_body_is_framed_as_hyper_frames_it() {
-        let mut h = HeaderMap::new();
+        let none = HeaderMap::new();
+        let head = |m: &Method, no_body, exact| written(m, &none, no_body, exact);
         assert_eq!(
-            request_framing(&Method::GET, &mut h, true, Some(0)),
-            Framing::Empty
+            head(&Method::GET, true, Some(0)),
+            "GET /p?q=1 HTTP/1.1\r\n\r\n"
         );
-        assert!(h.is_empty(), "a GET without a body declares nothing");
         assert_eq!(
-            request_framing(&Method::POST, &mut h, true, Some(0)),
-            Framing::Empty
+            head(&Method::POST, true, Some(0)),
+            "POST /p?q=1 HTTP/1.1\r\ncontent-length: 0\r\n\r\n"
         );
-        assert_eq!(h[header::CONTENT_LENGTH], "0");
-
-        let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
         assert_eq!(
-            request_framing(&Method::PUT, &mut h, false, Some(5)),
-            Framing::Length(5)
+            head(&Method::POST, false, Some(7)),
+            "POST /p?q=1 HTTP/1.1\r\ncontent-length: 7\r\n\r\n"
         );
-        let mut h = HeaderMap::new();
         assert_eq!(
-            request_framing(&Method::POST, &mut h, false, Some(7)),
-            Framing::Length(7)
+            head(&Method::POST, false, None),
+            "POST /p?q=1 HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
         );
-        assert_eq!(h[header::CONTENT_LENGTH], "7");
-        let mut h = HeaderMap::new();
+        let mut sent = HeaderMap::new();
+        sent.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
         assert_eq!(
-            request_framing(&Method::POST, &mut h, false, None),
-            Framing::Chunked
+            request_framing(&Method::PUT, &sent, false, Some(5)),
+            Ok(RequestFraming {
+                body: Framing::Length(5),
+                declare: None
+            })
         );
-        assert_eq!(h[header::TRANSFER_ENCODING], "chunked");
+        assert_eq!(
+            written(&Method::PUT, &sent, false, Some(5)),
+            "PUT /p?q=1 HTTP/1.1\r\ncontent-length: 5\r\n\r\n",
+            "the client's own is written once"
+        );
+        sent.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5x"));
+        assert!(request_framing(&Method::PUT, &sent, false, None).is_err());
     }
 
     #[test]

@@ -305,15 +305,13 @@ impl Proxy {
         // What a replay needs (see `upstream`): the head, and the body's log.
         let body =
             (!body.is_end_stream()).then(|| RequestBody::new(body, config.max_request_body_bytes));
+        let idempotent = upstream::idempotent(&parts.method, &parts.headers);
         let head = Head {
-            method: parts.method.clone(),
-            headers: parts.headers.clone(),
+            method: parts.method,
+            headers: parts.headers,
             version,
         };
-        let idempotent = upstream::idempotent(&parts.method, &parts.headers);
-        let up = Request::from_parts(parts, attempt_body(body.as_ref()));
         Outgoing {
-            up,
             pq,
             h2,
             upgrade,
@@ -335,7 +333,6 @@ impl Proxy {
         deadline: Instant,
     ) -> Result<Sent, Response<ProxyBody>> {
         let Outgoing {
-            mut up,
             pq,
             h2,
             upgrade,
@@ -356,6 +353,7 @@ impl Proxy {
             // an upgrade's futures are boxed so that they do not size every
             // request's.
             let sent = if h2 {
+                let mut up = head.request(attempt_body(body.as_ref()));
                 *up.uri_mut() = upstream_uri(addr, &pq);
                 let watch = stranded::Watch::on(&mut up);
                 let client = self.h2c.pick(fresh);
@@ -367,6 +365,7 @@ impl Proxy {
                 });
                 (Box::pin(sent) as Sending<'_>).left_future()
             } else if upgrade {
+                let mut up = head.request(attempt_body(body.as_ref()));
                 *up.uri_mut() = upstream_uri(addr, &pq);
                 let sent = self.upgrades.pick(fresh).request(up).map(|r| {
                     r.map(|resp| resp.map(PodBody::Hyper))
@@ -374,10 +373,15 @@ impl Proxy {
                 });
                 (Box::pin(sent) as Sending<'_>).left_future()
             } else {
-                // A connection of our own is sent the origin form.
-                *up.uri_mut() = Uri::from(pq.clone());
+                // A connection of our own is sent the origin form, the head
+                // written from the one kept for replays (no copy).
+                let target = http1_pool::Target {
+                    method: &head.method,
+                    path_and_query: pq.as_str(),
+                    headers: &head.headers,
+                };
                 self.http1
-                    .send(addr, fresh, up)
+                    .send(addr, fresh, target, attempt_body(body.as_ref()))
                     .map(|r| {
                         r.map(|resp| resp.map(PodBody::Pooled))
                             .map_err(SendFailure::Http1)
@@ -406,7 +410,6 @@ impl Proxy {
                 tracing::debug!(function = %ticket.entry.key, %addr, next = ?ticket.addr, ?failure, error = %e, "sending the request again");
                 ticket.entry.metrics.replay(failure);
                 attempt += 1;
-                up = head.request(attempt_body(body.as_ref()));
                 continue;
             }
             tracing::warn!(function = %ticket.entry.key, %addr, ?failure, attempt, error = %e, "upstream request failed");
@@ -555,7 +558,6 @@ async fn wait_parked(
 
 /// The request to send, and what sending it again needs.
 struct Outgoing {
-    up: Request<UpBody>,
     pq: PathAndQuery,
     h2: bool,
     upgrade: bool,

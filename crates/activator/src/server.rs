@@ -12,10 +12,12 @@
 //! (measured with `siesta-bench park`, see docs/benchmarks.md).
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
@@ -113,7 +115,7 @@ pub async fn serve(
     drain: Duration,
 ) {
     let protocols = Arc::new(Protocols::new(limits));
-    let stopping = CancellationToken::new();
+    let stopping = Arc::new(Stopping::default());
     // Fired when the drain timeout passes: what is still open is cut.
     let cut = CancellationToken::new();
     let connections = TaskTracker::new();
@@ -141,7 +143,7 @@ pub async fn serve(
         connections = connections.len(),
         "stopped accepting; draining in-flight requests"
     );
-    stopping.cancel();
+    stopping.fire();
     connections.close();
     if tokio::time::timeout(drain, connections.wait())
         .await
@@ -163,7 +165,7 @@ async fn connection(
     proxy: Arc<Proxy>,
     protocols: Arc<Protocols>,
     first_byte_timeout: Duration,
-    stopping: CancellationToken,
+    stopping: Arc<Stopping>,
     cut: CancellationToken,
 ) {
     // hyper's header read timer starts only once a request begins, so a
@@ -213,19 +215,55 @@ async fn connection(
     }
 }
 
+/// The signal to drain, cheap to look at: a connection's task is woken
+/// through the token, and on every other wake-up (each read and write of
+/// its requests) reads one flag instead of locking the token.
+#[derive(Default)]
+struct Stopping {
+    fired: AtomicBool,
+    token: CancellationToken,
+}
+
+impl Stopping {
+    fn fire(&self) {
+        self.fired.store(true, Ordering::Release);
+        self.token.cancel();
+    }
+}
+
 /// Runs a connection to its end; once `stopping` fires, asks it to finish
 /// the requests it has and close; once `cut` fires, drops it (closing the
 /// socket) with whatever it still had. `None` when cut.
 async fn until_drained<C: Future>(
     conn: C,
-    stopping: &CancellationToken,
+    stopping: &Stopping,
     cut: &CancellationToken,
     graceful_shutdown: impl FnOnce(Pin<&mut C>),
 ) -> Option<C::Output> {
     tokio::pin!(conn);
-    tokio::select! {
-        out = conn.as_mut() => return Some(out),
-        () = stopping.cancelled() => {}
+    let stop = stopping.token.cancelled();
+    tokio::pin!(stop);
+    // The waker the token holds: a task's waker stays the same, so the
+    // token is polled (locked) once, not on every wake-up.
+    let mut registered: Option<Waker> = None;
+    let ended = poll_fn(|cx| {
+        if let Poll::Ready(out) = conn.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if stopping.fired.load(Ordering::Acquire) {
+            return Poll::Ready(None);
+        }
+        if !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            if stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            registered = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    })
+    .await;
+    if let Some(out) = ended {
+        return Some(out);
     }
     graceful_shutdown(conn.as_mut());
     tokio::select! {

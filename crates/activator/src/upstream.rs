@@ -342,9 +342,7 @@ mod tests {
             connect_timeout: std::time::Duration::from_secs(2),
             max_headers,
         });
-        let mut req = http::Request::new(crate::request_body::UpBody::empty());
-        *req.uri_mut() = http::Uri::from_static("/");
-        pool.send(addr, false, req)
+        crate::http1_pool::get(&pool, addr, false)
             .await
             .map(|r| r.status().as_u16())
     }
