@@ -51,9 +51,14 @@ type Idle = Vec<(Conn, u32)>;
 /// for between 1 and 1 + 1/`TICKS` idle timeouts.
 const TICKS: u32 = 4;
 
-/// What a read asks the socket for at least: a response head and a small
+/// What a read asks the socket for at first: a response head and a small
 /// body come in one read.
 const READ_SIZE: usize = 8192;
+
+/// The most a read asks for: a read that fills its room doubles the next
+/// one's, up to this, as hyper's adaptive read buffer grows for a large
+/// body.
+const MAX_READ_SIZE: usize = 512 * 1024;
 
 /// Request body bytes gathered before they are written.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -139,6 +144,8 @@ fn closed(what: &'static str) -> io::Error {
 pub struct Conn {
     io: TcpStream,
     rbuf: BytesMut,
+    /// Room the next read asks for.
+    read_size: usize,
     addr: SocketAddr,
 }
 
@@ -160,10 +167,28 @@ impl Conn {
 
     /// Reads more of what the pod sends; `Ok(0)` at its end.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.rbuf.capacity() - self.rbuf.len() < READ_SIZE / 4 {
-            self.rbuf.reserve(READ_SIZE);
+        if self.rbuf.capacity() - self.rbuf.len() < self.read_size / 2 {
+            self.rbuf.reserve(self.read_size);
         }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf)
+        let room = self.rbuf.capacity() - self.rbuf.len();
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            &mut self.rbuf
+        ))?;
+        if n == room && self.read_size < MAX_READ_SIZE {
+            self.read_size *= 2;
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Back to an idle connection's footprint: a buffer grown for a large
+    /// body is let go.
+    fn shrink(&mut self) {
+        if self.read_size > READ_SIZE {
+            self.read_size = READ_SIZE;
+            self.rbuf = BytesMut::new();
+        }
     }
 }
 
@@ -621,11 +646,13 @@ impl Pool {
         Ok(Conn {
             io,
             rbuf: BytesMut::new(),
+            read_size: READ_SIZE,
             addr,
         })
     }
 
-    fn keep(&self, conn: Conn) {
+    fn keep(&self, mut conn: Conn) {
+        conn.shrink();
         let mut idle = self.lock();
         let list = idle.entry(conn.addr).or_default();
         if list.len() < self.settings.max_idle {

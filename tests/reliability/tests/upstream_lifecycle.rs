@@ -12,6 +12,11 @@
 //!   for 30 ms: the activator's pool finds such connections closed just as a
 //!   request goes out on them.
 //!
+//! And every framing an HTTP/1 pod may answer with (a length, chunks,
+//! the close, 1xx first, HTTP/1.0, 304, HEAD, a reason phrase of its own, a
+//! large body) reaches the client whole, on as few connections as the pod
+//! allows: the activator reads pods' HTTP/1 with its own codec.
+//!
 //! Thousands of requests go through the activator at concurrency 32 (GETs,
 //! and POSTs with bodies); every one must be answered 200 with its own body
 //! echoed where the server echoes. Replays are counted in
@@ -774,6 +779,131 @@ async fn a_response_with_trailers_gives_its_connection_back() {
         accepted.load(Ordering::SeqCst),
         1,
         "one upstream connection for the five requests"
+    );
+    run.stop().await;
+}
+
+/// A keep-alive pod that answers each path with one of the framings an
+/// HTTP/1 server may use, as stock servers do: a length, chunks (with an
+/// extension, written apart), the connection's close, informational
+/// responses first, HTTP/1.0, a 304 with a length but no body, a reason
+/// phrase of its own, and a 4 MiB body. Counts the connections that
+/// brought a request.
+async fn framing_pod() -> (SocketAddr, Arc<AtomicUsize>) {
+    raw_pod(Arc::new(AtomicUsize::new(0)), move |mut s, count| async move {
+        let mut buf = Vec::new();
+        let mut first = true;
+        while let Some((head_end, len)) = read_head(&mut s, &mut buf, FIRST_REQUEST_WAIT).await {
+            if std::mem::take(&mut first) {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            let line = String::from_utf8_lossy(&buf[..head_end]).to_string();
+            if read_until(&mut s, &mut buf, head_end + len).await.is_none() {
+                return;
+            }
+            buf.drain(..head_end + len);
+            let mut words = line.split_whitespace();
+            let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+            let pieces: Vec<Vec<u8>> = match (method, path) {
+                ("HEAD", "/length") => vec![b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n".to_vec()],
+                (_, "/length") => vec![b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".to_vec()],
+                (_, "/chunked") => vec![
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec(),
+                    b"5;ext=x\r\nhello\r\n".to_vec(),
+                    b"6\r\n world\r\n".to_vec(),
+                    b"0\r\n\r\n".to_vec(),
+                ],
+                (_, "/continue") => vec![
+                    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </s.css>\r\n\r\n".to_vec(),
+                    b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+                ],
+                (_, "/not-modified") => {
+                    vec![b"HTTP/1.1 304 Not Modified\r\netag: \"a\"\r\ncontent-length: 9\r\n\r\n".to_vec()]
+                }
+                (_, "/reason") => vec![b"HTTP/1.1 299 Fine Thanks\r\ncontent-length: 0\r\n\r\n".to_vec()],
+                (_, "/big") => {
+                    let mut v = vec![b"HTTP/1.1 200 OK\r\ncontent-length: 4194304\r\n\r\n".to_vec()];
+                    v.extend((0..64u8).map(|i| vec![i; 65536]));
+                    v
+                }
+                (_, "/close") => vec![
+                    b"HTTP/1.1 200 OK\r\n\r\nuntil ".to_vec(),
+                    b"the close".to_vec(),
+                ],
+                (_, "/http10") => vec![b"HTTP/1.0 200 OK\r\ncontent-length: 4\r\n\r\n1.0!".to_vec()],
+                _ => vec![b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_vec()],
+            };
+            for p in pieces {
+                if s.write_all(&p).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            if matches!(path, "/close" | "/http10") {
+                return;
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_framing_an_http1_pod_may_use_reaches_the_client_whole() {
+    let (pod, connections) = framing_pod().await;
+    let run = activator_for("framing", pod, Protocol::Http1).await;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let big: Vec<u8> = (0..64u8)
+        .flat_map(|i| std::iter::repeat_n(i, 65536))
+        .collect();
+    let cases: [(&str, &str, u16, &[u8]); 10] = [
+        ("GET", "/length", 200, b"hello"),
+        ("GET", "/chunked", 200, b"hello world"),
+        ("GET", "/not-modified", 304, b""),
+        ("GET", "/reason", 299, b""),
+        ("HEAD", "/length", 200, b""),
+        ("GET", "/continue", 201, b"ok"),
+        // The pod closes after these two: each ends its connection.
+        ("GET", "/close", 200, b"until the close"),
+        ("GET", "/http10", 200, b"1.0!"),
+        ("GET", "/big", 200, &big),
+        ("GET", "/length", 200, b"hello"),
+    ];
+    for (method, path, status, body) in cases {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", run.traffic))
+            .header("host", "framing.ns.siesta.local")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let resp = client.request(req).await.expect("response");
+        assert_eq!(resp.status(), status, "{method} {path}");
+        if path == "/reason" {
+            let reason = resp.extensions().get::<hyper::ext::ReasonPhrase>();
+            assert_eq!(
+                reason.map(|r| r.as_bytes()),
+                Some(&b"Fine Thanks"[..]),
+                "the pod's own reason phrase is kept"
+            );
+        }
+        if method == "HEAD" {
+            assert_eq!(
+                resp.headers()["content-length"],
+                "5",
+                "HEAD keeps the length"
+            );
+        }
+        let got = resp.into_body().collect().await.expect("body").to_bytes();
+        assert!(
+            got == body,
+            "{method} {path}: {} bytes, not the {} sent",
+            got.len(),
+            body.len()
+        );
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        3,
+        "the keep-alive answers share one connection; a close and HTTP/1.0 each end theirs"
     );
     run.stop().await;
 }
