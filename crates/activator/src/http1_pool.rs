@@ -146,6 +146,8 @@ pub struct Conn {
     rbuf: BytesMut,
     /// Room the next read asks for.
     read_size: usize,
+    /// Reads in a row that used less than half of it.
+    short_reads: u8,
     addr: SocketAddr,
 }
 
@@ -176,8 +178,18 @@ impl Conn {
             cx,
             &mut self.rbuf
         ))?;
-        if n == room && self.read_size < MAX_READ_SIZE {
-            self.read_size *= 2;
+        if n == room {
+            self.short_reads = 0;
+            self.read_size = (self.read_size * 2).min(MAX_READ_SIZE);
+        } else if n < self.read_size / 2 && self.read_size > READ_SIZE {
+            // Two short reads in a row: the stream slowed down (a long
+            // server-sent stream), and a large buffer per read would pin
+            // memory for little.
+            self.short_reads += 1;
+            if self.short_reads >= 2 {
+                self.short_reads = 0;
+                self.read_size /= 2;
+            }
         }
         Poll::Ready(Ok(n))
     }
@@ -283,11 +295,15 @@ impl Writer {
                         _ => {}
                     },
                     Err(frame) => {
-                        if let (Framing::Chunked, Ok(trailers)) =
-                            (self.framing, frame.into_trailers())
-                        {
+                        // Trailers end the body. They are not passed on,
+                        // as hyper's client passed none here: fields sent
+                        // after the head would reach the pod unchecked by
+                        // the hop-by-hop and forwarding rules.
+                        if frame.is_trailers() {
                             self.body = None;
-                            self.push(http1_wire::last_chunk(&trailers));
+                            if self.framing == Framing::Chunked {
+                                self.push(Bytes::from_static(b"0\r\n\r\n"));
+                            }
                         }
                     }
                 },
@@ -510,6 +526,15 @@ impl Pool {
         body: UpBody,
     ) -> Result<Response<Lease>, SendError> {
         self.start_sweeping();
+        // Before a connection is taken: a request that cannot go out
+        // costs none.
+        let framing = http1_wire::request_framing(
+            target.method,
+            target.headers,
+            body.is_end_stream(),
+            body.size_hint().exact(),
+        )
+        .map_err(|e| SendError::Body(e.into()))?;
         let mut conn = loop {
             match (!fresh).then(|| self.take(addr)).flatten() {
                 Some(mut conn) => {
@@ -521,13 +546,6 @@ impl Pool {
                 None => break Box::pin(self.connect(addr)).await?,
             }
         };
-        let framing = http1_wire::request_framing(
-            target.method,
-            target.headers,
-            body.is_end_stream(),
-            body.size_hint().exact(),
-        )
-        .map_err(|e| SendError::Body(e.into()))?;
         let mut head = BytesMut::new();
         http1_wire::encode_head(
             &mut head,
@@ -647,6 +665,7 @@ impl Pool {
             io,
             rbuf: BytesMut::new(),
             read_size: READ_SIZE,
+            short_reads: 0,
             addr,
         })
     }

@@ -35,11 +35,11 @@ pub enum Failure {
     /// No connection could be made.
     Connect,
     /// The pod did not process the request: GOAWAY (NO_ERROR) above its last
-    /// stream, REFUSED_STREAM, or the connection closed before the request was
-    /// written.
+    /// stream, or REFUSED_STREAM.
     NotProcessed,
-    /// The request waited on a connection whose socket is gone, never
-    /// written (see [`crate::stranded`]).
+    /// The request was never written: its connection's socket was gone (an
+    /// HTTP/2 request stranded on it, see [`crate::stranded`], or an HTTP/1
+    /// write that failed before its first byte).
     Stranded,
     /// The connection closed or was reset before any response byte, after the
     /// request went out.
@@ -81,7 +81,9 @@ pub fn classify(e: &hyper_util::client::legacy::Error) -> Failure {
 pub fn classify_http1(e: &SendError) -> Failure {
     match e {
         SendError::Connect(_) => Failure::Connect,
-        SendError::NotSent(_) => Failure::NotProcessed,
+        // The socket was gone before a byte went out, and the pool's other
+        // connections to the pod may be too (it restarted): a new one.
+        SendError::NotSent(_) => Failure::Stranded,
         SendError::Closed(io) => classify_io(io),
         SendError::Head(HeadError::TooLarge) => Failure::HeadTooLarge,
         SendError::Head(HeadError::Invalid(_)) => Failure::BadResponse,
