@@ -170,9 +170,16 @@ async fn connection(
 ) {
     // hyper's header read timer starts only once a request begins, so a
     // client that connects and sends nothing would hold its connection
-    // forever: give it the header read timeout to start.
+    // forever: give it the header read timeout to start. A drain closes it
+    // at once, as hyper closes an idle keep-alive connection: a client's
+    // pool may hold connections it opened and never used, and the drain
+    // would otherwise wait out their timeout.
     let mut first = [0u8; 3];
-    let sniffed = match tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await {
+    let peeked = tokio::select! {
+        peeked = tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)) => peeked,
+        () = stopping.token.cancelled() => return,
+    };
+    let sniffed = match peeked {
         Ok(Ok(n)) if n > 0 => sniff(&first[..n]),
         _ => return,
     };

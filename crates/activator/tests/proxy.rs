@@ -619,6 +619,28 @@ async fn shutdown_drains_in_flight_requests_and_refuses_new_connections() {
 }
 
 #[tokio::test]
+async fn a_connection_that_never_sent_a_byte_does_not_hold_up_the_drain() {
+    // Client pools open connections they may never use (hyper-util's
+    // opens one while the previous is on its way back): the drain must not
+    // wait out the header read timeout for them.
+    let mut config = siesta_activator::Config::loopback();
+    config.drain_timeout = Duration::from_secs(30);
+    config.header_read_timeout = Duration::from_secs(30);
+    let mut h = Harness::start(config).await;
+    let be = echo().await;
+    h.function("f", cfg(), &[be]).await;
+    let silent = tokio::net::TcpStream::connect(h.addr).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.shutdown();
+    tokio::time::timeout(Duration::from_secs(5), &mut h.task)
+        .await
+        .expect("the drain waited for a connection that sent nothing")
+        .unwrap()
+        .unwrap();
+    drop(silent);
+}
+
+#[tokio::test]
 async fn the_shutdown_delay_keeps_serving_while_not_ready() {
     let mut config = siesta_activator::Config::loopback();
     config.shutdown_delay = Duration::from_millis(800);
