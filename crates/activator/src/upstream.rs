@@ -321,15 +321,18 @@ mod tests {
         client.get(uri).await.map(|r| r.status().as_u16())
     }
 
+    /// A local address nothing listens on.
+    fn unused_addr() -> std::net::SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }
+
     #[tokio::test]
     async fn too_many_response_headers_are_told_apart_from_an_unreachable_pod() {
         assert_eq!(get(5, pod(5).await).await.unwrap(), 200);
         let e = get(5, pod(6).await).await.unwrap_err();
         assert_eq!(classify(&e), Failure::HeadTooLarge, "{e:?}");
-        let gone = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap()
-        };
+        let gone = unused_addr();
         let e = get(5, gone).await.unwrap_err();
         assert_eq!(classify(&e), Failure::Connect, "{e:?}");
     }
@@ -354,10 +357,7 @@ mod tests {
         assert_eq!(pooled(5, pod(5).await).await.unwrap(), 200);
         let e = pooled(5, pod(6).await).await.unwrap_err();
         assert_eq!(classify_http1(&e), Failure::HeadTooLarge, "{e}");
-        let gone = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap()
-        };
+        let gone = unused_addr();
         let e = pooled(5, gone).await.unwrap_err();
         assert_eq!(classify_http1(&e), Failure::Connect, "{e}");
         // A pod that reads the request and closes without a word.

@@ -629,7 +629,9 @@ async fn a_connection_that_never_sent_a_byte_does_not_hold_up_the_drain() {
     let mut h = Harness::start(config).await;
     let be = echo().await;
     h.function("f", cfg(), &[be]).await;
-    let silent = tokio::net::TcpStream::connect(h.addr).await.expect("connect");
+    let silent = tokio::net::TcpStream::connect(h.addr)
+        .await
+        .expect("connect");
     tokio::time::sleep(Duration::from_millis(100)).await;
     h.shutdown();
     tokio::time::timeout(Duration::from_secs(5), &mut h.task)
