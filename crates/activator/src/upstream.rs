@@ -352,6 +352,21 @@ mod tests {
             .map(|r| r.status().as_u16())
     }
 
+    /// A pod that reads a request, writes `reply` and closes.
+    async fn replies(reply: &'static [u8]) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(reply).await;
+            }
+        });
+        addr
+    }
+
     #[tokio::test]
     async fn the_pools_errors_are_classified_as_the_clients_are() {
         assert_eq!(pooled(5, pod(5).await).await.unwrap(), 200);
@@ -361,28 +376,10 @@ mod tests {
         let e = pooled(5, gone).await.unwrap_err();
         assert_eq!(classify_http1(&e), Failure::Connect, "{e}");
         // A pod that reads the request and closes without a word.
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let silent = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            use tokio::io::AsyncReadExt;
-            while let Ok((mut s, _)) = l.accept().await {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-            }
-        });
-        let e = pooled(5, silent).await.unwrap_err();
+        let e = pooled(5, replies(b"").await).await.unwrap_err();
         assert_eq!(classify_http1(&e), Failure::Closed, "{e}");
         // One that answers with something other than HTTP.
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let garbled = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            while let Ok((mut s, _)) = l.accept().await {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let _ = s.write_all(b"SSH-2.0-OpenSSH\r\n\r\n").await;
-            }
-        });
+        let garbled = replies(b"SSH-2.0-OpenSSH\r\n\r\n").await;
         let e = pooled(5, garbled).await.unwrap_err();
         assert_eq!(classify_http1(&e), Failure::BadResponse, "{e}");
     }
