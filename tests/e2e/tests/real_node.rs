@@ -343,7 +343,21 @@ async fn serve_from_zero(client: &Client, ns: &str, addr: &str) {
         out.lines().last().unwrap_or("")
     );
     assert!(out.contains("200") && out.contains("(warm)"), "{out}");
-    let out = run("kubectl", &["siesta", "explain", "hello", "-n", ns], None).ok();
+    // The leader decides every --autoscale-interval (2 s) once it leads; a
+    // leader elected during the helm upgrade may not have decided for the
+    // Function yet ("has not decided"). Its first decision is waited for:
+    // this step flaked without the wait.
+    let explain = || run("kubectl", &["siesta", "explain", "hello", "-n", ns], None).ok();
+    let mut out = explain();
+    let asked = Instant::now();
+    while out.contains("has not decided") && asked.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        out = explain();
+    }
+    println!(
+        "    kubectl siesta explain hello: decision history after {:.1} s",
+        asked.elapsed().as_secs_f64()
+    );
     assert!(out.contains("hello has 1 replica"), "{out}");
     assert!(
         out.contains("slowest"),
