@@ -60,6 +60,9 @@ const READ_SIZE: usize = 8192;
 /// body.
 const MAX_READ_SIZE: usize = 512 * 1024;
 
+/// The last chunk of a chunked body, with no trailers.
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
 /// Request body bytes gathered before they are written.
 const WRITE_BATCH: usize = 64 * 1024;
 
@@ -126,15 +129,6 @@ impl std::fmt::Display for SendError {
     }
 }
 
-/// An error and what caused it, on one line: hyper's errors say what
-/// failed, their source why (a reset, an early EOF).
-pub fn with_source(f: &mut std::fmt::Formatter<'_>, e: &dyn std::error::Error) -> std::fmt::Result {
-    match e.source() {
-        Some(s) => write!(f, "{e}: {s}"),
-        None => write!(f, "{e}"),
-    }
-}
-
 fn closed(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, what)
 }
@@ -178,19 +172,8 @@ impl Conn {
             cx,
             &mut self.rbuf
         ))?;
-        if n == room {
-            self.short_reads = 0;
-            self.read_size = (self.read_size * 2).min(MAX_READ_SIZE);
-        } else if n < self.read_size / 2 && self.read_size > READ_SIZE {
-            // Two short reads in a row: the stream slowed down (a long
-            // server-sent stream), and a large buffer per read would pin
-            // memory for little.
-            self.short_reads += 1;
-            if self.short_reads >= 2 {
-                self.short_reads = 0;
-                self.read_size /= 2;
-            }
-        }
+        (self.read_size, self.short_reads) =
+            next_read_size(self.read_size, self.short_reads, room, n);
         Poll::Ready(Ok(n))
     }
 
@@ -201,6 +184,26 @@ impl Conn {
             self.read_size = READ_SIZE;
             self.rbuf = BytesMut::new();
         }
+    }
+}
+
+/// The room the next read asks for, after a read of `n` bytes into `room`,
+/// and the short reads in a row so far: a read that fills its room doubles
+/// it (up to [`MAX_READ_SIZE`]); two reads in a row that use less than half
+/// halve it (down to [`READ_SIZE`]): the stream slowed down (a long
+/// server-sent stream), and a large buffer per read would pin memory for
+/// little.
+fn next_read_size(size: usize, short_reads: u8, room: usize, n: usize) -> (usize, u8) {
+    if n == room {
+        ((size * 2).min(MAX_READ_SIZE), 0)
+    } else if n < size / 2 && size > READ_SIZE {
+        if short_reads >= 1 {
+            (size / 2, 0)
+        } else {
+            (size, short_reads + 1)
+        }
+    } else {
+        (size, short_reads)
     }
 }
 
@@ -265,7 +268,7 @@ impl Writer {
                 Poll::Ready(None) => {
                     self.body = None;
                     match self.framing {
-                        Framing::Chunked => self.push(Bytes::from_static(b"0\r\n\r\n")),
+                        Framing::Chunked => self.push(Bytes::from_static(LAST_CHUNK)),
                         Framing::Length(_) if self.owed > 0 => {
                             return Err(WriteError::Body(
                                 "the request body ended before its content-length".into(),
@@ -302,7 +305,7 @@ impl Writer {
                         if frame.is_trailers() {
                             self.body = None;
                             if self.framing == Framing::Chunked {
-                                self.push(Bytes::from_static(b"0\r\n\r\n"));
+                                self.push(Bytes::from_static(LAST_CHUNK));
                             }
                         }
                     }
@@ -421,11 +424,7 @@ impl Body for Lease {
                 Reading::Done => return Poll::Ready(None),
                 Reading::Length(left) => {
                     if !conn.rbuf.is_empty() {
-                        let n = usize::try_from(*left)
-                            .unwrap_or(usize::MAX)
-                            .min(conn.rbuf.len());
-                        let data = conn.rbuf.split_to(n).freeze();
-                        *left -= n as u64;
+                        let data = http1_wire::take_up_to(&mut conn.rbuf, left);
                         if *left == 0 {
                             // hyper's server stops at the declared length
                             // and drops the body without polling for its
@@ -440,8 +439,11 @@ impl Body for Lease {
                         // The last chunk often comes with the data before
                         // it: end now, so that the connection goes back
                         // with the data.
-                        if *state == Chunked::DataEnd && conn.rbuf.starts_with(b"\r\n0\r\n\r\n") {
-                            conn.rbuf.advance(7);
+                        if *state == Chunked::DataEnd
+                            && conn.rbuf.starts_with(b"\r\n")
+                            && conn.rbuf[2..].starts_with(LAST_CHUNK)
+                        {
+                            conn.rbuf.advance(2 + LAST_CHUNK.len());
                             this.end();
                         }
                         return Poll::Ready(Some(Ok(Frame::data(data))));
@@ -569,15 +571,13 @@ impl Pool {
                         return Poll::Ready(Err(SendError::Body(e)));
                     }
                     Poll::Ready(Err(WriteError::Io(e))) => {
-                        // A pod that answered and closed (a 413) has its
-                        // answer to read yet.
-                        let unsent = w.written == 0;
-                        writer = None;
-                        write_failed = Some(e);
-                        if unsent {
-                            let e = write_failed.take().unwrap_or_else(|| closed("write"));
+                        if w.written == 0 {
                             return Poll::Ready(Err(SendError::NotSent(e)));
                         }
+                        // A pod that answered and closed (a 413) has its
+                        // answer to read yet.
+                        writer = None;
+                        write_failed = Some(e);
                     }
                 }
             }
@@ -861,6 +861,34 @@ mod tests {
         assert_eq!(pool.idle_count(), 0, "the sweep closed it");
         assert_eq!(one(&pool, addr, false).await, "conn 2");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn reads_grow_while_they_fill_their_room_and_shrink_when_the_stream_slows() {
+        let mut size = READ_SIZE;
+        let mut short = 0;
+        for _ in 0..10 {
+            (size, short) = next_read_size(size, short, size, size);
+        }
+        assert_eq!(size, MAX_READ_SIZE, "doubled up to the cap");
+        (size, short) = next_read_size(size, short, size, 100);
+        assert_eq!(size, MAX_READ_SIZE, "one short read changes nothing");
+        (size, short) = next_read_size(size, short, size, size);
+        (size, short) = next_read_size(size, short, size, 100);
+        assert_eq!(size, MAX_READ_SIZE, "a full read between resets the count");
+        (size, short) = next_read_size(size, short, size, 100);
+        assert_eq!(
+            (size, short),
+            (MAX_READ_SIZE / 2, 0),
+            "two in a row halve it"
+        );
+        for _ in 0..40 {
+            (size, short) = next_read_size(size, short, size, 1);
+        }
+        assert_eq!(size, READ_SIZE, "never below the first size");
+        // A read that fills a room smaller than the size (a part-used
+        // buffer) still says the pod is ahead.
+        assert_eq!(next_read_size(READ_SIZE, 0, 100, 100).0, 2 * READ_SIZE);
     }
 
     #[tokio::test]

@@ -394,13 +394,11 @@ impl Chunked {
                         Chunked::Data(size)
                     };
                 }
-                Chunked::Data(left) => {
+                Chunked::Data(mut left) => {
                     if buf.is_empty() {
                         return Ok(None);
                     }
-                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                    let data = buf.split_to(n).freeze();
-                    let left = left - n as u64;
+                    let data = take_up_to(buf, &mut left);
                     *self = if left == 0 {
                         Chunked::DataEnd
                     } else {
@@ -455,6 +453,13 @@ impl Chunked {
             }
         }
     }
+}
+
+/// Takes at most `left` bytes off the front of `buf`, and counts them off.
+pub fn take_up_to(buf: &mut BytesMut, left: &mut u64) -> Bytes {
+    let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+    *left -= n as u64;
+    buf.split_to(n).freeze()
 }
 
 /// A chunk-size line's size (without its LF): hex digits, then optional

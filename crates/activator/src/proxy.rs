@@ -594,10 +594,19 @@ impl SendFailure {
 impl std::fmt::Display for SendFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SendFailure::Client(e) => http1_pool::with_source(f, e),
+            SendFailure::Client(e) => with_source(f, e),
             SendFailure::Http1(e) => write!(f, "{e}"),
             SendFailure::Stranded => f.write_str("stranded on a closed connection, never written"),
         }
+    }
+}
+
+/// An error and what caused it, on one line: hyper's errors say what
+/// failed, their source why (a reset, an early EOF).
+fn with_source(f: &mut std::fmt::Formatter<'_>, e: &dyn std::error::Error) -> std::fmt::Result {
+    match e.source() {
+        Some(s) => write!(f, "{e}: {s}"),
+        None => write!(f, "{e}"),
     }
 }
 

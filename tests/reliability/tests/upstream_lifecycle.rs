@@ -923,3 +923,72 @@ async fn every_response_framing_an_http1_pod_may_use_reaches_the_client_whole() 
     );
     run.stop().await;
 }
+
+/// A pod that keeps the raw bytes of each request it gets (head and a
+/// chunked body up to its last chunk) and answers 200.
+async fn recording_pod() -> (SocketAddr, Arc<std::sync::Mutex<Vec<u8>>>) {
+    raw_pod(
+        Arc::new(std::sync::Mutex::new(Vec::new())),
+        move |mut s, seen| async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            loop {
+                let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n");
+                let ended = head_end.is_some_and(|h| {
+                    let body = &buf[h + 4..];
+                    body.windows(5).any(|w| w == b"\r\n0\r\n") && body.ends_with(b"\r\n\r\n")
+                });
+                if ended {
+                    break;
+                }
+                match tokio::time::timeout(FIRST_REQUEST_WAIT, s.read(&mut chunk)).await {
+                    Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                    _ => return,
+                }
+            }
+            seen.lock().expect("lock").extend_from_slice(&buf);
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_s_trailers_do_not_reach_an_http1_pod() {
+    let (pod, seen) = recording_pod().await;
+    let run = activator_for("trailing", pod, Protocol::Http1).await;
+    let mut c = TcpStream::connect(run.traffic).await.expect("connect");
+    // Trailer fields that would spoof what the activator sets, were they
+    // merged into the head by the pod's framework.
+    c.write_all(
+        b"POST / HTTP/1.1\r\nhost: trailing.ns.siesta.local\r\ntransfer-encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n0\r\nx-forwarded-for: 10.9.9.9\r\nx-checksum: 1\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !got.ends_with(b"ok") {
+        match tokio::time::timeout(Duration::from_secs(10), c.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&chunk[..n]),
+            other => panic!("no answer: {other:?}, {}", String::from_utf8_lossy(&got)),
+        }
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let seen = String::from_utf8_lossy(&seen.lock().expect("lock")).into_owned();
+    assert!(
+        seen.ends_with("5\r\nhello\r\n0\r\n\r\n"),
+        "the body ends with a bare last chunk: {seen:?}"
+    );
+    assert!(
+        !seen.contains("10.9.9.9") && !seen.contains("x-checksum"),
+        "no trailer field reached the pod: {seen:?}"
+    );
+    run.stop().await;
+}
