@@ -4,42 +4,45 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use bytes::BufMut;
+
 /// The address as [`IpAddr`]'s `Display` writes it.
-pub fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
+pub fn write_ip(out: &mut impl BufMut, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    out.put_u8(b'.');
                 }
                 write_u16(out, octet.into());
             }
         }
         IpAddr::V6(v6) => {
             use std::io::Write as _;
-            let _ = write!(out, "{v6}");
+            let _ = write!(out.writer(), "{v6}");
         }
     }
 }
 
 /// `1.2.3.4:80` or `[::1]:80`, as [`SocketAddr`]'s `Display` writes it.
-pub fn write_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+pub fn write_socket_addr(out: &mut impl BufMut, addr: SocketAddr) {
     match addr {
         SocketAddr::V4(_) => write_ip(out, addr.ip()),
         SocketAddr::V6(v6) => {
             use std::io::Write as _;
-            let _ = write!(out, "[{}", v6.ip());
+            let mut w = out.writer();
+            let _ = write!(w, "[{}", v6.ip());
             if v6.scope_id() != 0 {
-                let _ = write!(out, "%{}", v6.scope_id());
+                let _ = write!(w, "%{}", v6.scope_id());
             }
-            out.push(b']');
+            w.into_inner().put_u8(b']');
         }
     }
-    out.push(b':');
+    out.put_u8(b':');
     write_u16(out, addr.port());
 }
 
-fn write_u16(out: &mut Vec<u8>, n: u16) {
+fn write_u16(out: &mut impl BufMut, n: u16) {
     let mut digits = [0u8; 5];
     let mut i = digits.len();
     let mut n = n;
@@ -52,7 +55,7 @@ fn write_u16(out: &mut Vec<u8>, n: u16) {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    out.put_slice(&digits[i..]);
 }
 
 #[cfg(test)]

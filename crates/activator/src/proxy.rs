@@ -299,8 +299,7 @@ impl Proxy {
             Version::HTTP_11
         };
         parts.version = version;
-        let pq = PathAndQuery::from_maybe_shared(Bytes::from(routed.path_and_query))
-            .unwrap_or_else(|_| PathAndQuery::from_static("/"));
+        let pq = routed.path_and_query;
 
         // What a replay needs (see `upstream`): the head, and the body's log.
         let body =
@@ -1122,8 +1121,8 @@ mod tests {
         let remote = SocketAddr::from(([10, 1, 2, 3], 5555));
         let target = Target {
             key: crate::route::FunctionKey::new("b", "a"),
-            path_and_query: "/".into(),
-            authority: Some("a.b.siesta.local".into()),
+            path_and_query: PathAndQuery::from_static("/"),
+            authority: Some(HeaderValue::from_static("a.b.siesta.local")),
             prefix: None,
         };
         let mut h = HeaderMap::new();

@@ -3,6 +3,8 @@
 //!
 //! Pure and total: every input, however malformed, gives `Some` or `None`.
 
+use std::borrow::Cow;
+
 use siesta_api::names::{is_dns_label, is_dns_subdomain};
 
 /// A Function's identity, shared with the controller.
@@ -10,10 +12,10 @@ pub use siesta_api::names::FunctionKey;
 
 /// Where a request goes: the function, and the path and query to send it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Route {
+pub struct Route<'a> {
     pub key: FunctionKey,
-    /// Always starts with `/`.
-    pub path_and_query: String,
+    /// Always starts with `/`; the one given, unless routed by path.
+    pub path_and_query: Cow<'a, str>,
     /// `/fn/NAMESPACE/NAME` as it was stripped, when routed by path.
     pub prefix: Option<String>,
 }
@@ -22,7 +24,7 @@ const PATH_PREFIX: &str = "/fn/";
 
 /// Routes by Host first (the path is kept as it is), then by path prefix.
 /// `host` is the Host header or the request's authority, port allowed.
-pub fn route(host: Option<&str>, path_and_query: &str, domain: &str) -> Option<Route> {
+pub fn route<'a>(host: Option<&str>, path_and_query: &'a str, domain: &str) -> Option<Route<'a>> {
     let path_and_query = if path_and_query.is_empty() {
         "/"
     } else {
@@ -32,7 +34,7 @@ pub fn route(host: Option<&str>, path_and_query: &str, domain: &str) -> Option<R
         if path_and_query.starts_with('/') {
             return Some(Route {
                 key,
-                path_and_query: path_and_query.to_owned(),
+                path_and_query: Cow::Borrowed(path_and_query),
                 prefix: None,
             });
         }
@@ -45,21 +47,24 @@ pub fn route(host: Option<&str>, path_and_query: &str, domain: &str) -> Option<R
 /// `NAME.NAMESPACE.DOMAIN[:port]` -> key; case-insensitive, a trailing dot allowed.
 pub fn key_from_host(host: &str, domain: &str) -> Option<FunctionKey> {
     let host = strip_port(host.trim());
-    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-    let domain = domain.trim_matches('.').to_ascii_lowercase();
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let domain = domain.trim_matches('.');
     if domain.is_empty() {
         return None;
     }
-    let prefix = host.strip_suffix(domain.as_str())?.strip_suffix('.')?;
-    let (name, namespace) = prefix.split_once('.')?;
-    if is_dns_label(name) && is_dns_label(namespace) {
-        Some(FunctionKey::new(namespace, name))
-    } else {
-        None
+    // Compared without case and without a copy: the key's own strings are
+    // the only ones made.
+    let cut = host.len().checked_sub(domain.len())?;
+    let (prefix, suffix) = (host.get(..cut)?, host.get(cut..)?);
+    if !suffix.eq_ignore_ascii_case(domain) {
+        return None;
     }
+    let (name, namespace) = prefix.strip_suffix('.')?.split_once('.')?;
+    let key = FunctionKey::new(namespace.to_ascii_lowercase(), name.to_ascii_lowercase());
+    (is_dns_label(&key.name) && is_dns_label(&key.namespace)).then_some(key)
 }
 
-fn route_by_path(path_and_query: &str) -> Option<Route> {
+fn route_by_path(path_and_query: &str) -> Option<Route<'static>> {
     let (path, query) = match path_and_query.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (path_and_query, None),
@@ -82,7 +87,7 @@ fn route_by_path(path_and_query: &str) -> Option<Route> {
     }
     Some(Route {
         key: FunctionKey::new(namespace, name),
-        path_and_query: rewritten,
+        path_and_query: Cow::Owned(rewritten),
         prefix: Some(format!("{PATH_PREFIX}{namespace}/{name}")),
     })
 }
@@ -105,7 +110,7 @@ mod tests {
     const D: &str = "siesta.local";
 
     fn r(host: Option<&str>, pq: &str) -> Option<(String, String, String)> {
-        route(host, pq, D).map(|r| (r.key.namespace, r.key.name, r.path_and_query))
+        route(host, pq, D).map(|r| (r.key.namespace, r.key.name, r.path_and_query.into_owned()))
     }
 
     fn some(ns: &str, name: &str, pq: &str) -> Option<(String, String, String)> {

@@ -26,6 +26,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use bytes::Bytes;
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, StatusCode, Uri, Version};
 
 use crate::metrics::Reject;
@@ -38,10 +40,12 @@ pub struct Target {
     pub key: FunctionKey,
     /// The path (dot segments resolved, the `/fn/NS/NAME` prefix stripped
     /// when routed by path) and the query as received. Starts with `/`.
-    pub path_and_query: String,
+    /// Unchanged, it is the request's own (shared, not copied).
+    pub path_and_query: PathAndQuery,
     /// The authority the request names (the target's, else Host), as the
-    /// client wrote it: forwarded as Host and `X-Forwarded-Host`.
-    pub authority: Option<String>,
+    /// client wrote it: forwarded as Host and `X-Forwarded-Host`. From
+    /// Host, it is the request's own value (shared, not copied).
+    pub authority: Option<HeaderValue>,
     /// `/fn/NS/NAME` when routed by path: `X-Forwarded-Prefix`.
     pub prefix: Option<String>,
 }
@@ -169,8 +173,10 @@ impl fmt::Display for Refusal {
 struct Authority<'a> {
     raw: &'a str,
     /// Lower case, without a trailing dot.
-    host: String,
+    host: Cow<'a, str>,
     port: Option<u16>,
+    /// The Host header it was read from.
+    header: Option<&'a HeaderValue>,
 }
 
 impl Authority<'_> {
@@ -221,8 +227,18 @@ fn parse_authority(raw: &str) -> Result<Authority<'_>, &'static str> {
         }
         Some(_) => return Err("port is not a number"),
     };
-    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-    Ok(Authority { raw, host, port })
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
+    Ok(Authority {
+        raw,
+        host,
+        port,
+        header: None,
+    })
 }
 
 /// Decides where a request goes, or why it is refused. `hosts` are the
@@ -249,10 +265,19 @@ pub fn resolve<'h>(
     let normalized = normalized_path(pq.as_str(), absolute, version)?;
     let routed = route::route(authority.as_ref().map(|a| a.raw), &normalized, domain)
         .ok_or(Refusal::NoFunction)?;
+    let path_and_query = if routed.path_and_query == pq.as_str() {
+        pq.clone()
+    } else {
+        PathAndQuery::from_maybe_shared(Bytes::from(routed.path_and_query.into_owned()))
+            .unwrap_or_else(|_| PathAndQuery::from_static("/"))
+    };
     Ok(Target {
         key: routed.key,
-        path_and_query: routed.path_and_query,
-        authority: authority.map(|a| a.raw.to_owned()),
+        path_and_query,
+        authority: authority.and_then(|a| match a.header {
+            Some(h) => Some(h.clone()),
+            None => HeaderValue::from_str(a.raw).ok(),
+        }),
         prefix: routed.prefix,
     })
 }
@@ -269,12 +294,12 @@ fn host_header<'h>(
                 value: String::from_utf8_lossy(h.as_bytes()).into_owned(),
                 why: "not visible ASCII",
             })?;
-            Ok(Some(parse_authority(value).map_err(|why| {
-                Refusal::InvalidHost {
-                    value: value.to_owned(),
-                    why,
-                }
-            })?))
+            let mut a = parse_authority(value).map_err(|why| Refusal::InvalidHost {
+                value: value.to_owned(),
+                why,
+            })?;
+            a.header = Some(h);
+            Ok(Some(a))
         }
         (Some(_), Some(_)) => Err(Refusal::MultipleHosts),
     }
@@ -391,7 +416,7 @@ mod tests {
 
     fn routed(r: Result<Target, Refusal>) -> (String, String) {
         let t = r.unwrap_or_else(|e| panic!("refused: {e}"));
-        (t.key.to_string(), t.path_and_query)
+        (t.key.to_string(), t.path_and_query.as_str().to_owned())
     }
 
     fn pair(key: &str, pq: &str) -> (String, String) {
@@ -403,7 +428,10 @@ mod tests {
         let t = h1("http://g.ns.siesta.local/a?x", &["g.ns.siesta.local"]).unwrap();
         assert_eq!(t.key, FunctionKey::new("ns", "g"));
         assert_eq!(t.path_and_query, "/a?x");
-        assert_eq!(t.authority.as_deref(), Some("g.ns.siesta.local"));
+        assert_eq!(
+            t.authority,
+            Some(HeaderValue::from_static("g.ns.siesta.local"))
+        );
         // And when they disagree, nobody guesses.
         assert_eq!(
             h1("http://g.ns.siesta.local/a", &["f.ns.siesta.local"]),
