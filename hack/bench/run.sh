@@ -79,7 +79,10 @@ command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || need+=(haproxy)
 command -v python3 >/dev/null || need+=(python3)
 command -v curl >/dev/null || need+=(curl)
 command -v bc >/dev/null || need+=(bc)
-if want proxy; then command -v go >/dev/null || need+=(golang-go); fi
+if want proxy; then
+  command -v go >/dev/null || need+=(golang-go)
+  command -v valgrind >/dev/null || need+=(valgrind)
+fi
 if want h2; then command -v h2load >/dev/null || need+=(nghttp2-client); fi
 if ((${#need[@]})); then
   log "installing ${need[*]}"
@@ -220,6 +223,43 @@ result "idle_rss component=go-rp-after-load rss_kib=$(vm "$GORP_PID" VmRSS) hwm_
 stop "$ACT_PID"; stop "$GORP_PID"
 [[ -z "$BEFORE_PID" ]] || stop "$BEFORE_PID"
 kill -TERM "$NGINX_PID" "$HAPROXY_PID" 2>/dev/null || true
+
+# Instructions per request: each proxy alone under callgrind, which counts
+# instructions executed in user space, not seconds, so the figure is the
+# same on a busy machine (the kernel's part is not in it). nginx runs one
+# worker and no master; counted only while wrk
+# runs at c=16 for 10 s, after a 3 s warm-up that is not counted.
+log "1. instructions per request (callgrind): activator${BEFORE_PID:+, activator-before}, nginx"
+instr_count() { # instr_count NAME PORT CMD...: runs CMD under callgrind, writes an `instr` result
+  local name=$1 port=$2 out="$WORK/callgrind-$1.out"
+  shift 2
+  spawn "$WORK/callgrind-$name.log" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$@"
+  local pid=$SPAWNED
+  wait_port "127.0.0.1:$port"
+  for _ in $(seq 1 100); do curl -s -o /dev/null -H "Host: $HOST_HDR" "http://127.0.0.1:$port/" && break; sleep 0.1; done
+  wrk -t2 -c16 -d3s -H "Host: $HOST_HDR" "http://127.0.0.1:$port/" >/dev/null
+  callgrind_control -i on "$pid" >/dev/null 2>&1
+  local n
+  n=$(wrk -t2 -c16 -d10s -H "Host: $HOST_HDR" "http://127.0.0.1:$port/" | awk '/requests in/ {print $1}')
+  callgrind_control -i off "$pid" >/dev/null 2>&1
+  stop "$pid"
+  local total
+  total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  result "instr target=$name c=16 requests=$n instructions=${total:-}"
+  log "  $name: $n requests, ${total:-?} instructions"
+}
+INSTR_ARGS=(--admin "127.0.0.1:$(port 19099)" --function bench/hello --backend "$BACKEND")
+instr_count activator "$(port 18090)" "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18090)" "${INSTR_ARGS[@]}"
+if [[ -n "$BEFORE_PID" ]]; then
+  instr_count activator-before "$(port 18090)" "$BENCH_BEFORE_BIN/siesta-bench" activator \
+    --listen "127.0.0.1:$(port 18090)" "${INSTR_ARGS[@]}"
+fi
+mkdir -p "$WORK/nginx-callgrind"
+sed -e "s|@DIR@|$WORK/nginx-callgrind|g" -e "s|@BACKEND@|$BACKEND|g" -e "s|@LISTEN@|127.0.0.1:$(port 18091)|g" \
+  -e "s|^worker_processes .*|worker_processes 1; master_process off;|" -e "s|^daemon on;|daemon off;|" \
+  hack/bench/nginx.conf >"$WORK/nginx-callgrind/nginx.conf"
+instr_count nginx "$(port 18091)" "$NGINX" -p "$WORK/nginx-callgrind" -c "$WORK/nginx-callgrind/nginx.conf" \
+  -e "$WORK/nginx-callgrind/nginx-error.log"
 fi
 
 # ---------------------------------------------------------------- 1b. proxy cost over h2c

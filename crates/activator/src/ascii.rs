@@ -10,12 +10,27 @@ use bytes::BufMut;
 pub fn write_ip(out: &mut impl BufMut, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
+            // Made on the stack and written at once: a buffer's bounds are
+            // checked once, not per digit.
+            let mut text = [0u8; 15];
+            let mut n = 0;
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.put_u8(b'.');
+                    text[n] = b'.';
+                    n += 1;
                 }
-                write_u16(out, octet.into());
+                if octet >= 100 {
+                    text[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    text[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                text[n] = b'0' + octet % 10;
+                n += 1;
             }
+            out.put_slice(&text[..n]);
         }
         IpAddr::V6(v6) => {
             use std::io::Write as _;
@@ -81,6 +96,12 @@ mod tests {
             let mut out = Vec::new();
             write_ip(&mut out, addr.ip());
             assert_eq!(String::from_utf8(out).unwrap(), addr.ip().to_string());
+        }
+        for o in 0..=255u8 {
+            let ip = IpAddr::from([o, 255 - o, o / 2, o.wrapping_mul(7)]);
+            let mut out = Vec::new();
+            write_ip(&mut out, ip);
+            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
         }
     }
 }

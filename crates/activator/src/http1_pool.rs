@@ -87,6 +87,8 @@ pub struct Target<'a> {
     /// Origin form.
     pub path_and_query: &'a str,
     pub headers: &'a http::HeaderMap,
+    /// Written after `headers`.
+    pub added: &'a crate::forwarded::Added,
 }
 
 pub struct Pool {
@@ -554,6 +556,7 @@ impl Pool {
             target.method,
             target.path_and_query,
             target.headers,
+            target.added.iter(),
             framing,
         );
         let framing = framing.body;
@@ -723,6 +726,7 @@ pub(crate) async fn get(
         method: &http::Method::GET,
         path_and_query: "/",
         headers: &headers,
+        added: &crate::forwarded::Added::default(),
     };
     pool.send(addr, fresh, target, UpBody::empty()).await
 }

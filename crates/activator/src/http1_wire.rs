@@ -54,15 +54,17 @@ pub struct RequestFraming {
 
 /// Writes a request head in origin form: the method, `target`, HTTP/1.1,
 /// the header fields, the framing's own header, the blank line.
-pub fn encode_head(
+pub fn encode_head<'h>(
     out: &mut BytesMut,
     method: &Method,
     target: &str,
-    headers: &HeaderMap,
+    headers: &'h HeaderMap,
+    more: impl Iterator<Item = (&'h HeaderName, &'h HeaderValue)> + Clone,
     framing: RequestFraming,
 ) {
     let size: usize = headers
         .iter()
+        .chain(more.clone())
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
         .sum();
     out.reserve(method.as_str().len() + target.len() + 13 + size + 40);
@@ -70,7 +72,7 @@ pub fn encode_head(
     out.put_u8(b' ');
     out.put_slice(target.as_bytes());
     out.put_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
+    for (name, value) in headers.iter().chain(more) {
         out.put_slice(name.as_str().as_bytes());
         out.put_slice(b": ");
         out.put_slice(value.as_bytes());
@@ -243,16 +245,20 @@ pub fn parse_response(
                 .flatten()
         });
         let mut headers = HeaderMap::with_capacity(found.fields.len());
+        let mut framed = Framed::default();
         for (name, start, end) in found.fields {
             let name = HeaderName::from_bytes(&head[name])
                 .map_err(|_| HeadError::Invalid("header name"))?;
+            framed.note(&name);
             let value = HeaderValue::from_maybe_shared(head.slice(start..end))
                 .map_err(|_| HeadError::Invalid("header value"))?;
             headers.append(name, value);
         }
         let version = found.version;
-        let (framing, clean) = response_framing(method, status, version, &mut headers)?;
-        let keep_alive = clean && framing != Framing::Close && persistent(version, &headers);
+        let (framing, clean) = response_framing(method, status, version, &mut headers, framed)?;
+        let keep_alive = clean
+            && framing != Framing::Close
+            && persistent(version, framed.connection.then_some(&headers));
         return Ok(Some(ResponseHead {
             status,
             version,
@@ -328,6 +334,24 @@ fn invalid(e: httparse::Error) -> &'static str {
     }
 }
 
+/// Which of the fields that frame a message a head has, noted while its
+/// map is built: most have no `Transfer-Encoding` or `Connection`, and a
+/// name compared as it passes costs less than a lookup afterwards.
+#[derive(Clone, Copy, Default)]
+struct Framed {
+    transfer_encoding: bool,
+    content_length: bool,
+    connection: bool,
+}
+
+impl Framed {
+    fn note(&mut self, name: &HeaderName) {
+        self.transfer_encoding |= name == header::TRANSFER_ENCODING;
+        self.content_length |= name == header::CONTENT_LENGTH;
+        self.connection |= name == header::CONNECTION;
+    }
+}
+
 /// How a response body is delimited (RFC 9112 §6.3), and false when the
 /// head was ambiguous enough that the connection must not be reused.
 fn response_framing(
@@ -335,6 +359,7 @@ fn response_framing(
     status: StatusCode,
     version: Version,
     headers: &mut HeaderMap,
+    framed: Framed,
 ) -> Result<(Framing, bool), HeadError> {
     if *method == Method::HEAD
         || status == StatusCode::NO_CONTENT
@@ -342,7 +367,7 @@ fn response_framing(
     {
         return Ok((Framing::Empty, true));
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if framed.transfer_encoding {
         if version == Version::HTTP_10 {
             // RFC 9112 §6.1: faulty framing; hyper's client refuses it too.
             return Err(HeadError::Invalid(
@@ -365,7 +390,7 @@ fn response_framing(
         };
         return Ok((framing, !both));
     }
-    if headers.contains_key(header::CONTENT_LENGTH) {
+    if framed.content_length {
         return match content_length(headers.get_all(header::CONTENT_LENGTH).iter()) {
             Some(0) => Ok((Framing::Empty, true)),
             Some(n) => Ok((Framing::Length(n), true)),
@@ -376,8 +401,13 @@ fn response_framing(
 }
 
 /// Whether the pod keeps the connection open after this response.
-fn persistent(version: Version, headers: &HeaderMap) -> bool {
+/// Whether the connection stays open after this message; `headers` only
+/// when it has a `Connection` field.
+fn persistent(version: Version, headers: Option<&HeaderMap>) -> bool {
     let says = |token: &[u8]| {
+        let Some(headers) = headers else {
+            return false;
+        };
         headers.get_all(header::CONNECTION).iter().any(|v| {
             v.as_bytes()
                 .split(|&b| b == b',')
@@ -558,7 +588,14 @@ mod tests {
     fn written(method: &Method, headers: &HeaderMap, no_body: bool, exact: Option<u64>) -> String {
         let framing = request_framing(method, headers, no_body, exact).expect("valid");
         let mut out = BytesMut::new();
-        encode_head(&mut out, method, "/p?q=1", headers, framing);
+        encode_head(
+            &mut out,
+            method,
+            "/p?q=1",
+            headers,
+            std::iter::empty(),
+            framing,
+        );
         String::from_utf8(out.to_vec()).expect("ascii")
     }
 

@@ -292,7 +292,8 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         let h2 = config.protocol == Protocol::H2c && !upgrade;
         let trusted = self.trusted_proxies.trusts(remote.ip());
-        prepare_request_headers(&mut parts.headers, remote, trusted, &routed, upgrade, h2);
+        let added =
+            prepare_request_headers(&mut parts.headers, remote, trusted, &routed, upgrade, h2);
         let version = if h2 {
             Version::HTTP_2
         } else {
@@ -308,6 +309,7 @@ impl Proxy {
         let head = Head {
             method: parts.method,
             headers: parts.headers,
+            added,
             version,
         };
         Outgoing {
@@ -378,6 +380,7 @@ impl Proxy {
                     method: &head.method,
                     path_and_query: pq.as_str(),
                     headers: &head.headers,
+                    added: &head.added,
                 };
                 self.http1
                     .send(addr, fresh, target, attempt_body(body.as_ref()))
@@ -712,14 +715,19 @@ impl Drop for Parked {
 struct Head {
     method: Method,
     headers: HeaderMap,
+    /// The forwarding fields, sent after `headers`.
+    added: forwarded::Added,
     version: Version,
 }
 
 impl Head {
+    /// The request for hyper's client: the fields all in one map.
     fn request(&self, body: UpBody) -> Request<UpBody> {
         let mut r = Request::new(body);
         *r.method_mut() = self.method.clone();
-        *r.headers_mut() = self.headers.clone();
+        let mut headers = self.headers.clone();
+        self.added.insert_into(&mut headers);
+        *r.headers_mut() = headers;
         *r.version_mut() = self.version;
         r
     }
@@ -889,7 +897,7 @@ fn prepare_request_headers(
     target: &Target,
     upgrade: bool,
     h2: bool,
-) {
+) -> forwarded::Added {
     // `TE: trailers` is the one TE value HTTP/2 allows (gRPC needs it).
     let te_trailers = h2
         && h.get(header::TE)
@@ -899,7 +907,7 @@ fn prepare_request_headers(
     if te_trailers {
         h.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    forwarded::set(h, remote.ip(), trusted, target, h2);
+    forwarded::set(h, remote.ip(), trusted, target, h2)
 }
 
 #[cfg(test)]
@@ -1131,7 +1139,7 @@ mod tests {
             &HTTP2_SETTINGS,
             HeaderValue::from_static("AAMAAABkAAQAoAAAAAIAAAAA"),
         );
-        prepare_request_headers(&mut h, remote, false, &target, false, false);
+        prepare_request_headers(&mut h, remote, false, &target, false, false).insert_into(&mut h);
         assert!(!h.contains_key(header::TE));
         assert!(!h.contains_key(&HTTP2_SETTINGS));
         assert_eq!(h.get(&forwarded::X_FORWARDED_FOR).unwrap(), "10.1.2.3");
@@ -1140,7 +1148,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert(header::HOST, HeaderValue::from_static("a.b.siesta.local"));
-        prepare_request_headers(&mut h, remote, false, &target, false, true);
+        prepare_request_headers(&mut h, remote, false, &target, false, true).insert_into(&mut h);
         assert_eq!(h.get(header::TE).unwrap(), "trailers");
         assert!(!h.contains_key(header::HOST));
     }
