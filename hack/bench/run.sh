@@ -19,7 +19,7 @@
 #                   `activator-before` rows, for a change's before and after
 #                   in one run
 #   BENCH_PORT_OFFSET=N  added to every port of the hello backend and of
-#                   sections 1 and 1b (default 0), so that two checkouts can
+#                   sections 1 to 4 (default 0), so that two checkouts can
 #                   run them at once
 #
 # Every process it starts is its own (temp dir, own ports, own pid) and is
@@ -249,16 +249,16 @@ instr_count() { # instr_count NAME PORT CMD...: runs CMD under callgrind, writes
   log "  $name: $n requests, ${total:-?} instructions"
 }
 INSTR_ARGS=(--admin "127.0.0.1:$(port 19099)" --function bench/hello --backend "$BACKEND")
-instr_count activator "$(port 18090)" "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18090)" "${INSTR_ARGS[@]}"
+instr_count activator "$(port 18094)" "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18094)" "${INSTR_ARGS[@]}"
 if [[ -n "$BEFORE_PID" ]]; then
-  instr_count activator-before "$(port 18090)" "$BENCH_BEFORE_BIN/siesta-bench" activator \
-    --listen "127.0.0.1:$(port 18090)" "${INSTR_ARGS[@]}"
+  instr_count activator-before "$(port 18094)" "$BENCH_BEFORE_BIN/siesta-bench" activator \
+    --listen "127.0.0.1:$(port 18094)" "${INSTR_ARGS[@]}"
 fi
 mkdir -p "$WORK/nginx-callgrind"
-sed -e "s|@DIR@|$WORK/nginx-callgrind|g" -e "s|@BACKEND@|$BACKEND|g" -e "s|@LISTEN@|127.0.0.1:$(port 18091)|g" \
+sed -e "s|@DIR@|$WORK/nginx-callgrind|g" -e "s|@BACKEND@|$BACKEND|g" -e "s|@LISTEN@|127.0.0.1:$(port 18095)|g" \
   -e "s|^worker_processes .*|worker_processes 1; master_process off;|" -e "s|^daemon on;|daemon off;|" \
   hack/bench/nginx.conf >"$WORK/nginx-callgrind/nginx.conf"
-instr_count nginx "$(port 18091)" "$NGINX" -p "$WORK/nginx-callgrind" -c "$WORK/nginx-callgrind/nginx.conf" \
+instr_count nginx "$(port 18095)" "$NGINX" -p "$WORK/nginx-callgrind" -c "$WORK/nginx-callgrind/nginx.conf" \
   -e "$WORK/nginx-callgrind/nginx-error.log"
 fi
 
@@ -319,12 +319,12 @@ fi
 if want buffering; then
 log "3. buffering: $PARK_N requests parked at zero, x $REPS"
 for rep in $(seq 1 "$REPS"); do
-  spawn "$WORK/activator-park-$rep.log" "$BIN/siesta-bench" activator --listen 127.0.0.1:18083 \
-    --admin 127.0.0.1:19093 --function bench/hello --backend "$BACKEND" --at-zero \
+  spawn "$WORK/activator-park-$rep.log" "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18083)" \
+    --admin "127.0.0.1:$(port 19093)" --function bench/hello --backend "$BACKEND" --at-zero \
     --queue-max "$PARK_N" --queue-timeout-secs 300 --container-concurrency 1000
   pid=$SPAWNED
-  wait_port 127.0.0.1:18083; wait_port 127.0.0.1:19093
-  line=$(cmd "$BIN/siesta-bench" park --target 127.0.0.1:18083 --admin 127.0.0.1:19093 \
+  wait_port "127.0.0.1:$(port 18083)"; wait_port "127.0.0.1:$(port 19093)"
+  line=$(cmd "$BIN/siesta-bench" park --target "127.0.0.1:$(port 18083)" --admin "127.0.0.1:$(port 19093)" \
     --host "$HOST_HDR" --n "$PARK_N" --pid "$pid")
   result "park rep=$rep $line"
   log "  rep=$rep: $line"
@@ -335,15 +335,15 @@ fi
 # ---------------------------------------------------------------- 4. streaming
 if want streaming; then
 log "4. streaming: $STREAM_BYTES bytes up (echoed back) and down, x $REPS"
-spawn "$WORK/activator-stream.log" "$BIN/siesta-bench" activator --listen 127.0.0.1:18084 \
-  --admin 127.0.0.1:19094 --function bench/hello --backend "$BACKEND"
+spawn "$WORK/activator-stream.log" "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18084)" \
+  --admin "127.0.0.1:$(port 19094)" --function bench/hello --backend "$BACKEND"
 SPID=$SPAWNED
-wait_port 127.0.0.1:18084
+wait_port "127.0.0.1:$(port 18084)"
 sleep 0.5
 result "stream_idle rss_kib=$(vm "$SPID" VmRSS)"
 for rep in $(seq 1 "$REPS"); do
   for mode in upload download; do
-    line=$(cmd "$BIN/siesta-bench" stream --target 127.0.0.1:18084 --host "$HOST_HDR" \
+    line=$(cmd "$BIN/siesta-bench" stream --target "127.0.0.1:$(port 18084)" --host "$HOST_HDR" \
       --mode "$mode" --bytes "$STREAM_BYTES" --pid "$SPID")
     result "stream via=activator rep=$rep $line"
     line=$(cmd "$BIN/siesta-bench" stream --target "$BACKEND" --host "$HOST_HDR" \
