@@ -234,9 +234,9 @@ else:
               f"{f(over(b, n, 'rps'))} | {f(over(a, n, 'cpu'))} | {f(over(b, n, 'cpu'))} |")
     instr = {}
     for kv in of("instr"):
-        n, total = num(kv.get("requests")), num(kv.get("instructions"))
-        if n and total:
-            instr[kv["target"]] = (total / n, int(n))
+        count, total = num(kv.get("requests")), num(kv.get("instructions"))
+        if count and total:
+            instr[kv["target"]] = (total / count, int(count))
     if instr:
         w("")
         w("Instructions per request in user space, counted by callgrind (`valgrind --tool=callgrind`): each proxy "
@@ -249,8 +249,8 @@ else:
         ng = instr.get("nginx", (None,))[0]
         for t in ("activator", before, "nginx"):
             if t in instr:
-                per, n = instr[t]
-                w(f"| {t} | {per:,.0f} | {f(per / ng if ng else None)} | {n} |")
+                per, count = instr[t]
+                w(f"| {t} | {per:,.0f} | {f(per / ng if ng else None)} | {count} |")
 w("")
 
 # ---------------------------------------------------------------- proxy over h2c

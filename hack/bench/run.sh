@@ -227,8 +227,9 @@ kill -TERM "$NGINX_PID" "$HAPROXY_PID" 2>/dev/null || true
 # Instructions per request: each proxy alone under callgrind, which counts
 # instructions executed in user space, not seconds, so the figure is the
 # same on a busy machine (the kernel's part is not in it). nginx runs one
-# worker and no master; counted only while wrk
-# runs at c=16 for 10 s, after a 3 s warm-up that is not counted.
+# worker and no master. Counted only while wrk runs at c=16 for 10 s, after
+# a 3 s warm-up that is not counted; a run with any non-2xx answer (a route
+# that does not reach hello) writes no result.
 log "1. instructions per request (callgrind): activator${BEFORE_PID:+, activator-before}, nginx"
 instr_count() { # instr_count NAME PORT CMD...: runs CMD under callgrind, writes an `instr` result
   local name=$1 port=$2 out="$WORK/callgrind-$1.out"
@@ -236,14 +237,18 @@ instr_count() { # instr_count NAME PORT CMD...: runs CMD under callgrind, writes
   spawn "$WORK/callgrind-$name.log" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$@"
   local pid=$SPAWNED
   wait_port "127.0.0.1:$port"
-  for _ in $(seq 1 100); do curl -s -o /dev/null -H "Host: $HOST_HDR" "http://127.0.0.1:$port/" && break; sleep 0.1; done
+  for _ in $(seq 1 100); do curl -fs -o /dev/null -H "Host: $HOST_HDR" "http://127.0.0.1:$port/" && break; sleep 0.1; done
   wrk -t2 -c16 -d3s -H "Host: $HOST_HDR" "http://127.0.0.1:$port/" >/dev/null
   callgrind_control -i on "$pid" >/dev/null 2>&1
-  local n
-  n=$(wrk -t2 -c16 -d10s -H "Host: $HOST_HDR" "http://127.0.0.1:$port/" | awk '/requests in/ {print $1}')
+  local run n total
+  run=$(wrk -t2 -c16 -d10s -H "Host: $HOST_HDR" "http://127.0.0.1:$port/")
   callgrind_control -i off "$pid" >/dev/null 2>&1
   stop "$pid"
-  local total
+  n=$(awk '/requests in/ {print $1}' <<<"$run")
+  if grep -q 'Non-2xx' <<<"$run" || [[ -z "$n" ]]; then
+    log "  $name: not counted, wrk saw errors: $(grep -E 'Non-2xx|errors' <<<"$run" | tr -s ' ')"
+    return
+  fi
   total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
   result "instr target=$name c=16 requests=$n instructions=${total:-}"
   log "  $name: $n requests, ${total:-?} instructions"

@@ -19,16 +19,11 @@ pub fn write_ip(out: &mut impl BufMut, ip: IpAddr) {
                     text[n] = b'.';
                     n += 1;
                 }
-                if octet >= 100 {
-                    text[n] = b'0' + octet / 100;
+                let (digits, from) = decimal(octet.into());
+                for &d in &digits[from..] {
+                    text[n] = d;
                     n += 1;
                 }
-                if octet >= 10 {
-                    text[n] = b'0' + octet / 10 % 10;
-                    n += 1;
-                }
-                text[n] = b'0' + octet % 10;
-                n += 1;
             }
             out.put_slice(&text[..n]);
         }
@@ -58,6 +53,12 @@ pub fn write_socket_addr(out: &mut impl BufMut, addr: SocketAddr) {
 }
 
 fn write_u16(out: &mut impl BufMut, n: u16) {
+    let (digits, from) = decimal(n);
+    out.put_slice(&digits[from..]);
+}
+
+/// `n`'s decimal digits: they are `digits[from..]`.
+fn decimal(n: u16) -> ([u8; 5], usize) {
     let mut digits = [0u8; 5];
     let mut i = digits.len();
     let mut n = n;
@@ -70,7 +71,7 @@ fn write_u16(out: &mut impl BufMut, n: u16) {
             break;
         }
     }
-    out.put_slice(&digits[i..]);
+    (digits, i)
 }
 
 #[cfg(test)]

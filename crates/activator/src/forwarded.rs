@@ -239,9 +239,27 @@ mod tests {
         }
     }
 
-    /// [`set`], with the added fields put into the map, as a pod sees them.
+    /// [`set`], and the fields as an HTTP/1 pod gets them: the map's, then
+    /// the added ones after them. Appended, not inserted, so that a field
+    /// `set` failed to take out of the map shows as a second value.
     fn set_all(h: &mut HeaderMap, peer: IpAddr, trusted: bool, target: &Target, h2: bool) {
-        set(h, peer, trusted, target, h2).insert_into(h);
+        let added = set(h, peer, trusted, target, h2);
+        for (name, value) in added.iter() {
+            h.append(name, value.clone());
+        }
+        for name in [
+            &X_FORWARDED_FOR,
+            &X_FORWARDED_PROTO,
+            &X_FORWARDED_HOST,
+            &X_FORWARDED_PREFIX,
+            &FORWARDED,
+            &header::HOST,
+        ] {
+            assert!(
+                h.get_all(name).iter().count() <= 1,
+                "{name} sent twice: {h:?}"
+            );
+        }
     }
 
     fn spoofed() -> HeaderMap {

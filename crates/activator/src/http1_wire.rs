@@ -256,9 +256,8 @@ pub fn parse_response(
         }
         let version = found.version;
         let (framing, clean) = response_framing(method, status, version, &mut headers, framed)?;
-        let keep_alive = clean
-            && framing != Framing::Close
-            && persistent(version, framed.connection.then_some(&headers));
+        let keep_alive =
+            clean && framing != Framing::Close && persistent(version, &headers, framed);
         return Ok(Some(ResponseHead {
             status,
             version,
@@ -401,18 +400,14 @@ fn response_framing(
 }
 
 /// Whether the pod keeps the connection open after this response.
-/// Whether the connection stays open after this message; `headers` only
-/// when it has a `Connection` field.
-fn persistent(version: Version, headers: Option<&HeaderMap>) -> bool {
+fn persistent(version: Version, headers: &HeaderMap, framed: Framed) -> bool {
     let says = |token: &[u8]| {
-        let Some(headers) = headers else {
-            return false;
-        };
-        headers.get_all(header::CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-        })
+        framed.connection
+            && headers.get_all(header::CONNECTION).iter().any(|v| {
+                v.as_bytes()
+                    .split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+            })
     };
     if version == Version::HTTP_10 {
         says(b"keep-alive")

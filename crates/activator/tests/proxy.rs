@@ -542,6 +542,16 @@ async fn hop_by_hop_headers_are_removed_and_forwarded_headers_set() {
         "{body}"
     );
     assert!(lower.contains("host: f.ns.siesta.local"), "{body}");
+    // Each once: the client's own X-Forwarded-For is replaced, not kept
+    // beside ours.
+    for name in [
+        "x-forwarded-for:",
+        "x-forwarded-proto:",
+        "x-forwarded-host:",
+        "\nforwarded:",
+    ] {
+        assert_eq!(lower.matches(name).count(), 1, "{name}\n{body}");
+    }
 }
 
 #[tokio::test]
