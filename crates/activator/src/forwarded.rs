@@ -176,13 +176,19 @@ pub fn set(
     if h2_upstream {
         h.remove(header::HOST);
     } else {
-        h.insert(
-            header::HOST,
-            target
-                .authority
-                .clone()
-                .unwrap_or_else(|| HeaderValue::from_static("")),
-        );
+        let host = target
+            .authority
+            .clone()
+            .unwrap_or_else(|| HeaderValue::from_static(""));
+        // Replaced in place when there is one (routing refused two):
+        // `insert` makes room for a new field first, and a map built to
+        // the size of its head grows for it (a reallocation per request).
+        match h.get_mut(header::HOST) {
+            Some(v) => *v = host,
+            None => {
+                h.insert(header::HOST, host);
+            }
+        }
     }
     added
 }

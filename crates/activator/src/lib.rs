@@ -9,6 +9,7 @@ mod config;
 pub mod discovery;
 pub mod dispatch;
 pub mod forwarded;
+pub mod h1_server;
 pub mod http1_pool;
 pub mod http1_wire;
 pub mod index;

@@ -11,7 +11,7 @@ use futures::FutureExt as _;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Body as _;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use siesta_api::Protocol;
@@ -23,7 +23,7 @@ use crate::http1_pool;
 use crate::index::{Admission, FunctionConfig, FunctionEntry, Index, LookupCache, OverBudget};
 use crate::metrics::Reject;
 use crate::park_budget;
-use crate::request_body::{ClientFault, RequestBody, UpBody};
+use crate::request_body::{ClientBody, ClientFault, RequestBody, UpBody};
 use crate::request_size::head_bytes;
 use crate::stranded::{self, WatchedConnector};
 use crate::target::{self, Target};
@@ -150,11 +150,11 @@ impl Proxy {
     /// The steps, in order: `route` (the early refusals and the function),
     /// `admit` (a pod now, or parked until one), then `forward` (with
     /// retry) and `respond` (an upgrade or the streamed body).
-    pub async fn handle(
+    pub async fn handle<B: ClientBody>(
         &self,
         cache: &LookupCache,
         remote: SocketAddr,
-        mut req: Request<Incoming>,
+        mut req: Request<B>,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
         let (routed, entry) = match self.route(cache, &req) {
@@ -281,9 +281,9 @@ impl Proxy {
     /// The request as the pod gets it: hop-by-hop headers gone, forwarding
     /// headers set, the function's protocol, the routed path; and what a
     /// replay needs (see `upstream`): the head, and the body's log.
-    fn outgoing(
+    fn outgoing<B: ClientBody>(
         &self,
-        req: Request<Incoming>,
+        req: Request<B>,
         remote: SocketAddr,
         routed: Target,
         config: &FunctionConfig,
@@ -303,8 +303,10 @@ impl Proxy {
         let pq = routed.path_and_query;
 
         // What a replay needs (see `upstream`): the head, and the body's log.
-        let body =
-            (!body.is_end_stream()).then(|| RequestBody::new(body, config.max_request_body_bytes));
+        let body = body
+            .into_incoming()
+            .filter(|b| !b.is_end_stream())
+            .map(|b| RequestBody::new(b, config.max_request_body_bytes));
         let idempotent = upstream::idempotent(&parts.method, &parts.headers);
         let head = Head {
             method: parts.method,
@@ -911,17 +913,11 @@ fn prepare_request_headers(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    use http_body_util::{BodyExt as _, Empty};
-
-    use crate::metrics::Metrics;
-    use crate::route::FunctionKey;
-
-    fn proxy(max_header_bytes: usize) -> Proxy {
+impl Proxy {
+    /// A proxy with no function, for tests of what surrounds it.
+    pub(crate) fn for_tests(max_header_bytes: usize) -> Proxy {
         let index = Arc::new(Index::new(
-            Metrics::new().expect("metrics"),
+            crate::metrics::Metrics::new().expect("metrics"),
             park_budget::Limits {
                 requests: 100,
                 bytes: 1 << 20,
@@ -929,6 +925,19 @@ mod tests {
         ));
         let waker = Arc::new(WakeClient::new(Vec::new(), Duration::from_secs(1)));
         Proxy::new(index, waker, "siesta.local".into(), max_header_bytes, 100)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use http_body_util::{BodyExt as _, Empty};
+
+    use crate::route::FunctionKey;
+
+    fn proxy(max_header_bytes: usize) -> Proxy {
+        Proxy::for_tests(max_header_bytes)
     }
 
     async fn text(r: Response<ProxyBody>) -> (StatusCode, String) {

@@ -84,6 +84,26 @@ struct Log {
     generation: u32,
 }
 
+/// A client's request body as a server hands it to the proxy: hyper's, or
+/// none at all (the HTTP/1 fast path, [`crate::h1_server`], serves only
+/// requests without one).
+pub trait ClientBody: Body + Send + 'static {
+    /// hyper's body, to read on from the client; `None` when there is none.
+    fn into_incoming(self) -> Option<Incoming>;
+}
+
+impl ClientBody for Incoming {
+    fn into_incoming(self) -> Option<Incoming> {
+        Some(self)
+    }
+}
+
+impl ClientBody for http_body_util::Empty<Bytes> {
+    fn into_incoming(self) -> Option<Incoming> {
+        None
+    }
+}
+
 /// One request's body, shared by its attempts.
 #[derive(Clone)]
 pub struct RequestBody {

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -29,6 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::h1_server::{self, Ended, Rewind};
 use crate::index::LookupCache;
 use crate::proxy::Proxy;
 use crate::request_size::H2_STREAM_WINDOW;
@@ -131,7 +133,7 @@ pub async fn serve(
                 remote,
                 proxy.clone(),
                 protocols.clone(),
-                limits.header_read_timeout,
+                limits,
                 stopping.clone(),
                 cut.clone(),
             ));
@@ -164,7 +166,7 @@ async fn connection(
     remote: SocketAddr,
     proxy: Arc<Proxy>,
     protocols: Arc<Protocols>,
-    first_byte_timeout: Duration,
+    limits: Limits,
     stopping: Arc<Stopping>,
     cut: CancellationToken,
 ) {
@@ -176,7 +178,7 @@ async fn connection(
     // would otherwise wait out their timeout.
     let mut first = [0u8; 3];
     let peeked = tokio::select! {
-        peeked = tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)) => peeked,
+        peeked = tokio::time::timeout(limits.header_read_timeout, stream.peek(&mut first)) => peeked,
         () = stopping.token.cancelled() => return,
     };
     let sniffed = match peeked {
@@ -184,12 +186,36 @@ async fn connection(
         _ => return,
     };
     let cache = Arc::new(LookupCache::default());
+    let (io, sniffed) = match sniffed {
+        Sniffed::Http1 => {
+            let settings = h1_server::Settings {
+                header_read_timeout: limits.header_read_timeout,
+                max_request_headers: limits.max_request_headers,
+            };
+            let fast = h1_server::serve(stream, remote, &proxy, &cache, settings, || {
+                stopping.fired()
+            });
+            // The fast path has no graceful shutdown to ask for: it reads
+            // the drain flag itself, between requests.
+            match until_drained(fast, &stopping, &cut, |_| {}).await {
+                Some(Ended::Closed) => return,
+                None => {
+                    tracing::debug!(%remote, "client connection cut at the drain timeout");
+                    return;
+                }
+                Some(Ended::HandOver(stream, read)) => {
+                    (Rewind::new(stream, read.freeze()), Sniffed::Http1)
+                }
+            }
+        }
+        other => (Rewind::new(stream, Bytes::new()), other),
+    };
     let svc = service_fn(move |req| {
         let proxy = proxy.clone();
         let cache = cache.clone();
         async move { Ok::<_, Infallible>(proxy.handle(&cache, remote, req).await) }
     });
-    let io = TokioIo::new(stream);
+    let io = TokioIo::new(io);
     let ended = match sniffed {
         Sniffed::Http1 => {
             let conn = protocols.http1.serve_connection(io, svc).with_upgrades();
@@ -232,6 +258,10 @@ struct Stopping {
 }
 
 impl Stopping {
+    fn fired(&self) -> bool {
+        self.fired.load(Ordering::Acquire)
+    }
+
     fn fire(&self) {
         self.fired.store(true, Ordering::Release);
         self.token.cancel();
@@ -257,7 +287,7 @@ async fn until_drained<C: Future>(
         if let Poll::Ready(out) = conn.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
         }
-        if stopping.fired.load(Ordering::Acquire) {
+        if stopping.fired() {
             return Poll::Ready(None);
         }
         if !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {

@@ -1,0 +1,438 @@
+//! The HTTP/1 fast path: a client connection's plain requests read, proxied
+//! and answered here, without hyper's server; anything else hands the
+//! connection to hyper's server, which then keeps it.
+//!
+//! Why: after the pool's own codec (`http1_wire`), hyper's server side was
+//! the largest share of the activator's user-space instructions per request
+//! left (its dispatcher, the `Incoming` body, a header-read timer allocated
+//! per request, the response encoder: about 10,000 of 27,400 instructions
+//! per request, `callgrind` at c=16 against `hello`), where nginx spends
+//! about 17,300 in all.
+//!
+//! Plain means what nearly all traffic is: a whole HTTP/1.1 head in the
+//! buffer, origin form, no body, no upgrade, expectation or connection
+//! option ([`request_head`]). Anything else, a malformed head included,
+//! is left unread in the buffer and handed over with the socket
+//! ([`Ended::HandOver`]); hyper then reads it first, as if it had read it
+//! itself, so its answers (400, 431, bodies, upgrades, HTTP/1.0) are
+//! unchanged. The request itself goes through [`Proxy::handle`], the same
+//! as hyper's requests; its response is written here ([`response_head`]).
+//!
+//! What hyper's server did around a request is done here too:
+//! - the header read timeout, from the moment the connection waits for a
+//!   request, idle keep-alive included (one timer per connection, reset,
+//!   not made again per request);
+//! - a client that closes while its request is in flight ends it (the
+//!   ticket is dropped: a parked request leaves its queue);
+//! - the drain: an idle connection closes at once, a busy one after its
+//!   response;
+//! - the response's head and the body bytes at hand go out in one write.
+
+pub mod request_head;
+pub mod response_head;
+mod rewind;
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use http::Response;
+use http_body_util::BodyExt as _;
+use hyper::body::Body as _;
+use tokio::io::{AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::time::{Instant, Sleep};
+
+use crate::body::ProxyBody;
+use crate::index::LookupCache;
+use crate::proxy::Proxy;
+use response_head::Framing;
+pub use rewind::Rewind;
+
+/// What a read asks the socket for: a request head comes in one read
+/// (hyper's server reads 8 KiB at first too).
+const READ_SIZE: usize = 8192;
+
+/// The end of a chunked body, with no trailers.
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// The limits the fast path applies, as hyper's server would.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    pub header_read_timeout: Duration,
+    pub max_request_headers: usize,
+}
+
+/// How a connection left the fast path.
+pub enum Ended {
+    /// Closed: the client left, the response closed it, a timeout or the
+    /// drain.
+    Closed,
+    /// A request the fast path does not serve: the socket, and the bytes
+    /// read from it that hyper must read first.
+    HandOver(TcpStream, BytesMut),
+}
+
+/// Serves a connection's plain requests until it ends or a request is not
+/// plain. `draining` says the activator is shutting down.
+pub async fn serve(
+    mut stream: TcpStream,
+    remote: SocketAddr,
+    proxy: &Proxy,
+    cache: &LookupCache,
+    settings: Settings,
+    draining: impl Fn() -> bool,
+) -> Ended {
+    let mut buf = BytesMut::new();
+    let mut head = Vec::new();
+    let idle = tokio::time::sleep(settings.header_read_timeout);
+    tokio::pin!(idle);
+    loop {
+        if buf.is_empty() {
+            // A timer reset to a later deadline is only marked, not moved
+            // in the runtime's wheel: cheaper than one made per request.
+            idle.as_mut()
+                .reset(Instant::now() + settings.header_read_timeout);
+            if !next_bytes(&mut stream, &mut buf, idle.as_mut(), &draining).await {
+                return Ended::Closed;
+            }
+        }
+        let Some(req) = request_head::take(&mut buf, settings.max_request_headers) else {
+            return Ended::HandOver(stream, buf);
+        };
+        let (mut rd, mut wr) = stream.split();
+        let exchange = async {
+            let resp = proxy.handle(cache, remote, req).await;
+            write_response(&mut wr, resp, &mut head).await
+        };
+        let keep_alive = tokio::select! {
+            biased;
+            keep_alive = exchange => keep_alive,
+            () = client_gone(&mut rd, &mut buf) => false,
+        };
+        if !keep_alive || draining() {
+            return Ended::Closed;
+        }
+    }
+}
+
+/// Reads the next bytes of a request into `buf`: false when the client
+/// closed, the header read timeout passed or the drain began first.
+async fn next_bytes(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    mut idle: Pin<&mut Sleep>,
+    draining: &impl Fn() -> bool,
+) -> bool {
+    buf.reserve(READ_SIZE);
+    poll_fn(|cx| {
+        if draining() {
+            return Poll::Ready(false);
+        }
+        match tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, buf) {
+            Poll::Ready(Ok(n)) => return Poll::Ready(n > 0),
+            Poll::Ready(Err(_)) => return Poll::Ready(false),
+            Poll::Pending => {}
+        }
+        if idle.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(false);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Resolves when the client closes (or its socket fails) while a request
+/// is in flight, as hyper's server notices. Bytes of a next request are
+/// kept in `buf`, after which it stops reading, as hyper does.
+async fn client_gone(rd: &mut ReadHalf<'_>, buf: &mut BytesMut) {
+    if buf.is_empty() {
+        match rd.read_buf(buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+    std::future::pending::<()>().await
+}
+
+/// Writes the response, streaming its body; true when the connection may
+/// carry another request.
+async fn write_response(
+    wr: &mut WriteHalf<'_>,
+    resp: Response<ProxyBody>,
+    head: &mut Vec<u8>,
+) -> bool {
+    let (parts, mut body) = resp.into_parts();
+    head.clear();
+    let encoded = with_date(|date| response_head::encode(&parts, &body.size_hint(), date, head));
+    drop(parts);
+    let encoded = match encoded {
+        Ok(encoded) => encoded,
+        Err(e) => {
+            tracing::debug!(error = e.0, "response not written: closing the connection");
+            return false;
+        }
+    };
+    let mut left = match encoded.framing {
+        Framing::Length(n) => n,
+        Framing::Chunked | Framing::UntilClose => 0,
+    };
+    // The head waits for the body bytes already at hand, to go out with
+    // them in one write.
+    let mut unsent_head = true;
+    loop {
+        let frame = if unsent_head {
+            match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+                Poll::Ready(frame) => frame,
+                Poll::Pending => {
+                    if write_all(wr, &mut [IoSlice::new(head)]).await.is_err() {
+                        return false;
+                    }
+                    unsent_head = false;
+                    body.frame().await
+                }
+            }
+        } else {
+            body.frame().await
+        };
+        let at_head: &[u8] = if unsent_head { head } else { &[] };
+        let data = match frame {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                // Trailers: hyper's server writes none unless the response
+                // declares them, and `Trailer` is hop-by-hop.
+                Err(_) => continue,
+            },
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "response body failed: closing the connection");
+                return false;
+            }
+            None => {
+                let end: &[u8] = match encoded.framing {
+                    Framing::Chunked => LAST_CHUNK,
+                    _ => &[],
+                };
+                if (!at_head.is_empty() || !end.is_empty())
+                    && write_all(wr, &mut [IoSlice::new(at_head), IoSlice::new(end)])
+                        .await
+                        .is_err()
+                {
+                    return false;
+                }
+                return left == 0 && !encoded.close;
+            }
+        };
+        if data.is_empty() {
+            continue;
+        }
+        let written = match encoded.framing {
+            Framing::Length(_) => {
+                let Some(rest) = left.checked_sub(data.len() as u64) else {
+                    tracing::debug!("response body longer than its length: closing the connection");
+                    return false;
+                };
+                left = rest;
+                write_all(wr, &mut [IoSlice::new(at_head), IoSlice::new(&data)]).await
+            }
+            Framing::UntilClose => {
+                write_all(wr, &mut [IoSlice::new(at_head), IoSlice::new(&data)]).await
+            }
+            Framing::Chunked => {
+                let mut line = [0u8; 18];
+                let line = response_head::chunk_size_line(data.len(), &mut line);
+                // A body that ends with this chunk ends in the same write.
+                let end: &[u8] = if body.is_end_stream() {
+                    b"\r\n0\r\n\r\n"
+                } else {
+                    b"\r\n"
+                };
+                let w = write_all(
+                    wr,
+                    &mut [
+                        IoSlice::new(at_head),
+                        IoSlice::new(line),
+                        IoSlice::new(&data),
+                        IoSlice::new(end),
+                    ],
+                )
+                .await;
+                if w.is_ok() && end.len() > 2 {
+                    // The last chunk is written: what follows is the end.
+                    return match body.frame().await {
+                        None | Some(Ok(_)) => !encoded.close,
+                        Some(Err(_)) => false,
+                    };
+                }
+                w
+            }
+        };
+        if written.is_err() {
+            return false;
+        }
+        unsent_head = false;
+    }
+}
+
+/// Writes every byte of `parts`, in as few writes as the socket takes.
+async fn write_all(w: &mut (impl AsyncWrite + Unpin), parts: &mut [IoSlice<'_>]) -> io::Result<()> {
+    let mut parts = parts;
+    IoSlice::advance_slices(&mut parts, 0);
+    while !parts.is_empty() {
+        let n = w.write_vectored(parts).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut parts, n);
+    }
+    Ok(())
+}
+
+/// The `Date` value of this second, made once a second per thread (as
+/// hyper's server caches it).
+fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    thread_local! {
+        static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.0 != secs {
+            *d = (secs, httpdate::fmt_http_date(now));
+        }
+        f(d.1.as_bytes())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::AsyncReadExt as _;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    const GET_A: &[u8] = b"GET /a HTTP/1.1\r\nHost: a.ns.siesta.local\r\n\r\n";
+    const GET_B: &[u8] = b"GET /b HTTP/1.1\r\nHost: b.ns.siesta.local\r\n\r\n";
+    const POST: &[u8] =
+        b"POST /c HTTP/1.1\r\nHost: c.ns.siesta.local\r\nContent-Length: 2\r\n\r\nhi";
+
+    /// The fast path on one side of a loopback connection, with a proxy
+    /// that knows no function (every request is answered 404 by the
+    /// proxy itself); the client's side is returned with the outcome.
+    async fn serving(
+        timeout: Duration,
+        draining: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> (TcpStream, tokio::task::JoinHandle<Ended>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, remote) = listener.accept().await.unwrap();
+        let settings = Settings {
+            header_read_timeout: timeout,
+            max_request_headers: 100,
+        };
+        let ended = tokio::spawn(async move {
+            let proxy = Proxy::for_tests(65536);
+            let cache = LookupCache::default();
+            serve(server, remote, &proxy, &cache, settings, draining).await
+        });
+        (client, ended)
+    }
+
+    /// Reads whole 404 responses of the proxy's until `n` have come.
+    async fn read_404s(client: &mut TcpStream, n: usize) -> String {
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        while text.matches("HTTP/1.1 404 Not Found\r\n").count() < n || !text.ends_with("found\n") {
+            let got = client.read(&mut buf).await.unwrap();
+            assert!(got > 0, "closed after {text:?}");
+            text.push_str(std::str::from_utf8(&buf[..got]).unwrap());
+        }
+        text
+    }
+
+    #[tokio::test]
+    async fn pipelined_plain_requests_are_answered_in_order_on_a_kept_connection() {
+        let (mut client, ended) = serving(Duration::from_secs(30), || false).await;
+        client.write_all(&[GET_A, GET_B].concat()).await.unwrap();
+        let text = read_404s(&mut client, 2).await;
+        let a = text.find("function ns/a not found").expect("a answered");
+        let b = text.find("function ns/b not found").expect("b answered");
+        assert!(a < b, "{text}");
+        assert!(
+            text.contains("content-type: text/plain; charset=utf-8\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("content-length: 24\r\n"), "{text}");
+        assert!(text.contains("\r\ndate: "), "{text}");
+        // Still open: a third request on the same connection is answered.
+        client.write_all(GET_A).await.unwrap();
+        read_404s(&mut client, 1).await;
+        drop(client);
+        assert!(matches!(ended.await.unwrap(), Ended::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_request_with_a_body_hands_the_connection_over_with_its_bytes_unread() {
+        let (mut client, ended) = serving(Duration::from_secs(30), || false).await;
+        client.write_all(&[GET_A, POST].concat()).await.unwrap();
+        read_404s(&mut client, 1).await;
+        match ended.await.unwrap() {
+            Ended::HandOver(_, read) => assert_eq!(&read[..], POST),
+            Ended::Closed => panic!("closed instead of handing over"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_closes_at_the_header_read_timeout() {
+        let (mut client, ended) = serving(Duration::from_millis(200), || false).await;
+        client.write_all(GET_A).await.unwrap();
+        read_404s(&mut client, 1).await;
+        let idle = Instant::now();
+        assert!(matches!(ended.await.unwrap(), Ended::Closed));
+        assert!(
+            idle.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            idle.elapsed()
+        );
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_drain_closes_a_busy_connection_after_its_response_and_an_idle_one_at_once() {
+        // The drain begins while the first request is in hand: the flag is
+        // read as the connection waits for it, then after its response.
+        let reads = Arc::new(AtomicUsize::new(0));
+        let seen = reads.clone();
+        let (mut client, ended) = serving(Duration::from_secs(30), move || {
+            seen.fetch_add(1, Ordering::Relaxed) >= 1
+        })
+        .await;
+        client.write_all(GET_A).await.unwrap();
+        let mut all = Vec::new();
+        client.read_to_end(&mut all).await.unwrap();
+        let text = String::from_utf8(all).unwrap();
+        assert!(matches!(ended.await.unwrap(), Ended::Closed));
+        assert_eq!(text.matches("HTTP/1.1 404").count(), 1, "{text}");
+        assert_eq!(reads.load(Ordering::Relaxed), 2);
+
+        let (mut client, ended) = serving(Duration::from_secs(30), || true).await;
+        client.write_all(GET_A).await.unwrap();
+        assert!(matches!(ended.await.unwrap(), Ended::Closed));
+        let mut buf = [0u8; 64];
+        // Closed unanswered (a reset, as the request was left unread).
+        assert!(matches!(client.read(&mut buf).await, Ok(0) | Err(_)));
+    }
+}

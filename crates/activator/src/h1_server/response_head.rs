@@ -1,0 +1,330 @@
+//! The response head the HTTP/1 fast path writes, and how its body is
+//! framed: what hyper's server writes for the same response to an HTTP/1.1
+//! request that is neither HEAD nor CONNECT (the only ones the fast path
+//! takes). Pure, but for the date, which the caller passes in.
+//!
+//! The rules, as hyper 1's `Server::encode`: names in lower case, fields in
+//! the map's order; the first `Content-Length` is written as given when the
+//! body's length is known, and read when it is not; with neither, a body of
+//! unknown length is chunked (close-delimited in an HTTP/1.0 response) and
+//! one of known length gets `Content-Length`; 204 and 304 carry no body;
+//! `Date` is added when the response has none. Hop-by-hop fields
+//! (`Transfer-Encoding`, `Trailer`, `Connection`) are gone before a
+//! response gets here (`proxy::strip_hop_by_hop`); should one come, the
+//! first two are dropped, as a chunked body is framed here, and
+//! `Connection: close` closes the connection after the response.
+
+use http::header::{self, HeaderValue};
+use http::response::Parts;
+use http::{StatusCode, Version};
+use hyper::body::SizeHint;
+
+/// How the body after the head is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// Exactly this many bytes (0: no body at all).
+    Length(u64),
+    Chunked,
+    /// Until the connection closes.
+    UntilClose,
+}
+
+/// What the head said about the rest of the exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    pub framing: Framing,
+    /// The connection closes after this response.
+    pub close: bool,
+}
+
+/// A response hyper's server would refuse to write (it closes the
+/// connection instead): a 1xx, or `Content-Length` values that disagree.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unwritable(pub &'static str);
+
+/// Appends the head of `parts` to `dst`. `size` is the body's size hint,
+/// `date` the `Date` value to add when the response has none.
+pub fn encode(
+    parts: &Parts,
+    size: &SizeHint,
+    date: &[u8],
+    dst: &mut Vec<u8>,
+) -> Result<Encoded, Unwritable> {
+    let status = parts.status;
+    if status.is_informational() {
+        return Err(Unwritable("a 1xx response"));
+    }
+    let http10 = parts.version == Version::HTTP_10;
+    let can_body = status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED;
+    status_line(parts, http10, dst);
+
+    let known = size.exact();
+    let mut framing = None;
+    let mut close = false;
+    let mut wrote_date = false;
+    for (name, value) in &parts.headers {
+        if name == header::CONTENT_LENGTH {
+            let len = match known {
+                Some(n) => n,
+                None => parse_length(value).ok_or(Unwritable("an invalid content-length"))?,
+            };
+            match framing {
+                None => {
+                    framing = Some(Framing::Length(len));
+                    field(dst, b"content-length", value.as_bytes());
+                }
+                Some(Framing::Length(first)) if known.is_none() && first != len => {
+                    return Err(Unwritable("content-length values that disagree"));
+                }
+                _ => {}
+            }
+            continue;
+        }
+        if name == header::TRANSFER_ENCODING || name == header::TRAILER {
+            continue;
+        }
+        if name == header::CONNECTION {
+            close |= value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+        wrote_date |= name == header::DATE;
+        field(dst, name.as_str().as_bytes(), value.as_bytes());
+    }
+    let framing = match framing {
+        Some(f) => f,
+        None => match known {
+            None if http10 || !can_body => Framing::UntilClose,
+            None => {
+                dst.extend_from_slice(b"transfer-encoding: chunked\r\n");
+                Framing::Chunked
+            }
+            Some(n) => {
+                if can_body {
+                    let mut digits = itoa::Buffer::new();
+                    field(dst, b"content-length", digits.format(n).as_bytes());
+                }
+                Framing::Length(n)
+            }
+        },
+    };
+    let framing = if can_body {
+        framing
+    } else {
+        Framing::Length(0)
+    };
+    if !wrote_date {
+        field(dst, b"date", date);
+    }
+    dst.extend_from_slice(b"\r\n");
+    Ok(Encoded {
+        framing,
+        close: close || framing == Framing::UntilClose,
+    })
+}
+
+fn status_line(parts: &Parts, http10: bool, dst: &mut Vec<u8>) {
+    let reason = parts.extensions.get::<hyper::ext::ReasonPhrase>();
+    if !http10 && parts.status == StatusCode::OK && reason.is_none() {
+        dst.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        return;
+    }
+    dst.extend_from_slice(if http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+    dst.extend_from_slice(parts.status.as_str().as_bytes());
+    dst.push(b' ');
+    match reason {
+        Some(r) => dst.extend_from_slice(r.as_bytes()),
+        // A reason must be written: many parsers expect one.
+        None => dst.extend_from_slice(
+            parts
+                .status
+                .canonical_reason()
+                .unwrap_or("<none>")
+                .as_bytes(),
+        ),
+    }
+    dst.extend_from_slice(b"\r\n");
+}
+
+fn field(dst: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    dst.extend_from_slice(name);
+    dst.extend_from_slice(b": ");
+    dst.extend_from_slice(value);
+    dst.extend_from_slice(b"\r\n");
+}
+
+fn parse_length(v: &HeaderValue) -> Option<u64> {
+    let s = v.to_str().ok()?.trim();
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// The line that starts a chunk of `len` bytes.
+pub fn chunk_size_line(len: usize, dst: &mut [u8; 18]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut i = 16;
+    let mut n = len;
+    loop {
+        i -= 1;
+        dst[i] = HEX[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    dst[16] = b'\r';
+    dst[17] = b'\n';
+    &dst[i..]
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Response;
+
+    use super::*;
+
+    const DATE: &[u8] = b"Mon, 07 Dec 2026 05:48:52 GMT";
+
+    fn head(resp: Response<()>, size: SizeHint) -> (String, Result<Encoded, Unwritable>) {
+        let (parts, ()) = resp.into_parts();
+        let mut dst = Vec::new();
+        let r = encode(&parts, &size, DATE, &mut dst);
+        (String::from_utf8(dst).expect("ascii"), r)
+    }
+
+    fn exact(n: u64) -> SizeHint {
+        SizeHint::with_exact(n)
+    }
+
+    #[test]
+    fn a_200_with_a_length_is_written_as_hyper_writes_it() {
+        let resp = Response::builder()
+            .header("content-type", "text/plain")
+            .header("x-pod-name", "bench")
+            .header("content-length", "17")
+            .body(())
+            .unwrap();
+        let (text, r) = head(resp, exact(17));
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-pod-name: bench\r\ncontent-length: 17\r\ndate: Mon, 07 Dec 2026 05:48:52 GMT\r\n\r\n"
+        );
+        assert_eq!(
+            r,
+            Ok(Encoded {
+                framing: Framing::Length(17),
+                close: false
+            })
+        );
+    }
+
+    #[test]
+    fn a_body_of_unknown_length_is_chunked_and_a_known_one_gets_its_length() {
+        let (text, r) = head(Response::new(()), SizeHint::new());
+        assert!(text.contains("transfer-encoding: chunked\r\n"), "{text}");
+        assert_eq!(r.unwrap().framing, Framing::Chunked);
+        let (text, r) = head(Response::new(()), exact(5));
+        assert!(text.contains("content-length: 5\r\n"), "{text}");
+        assert_eq!(r.unwrap().framing, Framing::Length(5));
+        let (text, r) = head(Response::new(()), exact(0));
+        assert!(text.contains("content-length: 0\r\n"), "{text}");
+        assert_eq!(r.unwrap().framing, Framing::Length(0));
+    }
+
+    #[test]
+    fn a_length_header_frames_a_body_of_unknown_length_and_must_agree_with_itself() {
+        let resp = Response::builder()
+            .header("content-length", "9")
+            .body(())
+            .unwrap();
+        let (text, r) = head(resp, SizeHint::new());
+        assert!(text.contains("content-length: 9\r\n"), "{text}");
+        assert!(!text.contains("chunked"), "{text}");
+        assert_eq!(r.unwrap().framing, Framing::Length(9));
+        let resp = Response::builder()
+            .header("content-length", "9")
+            .header("content-length", "8")
+            .body(())
+            .unwrap();
+        assert!(head(resp, SizeHint::new()).1.is_err());
+        let resp = Response::builder()
+            .header("content-length", "nine")
+            .body(())
+            .unwrap();
+        assert!(head(resp, SizeHint::new()).1.is_err());
+    }
+
+    #[test]
+    fn no_content_and_not_modified_have_no_body_and_no_added_length() {
+        for code in [204, 304] {
+            let resp = Response::builder().status(code).body(()).unwrap();
+            let (text, r) = head(resp, SizeHint::new());
+            assert!(!text.contains("content-length"), "{text}");
+            assert!(!text.contains("transfer-encoding"), "{text}");
+            assert_eq!(r.unwrap().framing, Framing::Length(0), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_reason_phrase_an_http10_response_and_an_own_date_are_kept() {
+        let mut resp = Response::builder()
+            .status(404)
+            .version(Version::HTTP_10)
+            .header("date", "then")
+            .body(())
+            .unwrap();
+        resp.extensions_mut()
+            .insert(hyper::ext::ReasonPhrase::from_static(b"Gone Fishing"));
+        let (text, r) = head(resp, SizeHint::new());
+        assert!(text.starts_with("HTTP/1.0 404 Gone Fishing\r\n"), "{text}");
+        assert!(text.contains("date: then\r\n"), "{text}");
+        assert_eq!(text.matches("date:").count(), 1, "{text}");
+        // HTTP/1.0 has no chunks: the body ends with the connection.
+        assert_eq!(
+            r.unwrap(),
+            Encoded {
+                framing: Framing::UntilClose,
+                close: true
+            }
+        );
+        let resp = Response::builder().status(599).body(()).unwrap();
+        let (text, _) = head(resp, exact(0));
+        assert!(text.starts_with("HTTP/1.1 599 <none>\r\n"), "{text}");
+    }
+
+    #[test]
+    fn hop_by_hop_framing_fields_are_dropped_and_connection_close_is_obeyed() {
+        let resp = Response::builder()
+            .header("transfer-encoding", "gzip")
+            .header("trailer", "x-sum")
+            .header("connection", "keep-alive, Close")
+            .body(())
+            .unwrap();
+        let (text, r) = head(resp, SizeHint::new());
+        assert!(
+            !text.contains("gzip") && !text.contains("trailer"),
+            "{text}"
+        );
+        assert_eq!(
+            r.unwrap(),
+            Encoded {
+                framing: Framing::Chunked,
+                close: true
+            }
+        );
+        let resp = Response::builder().status(103).body(()).unwrap();
+        assert!(head(resp, SizeHint::new()).1.is_err());
+    }
+
+    #[test]
+    fn chunk_size_lines_are_lower_case_hex() {
+        let mut b = [0u8; 18];
+        assert_eq!(chunk_size_line(0, &mut b), b"0\r\n");
+        assert_eq!(chunk_size_line(17, &mut b), b"11\r\n");
+        assert_eq!(chunk_size_line(0xabcdef, &mut b), b"abcdef\r\n");
+        assert_eq!(chunk_size_line(usize::MAX, &mut b), b"ffffffffffffffff\r\n");
+    }
+}
