@@ -141,6 +141,18 @@ impl ProxyBody {
     pub fn empty() -> Self {
         ProxyBody::Local { data: None }
     }
+
+    /// An HTTP/1 pod's response fields, as it wrote them, when they were
+    /// left for the server to write (see [`crate::http1_wire::Fields`]).
+    pub fn pod_fields(&self) -> Option<&crate::http1_wire::Fields> {
+        match self {
+            ProxyBody::Upstream {
+                inner: PodBody::Pooled(lease),
+                ..
+            } => lease.fields(),
+            _ => None,
+        }
+    }
 }
 
 impl Body for ProxyBody {

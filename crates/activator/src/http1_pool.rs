@@ -421,9 +421,23 @@ pub struct Lease {
     /// (rare, so boxed: the lease is in every response's body).
     writer: Option<Box<Writer>>,
     keep_alive: bool,
+    /// The response's header fields, until they are written or made a map
+    /// of: the response itself carries an empty map (see
+    /// [`http1_wire::Fields`]).
+    fields: Option<http1_wire::Fields>,
 }
 
 impl Lease {
+    /// The response's header fields, as the pod wrote them.
+    pub fn fields(&self) -> Option<&http1_wire::Fields> {
+        self.fields.as_ref()
+    }
+
+    /// The response's header fields, taken out to be made a map of.
+    pub fn take_fields(&mut self) -> Option<http1_wire::Fields> {
+        self.fields.take()
+    }
+
     /// The body has been read to its end: the connection goes back to the
     /// pool if it can take another request.
     fn end(&mut self) {
@@ -664,6 +678,7 @@ impl Pool {
             reading,
             keep_alive: head.keep_alive && write_failed.is_none(),
             writer: writer.map(Box::new),
+            fields: Some(head.fields),
         };
         if matches!(lease.reading, Reading::Done) {
             // No body: the client's server may never poll it.
@@ -672,7 +687,6 @@ impl Pool {
         let mut resp = Response::new(lease);
         *resp.status_mut() = head.status;
         *resp.version_mut() = head.version;
-        *resp.headers_mut() = head.headers;
         if let Some(reason) = head.reason {
             resp.extensions_mut().insert(reason);
         }

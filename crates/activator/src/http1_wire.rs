@@ -140,9 +140,13 @@ pub fn request_framing(
 /// A `Content-Length` field's value: one number, or a list of the same
 /// number (RFC 9110 §8.6); `None` when invalid.
 fn content_length<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> Option<u64> {
+    content_length_of(values.map(HeaderValue::as_bytes))
+}
+
+fn content_length_of<'a>(values: impl Iterator<Item = &'a [u8]>) -> Option<u64> {
     let mut found = None;
     for v in values {
-        for part in v.as_bytes().split(|&b| b == b',') {
+        for part in v.split(|&b| b == b',') {
             let part = part.trim_ascii();
             if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
                 return None;
@@ -164,7 +168,7 @@ fn content_length<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> Option<u
 pub struct ResponseHead {
     pub status: StatusCode,
     pub version: Version,
-    pub headers: HeaderMap,
+    pub fields: Fields,
     /// The pod's reason phrase when it is not the status code's own, which
     /// hyper's server then writes to the client as hyper's client had it.
     pub reason: Option<hyper::ext::ReasonPhrase>,
@@ -244,28 +248,84 @@ pub fn parse_response(
                 .then(|| hyper::ext::ReasonPhrase::try_from(r).ok())
                 .flatten()
         });
-        let mut headers = HeaderMap::with_capacity(found.fields.len());
-        let mut framed = Framed::default();
-        for (name, start, end) in found.fields {
-            let name = HeaderName::from_bytes(&head[name])
-                .map_err(|_| HeadError::Invalid("header name"))?;
-            framed.note(&name);
-            let value = HeaderValue::from_maybe_shared(head.slice(start..end))
-                .map_err(|_| HeadError::Invalid("header value"))?;
-            headers.append(name, value);
-        }
+        let mut fields = Fields {
+            head,
+            at: found.fields,
+            drop_length: false,
+            connection: false,
+        };
+        let framed = Framed::of(&fields);
+        fields.connection = framed.connection;
         let version = found.version;
-        let (framing, clean) = response_framing(method, status, version, &mut headers, framed)?;
-        let keep_alive =
-            clean && framing != Framing::Close && persistent(version, &headers, framed);
+        let (framing, clean) = response_framing(method, status, version, &mut fields, framed)?;
+        let keep_alive = clean && framing != Framing::Close && persistent(version, &fields, framed);
         return Ok(Some(ResponseHead {
             status,
             version,
-            headers,
+            fields,
             reason,
             framing,
             keep_alive,
         }));
+    }
+}
+
+/// A response's header fields as the pod wrote them: the head's bytes and
+/// where each name and value lie in them. No map is made of them on the way
+/// (a tenth of the instructions per request was building one): the HTTP/1
+/// fast path writes them from these bytes ([`crate::h1_server`]); hyper's
+/// server gets a map ([`Fields::to_map`]).
+///
+/// Every name httparse takes is a valid [`HeaderName`] and every value a
+/// valid [`HeaderValue`] (the same token and field-value rules; tested
+/// byte by byte below), so what the map would have refused never gets here.
+#[derive(Debug)]
+pub struct Fields {
+    head: Bytes,
+    /// Each field's name, and its value's start and end, in `head`.
+    at: Vec<(std::ops::Range<usize>, usize, usize)>,
+    /// `Transfer-Encoding` framed the body too, and wins (RFC 9112 §6.3):
+    /// the `Content-Length` fields are not passed on.
+    drop_length: bool,
+    /// There is a `Connection` field.
+    connection: bool,
+}
+
+impl Fields {
+    /// Whether there is a `Connection` field (most responses have none).
+    pub fn has_connection(&self) -> bool {
+        self.connection
+    }
+
+    /// Each field's name (as the pod wrote it) and value, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.at
+            .iter()
+            .map(|(name, start, end)| (&self.head[name.clone()], &self.head[*start..*end]))
+            .filter(|(name, _)| !(self.drop_length && name.eq_ignore_ascii_case(b"content-length")))
+    }
+
+    /// The values of the fields named `name` (given in lower case).
+    pub fn values<'a>(&'a self, name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The fields as a map, their values sharing the head's bytes.
+    pub fn to_map(&self) -> Result<HeaderMap, HeadError> {
+        let mut map = HeaderMap::with_capacity(self.at.len());
+        for (name, start, end) in &self.at {
+            let name = HeaderName::from_bytes(&self.head[name.clone()])
+                .map_err(|_| HeadError::Invalid("header name"))?;
+            if self.drop_length && name == header::CONTENT_LENGTH {
+                continue;
+            }
+            let value = HeaderValue::from_maybe_shared(self.head.slice(*start..*end))
+                .map_err(|_| HeadError::Invalid("header value"))?;
+            map.append(name, value);
+        }
+        Ok(map)
     }
 }
 
@@ -333,9 +393,8 @@ fn invalid(e: httparse::Error) -> &'static str {
     }
 }
 
-/// Which of the fields that frame a message a head has, noted while its
-/// map is built: most have no `Transfer-Encoding` or `Connection`, and a
-/// name compared as it passes costs less than a lookup afterwards.
+/// Which of the fields that frame a message a head has, noted in one pass
+/// over the names: most have no `Transfer-Encoding` or `Connection`.
 #[derive(Clone, Copy, Default)]
 struct Framed {
     transfer_encoding: bool,
@@ -344,10 +403,14 @@ struct Framed {
 }
 
 impl Framed {
-    fn note(&mut self, name: &HeaderName) {
-        self.transfer_encoding |= name == header::TRANSFER_ENCODING;
-        self.content_length |= name == header::CONTENT_LENGTH;
-        self.connection |= name == header::CONNECTION;
+    fn of(fields: &Fields) -> Self {
+        let mut framed = Framed::default();
+        for (name, _) in fields.iter() {
+            framed.transfer_encoding |= name.eq_ignore_ascii_case(b"transfer-encoding");
+            framed.content_length |= name.eq_ignore_ascii_case(b"content-length");
+            framed.connection |= name.eq_ignore_ascii_case(b"connection");
+        }
+        framed
     }
 }
 
@@ -357,7 +420,7 @@ fn response_framing(
     method: &Method,
     status: StatusCode,
     version: Version,
-    headers: &mut HeaderMap,
+    fields: &mut Fields,
     framed: Framed,
 ) -> Result<(Framing, bool), HeadError> {
     if *method == Method::HEAD
@@ -373,15 +436,15 @@ fn response_framing(
                 "transfer-encoding in an HTTP/1.0 response",
             ));
         }
-        let chunked_last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
+        let chunked_last = fields
+            .values(b"transfer-encoding")
+            .last()
+            .and_then(|v| v.rsplit(|&b| b == b',').next())
             .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         // Both framings: the transfer coding wins, and the connection is
         // not trusted with another request (RFC 9112 §6.3, point 3).
-        let both = headers.remove(header::CONTENT_LENGTH).is_some();
+        let both = framed.content_length;
+        fields.drop_length = both;
         let framing = if chunked_last {
             Framing::Chunked
         } else {
@@ -390,7 +453,7 @@ fn response_framing(
         return Ok((framing, !both));
     }
     if framed.content_length {
-        return match content_length(headers.get_all(header::CONTENT_LENGTH).iter()) {
+        return match content_length_of(fields.values(b"content-length")) {
             Some(0) => Ok((Framing::Empty, true)),
             Some(n) => Ok((Framing::Length(n), true)),
             None => Err(HeadError::Invalid("content-length")),
@@ -400,12 +463,11 @@ fn response_framing(
 }
 
 /// Whether the pod keeps the connection open after this response.
-fn persistent(version: Version, headers: &HeaderMap, framed: Framed) -> bool {
+fn persistent(version: Version, fields: &Fields, framed: Framed) -> bool {
     let says = |token: &[u8]| {
         framed.connection
-            && headers.get_all(header::CONNECTION).iter().any(|v| {
-                v.as_bytes()
-                    .split(|&b| b == b',')
+            && fields.values(b"connection").any(|v| {
+                v.split(|&b| b == b',')
                     .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
             })
     };
@@ -580,6 +642,57 @@ mod tests {
         parse(raw, &Method::GET).expect("valid").expect("complete")
     }
 
+    #[test]
+    fn every_field_httparse_takes_makes_a_valid_map_entry() {
+        // What `Fields` rests on: a byte that httparse lets into a name or
+        // a value is one `HeaderName` or `HeaderValue` takes too.
+        let mut names = 0;
+        let mut values = 0;
+        for b in 0..=255u8 {
+            for (raw, is_name) in [
+                (
+                    [b"HTTP/1.1 200 OK\r\nx".as_slice(), &[b], b"y: v\r\n\r\n"].concat(),
+                    true,
+                ),
+                (
+                    [b"HTTP/1.1 200 OK\r\nx: a".as_slice(), &[b], b"c\r\n\r\n"].concat(),
+                    false,
+                ),
+            ] {
+                let Ok(Some(h)) = parse_response(&mut BytesMut::from(&raw[..]), 100, &Method::GET)
+                else {
+                    continue;
+                };
+                let Some((name, value)) = h.fields.iter().next() else {
+                    continue;
+                };
+                let taken = if is_name {
+                    name == [b'x', b, b'y']
+                } else {
+                    value == [b'a', b, b'c']
+                };
+                if !taken {
+                    // `x:y` is the name `x`: not this byte's case.
+                    continue;
+                }
+                assert!(
+                    HeaderName::from_bytes(name).is_ok() && HeaderValue::from_bytes(value).is_ok(),
+                    "byte {b:#04x} in a {}",
+                    if is_name { "name" } else { "value" }
+                );
+                h.fields.to_map().expect("a map");
+                if is_name {
+                    names += 1;
+                } else {
+                    values += 1;
+                }
+            }
+        }
+        // The token characters, and visible bytes, space, tab and obs-text.
+        assert_eq!(names, 77, "names taken");
+        assert_eq!(values, 224, "values taken");
+    }
+
     fn written(method: &Method, headers: &HeaderMap, no_body: bool, exact: Option<u64>) -> String {
         let framing = request_framing(method, headers, no_body, exact).expect("valid");
         let mut out = BytesMut::new();
@@ -661,7 +774,7 @@ mod tests {
             .expect("complete");
         assert_eq!(h.status, StatusCode::OK);
         assert_eq!(h.framing, Framing::Length(2));
-        assert_eq!(h.headers["x-y"], "z");
+        assert_eq!(h.fields.to_map().expect("valid")["x-y"], "z");
         assert!(h.keep_alive);
         assert!(h.reason.is_none(), "the canonical reason needs no copy");
         let odd = head("HTTP/1.1 200 Fine Thanks\r\ncontent-length: 0\r\n\r\n");
@@ -676,7 +789,7 @@ mod tests {
         );
         assert_eq!(h.status, StatusCode::CREATED);
         assert_eq!(h.framing, Framing::Empty);
-        assert!(!h.headers.contains_key("link"));
+        assert_eq!(h.fields.iter().count(), 1, "only the 201's own field");
     }
 
     #[test]
@@ -695,7 +808,14 @@ mod tests {
         let both =
             head("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n");
         assert_eq!(both.framing, Framing::Chunked);
-        assert!(!both.headers.contains_key(header::CONTENT_LENGTH));
+        assert!(
+            !both
+                .fields
+                .to_map()
+                .expect("valid")
+                .contains_key(header::CONTENT_LENGTH)
+        );
+        assert_eq!(both.fields.values(b"content-length").count(), 0);
         assert!(!both.keep_alive, "an ambiguous head ends the connection");
         let eof = head("HTTP/1.1 200 OK\r\n\r\n");
         assert_eq!(eof.framing, Framing::Close);
@@ -719,7 +839,10 @@ mod tests {
         .expect("valid")
         .expect("complete");
         assert_eq!(to_head.framing, Framing::Empty);
-        assert_eq!(to_head.headers[header::CONTENT_LENGTH], "9");
+        assert_eq!(
+            to_head.fields.to_map().expect("valid")[header::CONTENT_LENGTH],
+            "9"
+        );
     }
 
     #[test]
@@ -771,8 +894,9 @@ mod tests {
         let h = parse_response(&mut head(over), 1000, &Method::GET)
             .expect("valid")
             .expect("complete");
-        assert_eq!(h.headers.len(), over + 1);
-        assert_eq!(h.headers["x-199"], "v199");
+        let map = h.fields.to_map().expect("valid");
+        assert_eq!(map.len(), over + 1);
+        assert_eq!(map["x-199"], "v199");
         assert_eq!(h.framing, Framing::Empty);
         assert_eq!(
             h.reason.as_ref().map(|r| r.as_bytes()),

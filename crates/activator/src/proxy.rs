@@ -2,8 +2,11 @@
 //! wake), forward with pooled connections, retry a failed connect on another
 //! pod, pass upgrades through.
 
+use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,11 +18,10 @@ use hyper::body::Body as _;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use siesta_api::Protocol;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::{Instant, Sleep, timeout_at};
 
 use crate::body::{PodBody, ProxyBody, Ticket};
 use crate::forwarded;
-use crate::http1_pool;
 use crate::index::{Admission, FunctionConfig, FunctionEntry, Index, LookupCache, OverBudget};
 use crate::metrics::Reject;
 use crate::park_budget;
@@ -30,6 +32,7 @@ use crate::target::{self, Target};
 use crate::trust::TrustedProxies;
 use crate::upstream::{self, Next};
 use crate::wake::WakeClient;
+use crate::{http1_pool, http1_wire};
 
 /// Upstream connections, for every client: how long one may sit idle (pods
 /// come and go, and a function at zero must not pin them), how many idle
@@ -150,11 +153,18 @@ impl Proxy {
     /// The steps, in order: `route` (the early refusals and the function),
     /// `admit` (a pod now, or parked until one), then `forward` (with
     /// retry) and `respond` (an upgrade or the streamed body).
+    ///
+    /// `timer` is a timer the caller keeps for the requests it hands over
+    /// one after another (the HTTP/1 fast path's connection): the pod's
+    /// answer is awaited on it, reset to this request's deadline, instead of
+    /// on a timer made for the request (registered with the runtime's clock
+    /// and taken out again, each time).
     pub async fn handle<B: ClientBody>(
         &self,
         cache: &LookupCache,
         remote: SocketAddr,
         mut req: Request<B>,
+        timer: Option<Pin<&mut Sleep>>,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
         let (routed, entry) = match self.route(cache, &req) {
@@ -169,11 +179,21 @@ impl Proxy {
         let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let outgoing = self.outgoing(req, remote, routed, &config, upgrade);
-        let resp = match self.forward(&mut ticket, outgoing, &config, deadline).await {
+        let resp = match self
+            .forward(&mut ticket, outgoing, &config, deadline, timer)
+            .await
+        {
             Ok(sent) => sent,
             Err(failed) => return failed,
         };
-        self.respond(ticket, resp, parked, client_upgrade, deadline)
+        self.respond(
+            ticket,
+            resp,
+            parked,
+            client_upgrade,
+            deadline,
+            B::WRITES_POD_FIELDS,
+        )
     }
 
     /// The early refusals, before anything is held for the request: a head
@@ -334,6 +354,7 @@ impl Proxy {
         outgoing: Outgoing,
         config: &FunctionConfig,
         deadline: Instant,
+        mut timer: Option<Pin<&mut Sleep>>,
     ) -> Result<Sent, Response<ProxyBody>> {
         let Outgoing {
             pq,
@@ -392,10 +413,10 @@ impl Proxy {
                     })
                     .right_future()
             };
-            let e = match timeout_at(deadline, sent).await {
-                Err(_) => return Err(request_timeout(ticket)),
-                Ok(Ok(sent)) => break sent,
-                Ok(Err(e)) => e,
+            let e = match within(sent, deadline, timer.as_mut().map(Pin::as_mut)).await {
+                None => return Err(request_timeout(ticket)),
+                Some(Ok(sent)) => break sent,
+                Some(Err(e)) => e,
             };
             if let Some(fault) = body.as_ref().and_then(RequestBody::fault) {
                 let limit = config.max_request_body_bytes.unwrap_or(0);
@@ -472,7 +493,10 @@ impl Proxy {
 
     /// The pod's response to the client: the first byte after a cold start
     /// is reported to the controller; a 101 to an upgrade becomes a tunnel
-    /// that holds the ticket, anything else streams with it.
+    /// that holds the ticket, anything else streams with it. An HTTP/1
+    /// pod's fields stay bytes for a server that writes them so
+    /// (`writes_pod_fields`), which leaves out the hop-by-hop ones itself;
+    /// hyper's server gets them as the response's map.
     fn respond(
         &self,
         mut ticket: Ticket,
@@ -480,7 +504,25 @@ impl Proxy {
         parked: bool,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         deadline: Instant,
+        writes_pod_fields: bool,
     ) -> Response<ProxyBody> {
+        if !writes_pod_fields
+            && let PodBody::Pooled(lease) = resp.body_mut()
+            && let Some(fields) = lease.take_fields()
+        {
+            match fields.to_map() {
+                Ok(map) => *resp.headers_mut() = map,
+                Err(e) => {
+                    // Unreachable: httparse took the head (see `Fields`).
+                    ticket.code = 502;
+                    ticket.entry.metrics.reject(Reject::UpstreamBadResponse);
+                    return local(
+                        StatusCode::BAD_GATEWAY,
+                        format!("function {}: {e}\n", ticket.entry.key),
+                    );
+                }
+            }
+        }
         ticket.code = resp.status().as_u16();
         if parked && let Some(report) = ticket.entry.first_byte(Instant::now()) {
             let waker = self.waker.clone();
@@ -500,6 +542,31 @@ impl Proxy {
         let (parts, body) = resp.into_parts();
         Response::from_parts(parts, ProxyBody::upstream(body, ticket, deadline))
     }
+}
+
+/// `fut`'s output, or `None` once `deadline` passes first: on `timer`,
+/// reset to it, when the caller keeps one (see [`Proxy::handle`]), else on
+/// a timer of its own.
+async fn within<F: Future>(
+    fut: F,
+    deadline: Instant,
+    timer: Option<Pin<&mut Sleep>>,
+) -> Option<F::Output> {
+    let Some(mut timer) = timer else {
+        return timeout_at(deadline, fut).await.ok();
+    };
+    timer.as_mut().reset(deadline);
+    let mut fut = std::pin::pin!(fut);
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Waits for a parked request's pod, until its queue timeout or its request
@@ -877,17 +944,49 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// The names [`strip_hop_by_hop`] removes whatever `Connection` says.
+/// The names [`strip_hop_by_hop`] and [`end_to_end`] leave out whatever
+/// `Connection` says (RFC 9110 §7.6.1, and the connection-specific fields
+/// of proxies, keep-alive and `Upgrade: h2c`).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "upgrade",
+    "transfer-encoding",
+    "trailer",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "keep-alive",
+    "proxy-connection",
+    "http2-settings",
+];
+
 fn is_hop_by_hop(n: &HeaderName) -> bool {
-    n == header::CONNECTION
-        || n == header::UPGRADE
-        || n == header::TRANSFER_ENCODING
-        || n == header::TRAILER
-        || n == header::PROXY_AUTHENTICATE
-        || n == header::PROXY_AUTHORIZATION
-        || n == KEEP_ALIVE
-        || n == PROXY_CONNECTION
-        || n == HTTP2_SETTINGS
+    is_hop_by_hop_name(n.as_str().as_bytes())
+}
+
+fn is_hop_by_hop_name(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+}
+
+/// An HTTP/1 pod's response fields as the client gets them: those
+/// [`strip_hop_by_hop`] takes out of a map (but for an upgrade's, which go
+/// through hyper's client) left out of the pod's bytes.
+pub fn end_to_end(fields: &http1_wire::Fields) -> impl Iterator<Item = (&[u8], &[u8])> {
+    // Rare: a list is made only when `Connection` names fields.
+    let listed: Vec<&[u8]> = if fields.has_connection() {
+        fields
+            .values(b"connection")
+            .flat_map(|v| v.split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.is_empty())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    fields.iter().filter(move |(name, _)| {
+        !is_hop_by_hop_name(name) && !listed.iter().any(|l| name.eq_ignore_ascii_case(l))
+    })
 }
 
 /// Strips hop-by-hop headers and sets the forwarding ones (see
@@ -1097,6 +1196,40 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn a_pod_s_fields_as_bytes_lose_what_its_map_loses() {
+        let head = "HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nx-secret: 1\r\nKeep-Alive: timeout=5\r\nTrailer: x-sum\r\nUpgrade: h2c\r\nProxy-Authenticate: Basic\r\nProxy-Connection: keep-alive\r\nHTTP2-Settings: AAA\r\nX-Keep: 1\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\ncontent-length: 0\r\n\r\n";
+        let mut buf = bytes::BytesMut::from(head);
+        let fields = http1_wire::parse_response(&mut buf, 100, &Method::GET)
+            .expect("valid")
+            .expect("whole")
+            .fields;
+        let kept: Vec<(String, String)> = end_to_end(&fields)
+            .map(|(n, v)| {
+                (
+                    String::from_utf8_lossy(n).to_ascii_lowercase(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect();
+        let mut map = fields.to_map().expect("valid");
+        strip_hop_by_hop(&mut map, false);
+        let mut from_map: Vec<(String, String)> = map
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        // A map's removals move its fields about; each name's values keep
+        // their order (the sorts are stable).
+        let mut sorted = kept.clone();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        from_map.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(sorted, from_map);
+        assert_eq!(
+            kept.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["x-keep", "set-cookie", "set-cookie", "content-length"]
+        );
     }
 
     #[test]

@@ -88,17 +88,26 @@ struct Log {
 /// none at all (the HTTP/1 fast path, [`crate::h1_server`], serves only
 /// requests without one).
 pub trait ClientBody: Body + Send + 'static {
+    /// Whether the server that hands it over writes a pod's HTTP/1
+    /// response fields from their bytes ([`crate::http1_wire::Fields`]):
+    /// the fast path does; hyper's server needs them in the response's map.
+    const WRITES_POD_FIELDS: bool;
+
     /// hyper's body, to read on from the client; `None` when there is none.
     fn into_incoming(self) -> Option<Incoming>;
 }
 
 impl ClientBody for Incoming {
+    const WRITES_POD_FIELDS: bool = false;
+
     fn into_incoming(self) -> Option<Incoming> {
         Some(self)
     }
 }
 
 impl ClientBody for http_body_util::Empty<Bytes> {
+    const WRITES_POD_FIELDS: bool = true;
+
     fn into_incoming(self) -> Option<Incoming> {
         None
     }

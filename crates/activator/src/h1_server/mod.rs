@@ -21,7 +21,8 @@
 //! What hyper's server did around a request is done here too:
 //! - the header read timeout, from the moment the connection waits for a
 //!   request, idle keep-alive included (one timer per connection, reset,
-//!   not made again per request);
+//!   not made again per request; likewise the timer the proxy waits for a
+//!   pod's answer on);
 //! - a client that closes while its request is in flight ends it (the
 //!   ticket is dropped: a parked request leaves its queue);
 //! - the drain: an idle connection closes at once, a busy one after its
@@ -51,7 +52,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::body::ProxyBody;
 use crate::index::LookupCache;
-use crate::proxy::Proxy;
+use crate::proxy::{self, Proxy};
 use response_head::Framing;
 pub use rewind::Rewind;
 
@@ -93,6 +94,10 @@ pub async fn serve(
     let mut head = Vec::new();
     let idle = tokio::time::sleep(settings.header_read_timeout);
     tokio::pin!(idle);
+    // Each request's deadline, for the proxy's wait on the pod (see
+    // `Proxy::handle`): reset by each request to its own.
+    let deadline = tokio::time::sleep(settings.header_read_timeout);
+    tokio::pin!(deadline);
     loop {
         if buf.is_empty() {
             // A timer reset to a later deadline is only marked, not moved
@@ -108,7 +113,9 @@ pub async fn serve(
         };
         let (mut rd, mut wr) = stream.split();
         let exchange = async {
-            let resp = proxy.handle(cache, remote, req).await;
+            let resp = proxy
+                .handle(cache, remote, req, Some(deadline.as_mut()))
+                .await;
             write_response(&mut wr, resp, &mut head).await
         };
         let keep_alive = tokio::select! {
@@ -170,7 +177,17 @@ async fn write_response(
 ) -> bool {
     let (parts, mut body) = resp.into_parts();
     head.clear();
-    let encoded = with_date(|date| response_head::encode(&parts, &body.size_hint(), date, head));
+    let size = body.size_hint();
+    let encoded = with_date(|date| match body.pod_fields() {
+        Some(fields) => response_head::encode(&parts, proxy::end_to_end(fields), &size, date, head),
+        None => {
+            let fields = parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+            response_head::encode(&parts, fields, &size, date, head)
+        }
+    });
     drop(parts);
     let encoded = match encoded {
         Ok(encoded) => encoded,
@@ -231,51 +248,68 @@ async fn write_response(
         if data.is_empty() {
             continue;
         }
-        let written = match encoded.framing {
+        // The body's end is taken before its last bytes are written, as
+        // hyper's server does: the request is counted (its ticket ends)
+        // before the client can have its answer.
+        let last = if body.is_end_stream() {
+            match end_now(&mut body) {
+                BodyEnd::Now => true,
+                BodyEnd::Later => false,
+                BodyEnd::Broken => return false,
+            }
+        } else {
+            false
+        };
+        let mut line = [0u8; 18];
+        let (prefix, suffix): (&[u8], &[u8]) = match encoded.framing {
             Framing::Length(_) => {
                 let Some(rest) = left.checked_sub(data.len() as u64) else {
                     tracing::debug!("response body longer than its length: closing the connection");
                     return false;
                 };
                 left = rest;
-                write_all(wr, &mut [IoSlice::new(at_head), IoSlice::new(&data)]).await
+                (&[], &[])
             }
-            Framing::UntilClose => {
-                write_all(wr, &mut [IoSlice::new(at_head), IoSlice::new(&data)]).await
-            }
-            Framing::Chunked => {
-                let mut line = [0u8; 18];
-                let line = response_head::chunk_size_line(data.len(), &mut line);
-                // A body that ends with this chunk ends in the same write.
-                let end: &[u8] = if body.is_end_stream() {
-                    b"\r\n0\r\n\r\n"
-                } else {
-                    b"\r\n"
-                };
-                let w = write_all(
-                    wr,
-                    &mut [
-                        IoSlice::new(at_head),
-                        IoSlice::new(line),
-                        IoSlice::new(&data),
-                        IoSlice::new(end),
-                    ],
-                )
-                .await;
-                if w.is_ok() && end.len() > 2 {
-                    // The last chunk is written: what follows is the end.
-                    return match body.frame().await {
-                        None | Some(Ok(_)) => !encoded.close,
-                        Some(Err(_)) => false,
-                    };
-                }
-                w
-            }
+            Framing::UntilClose => (&[], &[]),
+            // A body that ends with this chunk ends in the same write.
+            Framing::Chunked => (
+                response_head::chunk_size_line(data.len(), &mut line),
+                if last { b"\r\n0\r\n\r\n" } else { b"\r\n" },
+            ),
         };
-        if written.is_err() {
+        let parts = &mut [
+            IoSlice::new(at_head),
+            IoSlice::new(prefix),
+            IoSlice::new(&data),
+            IoSlice::new(suffix),
+        ];
+        if write_all(wr, parts).await.is_err() {
             return false;
         }
+        if last {
+            return left == 0 && !encoded.close;
+        }
         unsent_head = false;
+    }
+}
+
+/// Whether a body that says it is at its end gives its end at once.
+enum BodyEnd {
+    Now,
+    Later,
+    /// More data after all, or an error: the response cannot be finished.
+    Broken,
+}
+
+fn end_now(body: &mut ProxyBody) -> BodyEnd {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    match Pin::new(&mut *body).poll_frame(&mut cx) {
+        Poll::Ready(None) => BodyEnd::Now,
+        // Trailers: not written (see above); the end follows them.
+        Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => end_now(body),
+        Poll::Ready(Some(_)) => BodyEnd::Broken,
+        Poll::Pending => BodyEnd::Later,
     }
 }
 

@@ -41,13 +41,15 @@ pub fn take(buf: &mut BytesMut, max_headers: usize) -> Option<Simple> {
     built
 }
 
-/// Where the parts of a plain head lie in the buffer.
+/// Where the parts of a plain head lie in the buffer. Offsets are `u32`
+/// (a head is at most a read buffer), so that this, made and moved once a
+/// request, is 1 KiB and not 2.
 struct Found {
     len: usize,
-    method: (usize, usize),
-    path: (usize, usize),
+    method: (u32, u32),
+    path: (u32, u32),
     /// Each field's name start and end, value start and end.
-    fields: [(usize, usize, usize, usize); STACK_FIELDS],
+    fields: [[u32; 4]; STACK_FIELDS],
     count: usize,
 }
 
@@ -87,13 +89,20 @@ fn find(buf: &[u8], max_fields: usize) -> Option<Found> {
     if !path.starts_with('/') {
         return None;
     }
+    if u32::try_from(len).is_err() {
+        return None;
+    }
     let base = buf.as_ptr() as usize;
-    let at = |s: &[u8]| s.as_ptr() as usize - base;
+    // Within the head, so below `len`: the casts keep every bit.
+    let span = |s: &[u8]| {
+        let start = (s.as_ptr() as usize - base) as u32;
+        (start, start + s.len() as u32)
+    };
     let mut found = Found {
         len,
-        method: (at(method.as_bytes()), at(method.as_bytes()) + method.len()),
-        path: (at(path.as_bytes()), at(path.as_bytes()) + path.len()),
-        fields: [(0, 0, 0, 0); STACK_FIELDS],
+        method: span(method.as_bytes()),
+        path: span(path.as_bytes()),
+        fields: [[0; 4]; STACK_FIELDS],
         count: 0,
     };
     for h in req.headers.iter() {
@@ -105,8 +114,8 @@ fn find(buf: &[u8], max_fields: usize) -> Option<Found> {
         {
             return None;
         }
-        let (name, value) = (at(h.name.as_bytes()), at(h.value));
-        found.fields[found.count] = (name, name + h.name.len(), value, value + h.value.len());
+        let (name, value) = (span(h.name.as_bytes()), span(h.value));
+        found.fields[found.count] = [name.0, name.1, value.0, value.1];
         found.count += 1;
     }
     Some(found)
@@ -115,13 +124,13 @@ fn find(buf: &[u8], max_fields: usize) -> Option<Found> {
 /// The request, its parts shared with the head's bytes, as hyper's server
 /// builds it.
 fn build(head: &Bytes, found: &Found) -> Option<Simple> {
-    let method = Method::from_bytes(&head[found.method.0..found.method.1]).ok()?;
-    let uri = Uri::from_maybe_shared(head.slice(found.path.0..found.path.1)).ok()?;
+    let range = |(start, end): (u32, u32)| start as usize..end as usize;
+    let method = Method::from_bytes(&head[range(found.method)]).ok()?;
+    let uri = Uri::from_maybe_shared(head.slice(range(found.path))).ok()?;
     let mut headers = HeaderMap::with_capacity(found.count);
-    for &(ns, ne, vs, ve) in &found.fields[..found.count] {
-        let name = HeaderName::from_bytes(&head[ns..ne]).ok()?;
-        // httparse has checked the value's bytes, as hyper relies on too.
-        let value = HeaderValue::from_maybe_shared(head.slice(vs..ve)).ok()?;
+    for &[ns, ne, vs, ve] in &found.fields[..found.count] {
+        let name = HeaderName::from_bytes(&head[range((ns, ne))]).ok()?;
+        let value = HeaderValue::from_maybe_shared(head.slice(range((vs, ve)))).ok()?;
         headers.append(name, value);
     }
     let mut req = Request::new(Empty::new());

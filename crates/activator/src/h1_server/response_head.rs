@@ -3,8 +3,13 @@
 //! request that is neither HEAD nor CONNECT (the only ones the fast path
 //! takes). Pure, but for the date, which the caller passes in.
 //!
+//! The fields come from the response's map, or, for an HTTP/1 pod's
+//! response, from the bytes the pod wrote (`http1_wire::Fields`, the
+//! hop-by-hop ones already left out by `proxy::end_to_end`); names are
+//! compared without case and written in lower case either way.
+//!
 //! The rules, as hyper 1's `Server::encode`: names in lower case, fields in
-//! the map's order; the first `Content-Length` is written as given when the
+//! the order given; the first `Content-Length` is written as given when the
 //! body's length is known, and read when it is not; with neither, a body of
 //! unknown length is chunked (close-delimited in an HTTP/1.0 response) and
 //! one of known length gets `Content-Length`; 204 and 304 carry no body;
@@ -14,7 +19,6 @@
 //! first two are dropped, as a chunked body is framed here, and
 //! `Connection: close` closes the connection after the response.
 
-use http::header::{self, HeaderValue};
 use http::response::Parts;
 use http::{StatusCode, Version};
 use hyper::body::SizeHint;
@@ -42,10 +46,12 @@ pub struct Encoded {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Unwritable(pub &'static str);
 
-/// Appends the head of `parts` to `dst`. `size` is the body's size hint,
-/// `date` the `Date` value to add when the response has none.
-pub fn encode(
+/// Appends the head of `parts` to `dst`, with `fields` (names and values)
+/// as its header fields. `size` is the body's size hint, `date` the `Date`
+/// value to add when the response has none.
+pub fn encode<'f>(
     parts: &Parts,
+    fields: impl Iterator<Item = (&'f [u8], &'f [u8])>,
     size: &SizeHint,
     date: &[u8],
     dst: &mut Vec<u8>,
@@ -62,8 +68,8 @@ pub fn encode(
     let mut framing = None;
     let mut close = false;
     let mut wrote_date = false;
-    for (name, value) in &parts.headers {
-        if name == header::CONTENT_LENGTH {
+    for (name, value) in fields {
+        if name.eq_ignore_ascii_case(b"content-length") {
             let len = match known {
                 Some(n) => n,
                 None => parse_length(value).ok_or(Unwritable("an invalid content-length"))?,
@@ -71,7 +77,7 @@ pub fn encode(
             match framing {
                 None => {
                     framing = Some(Framing::Length(len));
-                    field(dst, b"content-length", value.as_bytes());
+                    field(dst, b"content-length", value);
                 }
                 Some(Framing::Length(first)) if known.is_none() && first != len => {
                     return Err(Unwritable("content-length values that disagree"));
@@ -80,17 +86,17 @@ pub fn encode(
             }
             continue;
         }
-        if name == header::TRANSFER_ENCODING || name == header::TRAILER {
+        if name.eq_ignore_ascii_case(b"transfer-encoding") || name.eq_ignore_ascii_case(b"trailer")
+        {
             continue;
         }
-        if name == header::CONNECTION {
+        if name.eq_ignore_ascii_case(b"connection") {
             close |= value
-                .as_bytes()
                 .split(|&b| b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
         }
-        wrote_date |= name == header::DATE;
-        field(dst, name.as_str().as_bytes(), value.as_bytes());
+        wrote_date |= name.eq_ignore_ascii_case(b"date");
+        field(dst, name, value);
     }
     let framing = match framing {
         Some(f) => f,
@@ -148,14 +154,14 @@ fn status_line(parts: &Parts, http10: bool, dst: &mut Vec<u8>) {
 }
 
 fn field(dst: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    dst.extend_from_slice(name);
+    dst.extend(name.iter().map(u8::to_ascii_lowercase));
     dst.extend_from_slice(b": ");
     dst.extend_from_slice(value);
     dst.extend_from_slice(b"\r\n");
 }
 
-fn parse_length(v: &HeaderValue) -> Option<u64> {
-    let s = v.to_str().ok()?.trim();
+fn parse_length(v: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(v).ok()?.trim();
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -191,8 +197,29 @@ mod tests {
     fn head(resp: Response<()>, size: SizeHint) -> (String, Result<Encoded, Unwritable>) {
         let (parts, ()) = resp.into_parts();
         let mut dst = Vec::new();
-        let r = encode(&parts, &size, DATE, &mut dst);
+        let fields = parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+        let r = encode(&parts, fields, &size, DATE, &mut dst);
         (String::from_utf8(dst).expect("ascii"), r)
+    }
+
+    #[test]
+    fn fields_as_a_pod_wrote_them_are_written_in_lower_case() {
+        let (parts, ()) = Response::new(()).into_parts();
+        let fields: [(&[u8], &[u8]); 3] = [
+            (b"Content-Type", b"text/plain"),
+            (b"X-Pod-Name", b"Bench"),
+            (b"Content-Length", b"5"),
+        ];
+        let mut dst = Vec::new();
+        let r = encode(&parts, fields.into_iter(), &exact(5), DATE, &mut dst);
+        assert_eq!(
+            String::from_utf8(dst).unwrap(),
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-pod-name: Bench\r\ncontent-length: 5\r\ndate: Mon, 07 Dec 2026 05:48:52 GMT\r\n\r\n"
+        );
+        assert_eq!(r.unwrap().framing, Framing::Length(5));
     }
 
     fn exact(n: u64) -> SizeHint {
