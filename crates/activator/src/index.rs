@@ -492,12 +492,21 @@ pub struct Index {
 /// path reads one shared atomic (the index generation) and takes a lock only
 /// this connection uses (uncontended on HTTP/1; shared by the streams of an
 /// HTTP/2 connection) instead of the global map lock every connection shares.
+///
+/// It also keeps the connection's last Host that named a function
+/// ([`crate::target::HostMemo`]).
 #[derive(Default)]
 pub struct LookupCache {
     last: Mutex<Option<(u64, Arc<FunctionEntry>)>>,
+    host: Mutex<crate::target::HostMemo>,
 }
 
 impl LookupCache {
+    /// What the connection remembers of its last Host.
+    pub fn host_memo(&self) -> MutexGuard<'_, crate::target::HostMemo> {
+        self.host.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn get(&self, index: &Index, key: &FunctionKey) -> Option<Arc<FunctionEntry>> {
         let generation = index.generation.load(Ordering::Acquire);
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());

@@ -218,14 +218,21 @@ impl Proxy {
             ));
         }
         let hosts = req.headers().get_all(header::HOST);
-        let routed =
-            match target::resolve(req.method(), req.version(), req.uri(), hosts, &self.domain) {
-                Ok(t) => t,
-                Err(refusal) => {
-                    self.index.metrics().unrouted(refusal.reject());
-                    return Err(local(refusal.status(), format!("{refusal}\n")));
-                }
-            };
+        let resolved = target::resolve_remembering(
+            req.method(),
+            req.version(),
+            req.uri(),
+            hosts,
+            &self.domain,
+            &mut cache.host_memo(),
+        );
+        let routed = match resolved {
+            Ok(t) => t,
+            Err(refusal) => {
+                self.index.metrics().unrouted(refusal.reject());
+                return Err(local(refusal.status(), format!("{refusal}\n")));
+            }
+        };
         let Some(entry) = cache.get(&self.index, &routed.key) else {
             self.index.metrics().unknown_function();
             return Err(local(

@@ -111,17 +111,28 @@ pub async fn serve(
         let Some(req) = request_head::take(&mut buf, settings.max_request_headers) else {
             return Ended::HandOver(stream, buf);
         };
-        let (mut rd, mut wr) = stream.split();
-        let exchange = async {
-            let resp = proxy
-                .handle(cache, remote, req, Some(deadline.as_mut()))
-                .await;
-            write_response(&mut wr, resp, &mut head).await
-        };
-        let keep_alive = tokio::select! {
-            biased;
-            keep_alive = exchange => keep_alive,
-            () = client_gone(&mut rd, &mut buf) => false,
+        let keep_alive = {
+            let (mut rd, mut wr) = stream.split();
+            // Pinned where they are made, and polled in order (the
+            // exchange first): the exchange holds the proxy's future, a
+            // few KiB that `select!` would move once more per request.
+            let mut exchange = std::pin::pin!(async {
+                let resp = proxy
+                    .handle(cache, remote, req, Some(deadline.as_mut()))
+                    .await;
+                write_response(&mut wr, resp, &mut head).await
+            });
+            let mut gone = std::pin::pin!(client_gone(&mut rd, &mut buf));
+            poll_fn(|cx| {
+                if let Poll::Ready(keep_alive) = exchange.as_mut().poll(cx) {
+                    return Poll::Ready(keep_alive);
+                }
+                match gone.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(false),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await
         };
         if !keep_alive || draining() {
             return Ended::Closed;
