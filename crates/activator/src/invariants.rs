@@ -22,6 +22,43 @@ pub fn check(data: &[u8]) {
         .unwrap_or("siesta.local".into());
     check_router(&host, &path, &domain);
     check_target(&host, &path, &domain);
+    check_fast_path_head(&host, &path);
+}
+
+/// The HTTP/1 fast path's reading of a head made of them: all of it or
+/// none of it, and what it takes is what the head says.
+fn check_fast_path_head(host: &str, path: &str) {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let mut buf = bytes::BytesMut::from(head.as_bytes());
+    use crate::h1_server::request_head::{Taken, take};
+    let Taken::Plain(req) = take(&mut buf, 100) else {
+        assert_eq!(&buf[..], head.as_bytes(), "left as it was");
+        return;
+    };
+    assert!(buf.is_empty(), "the whole head was taken: {head:?}");
+    assert_eq!(req.method(), Method::GET);
+    assert_eq!(req.version(), Version::HTTP_11);
+    // With no byte that could end a line or a field early, it is the one
+    // request the head was written as, its target as hyper's parser reads it.
+    let plain = |s: &str, space: bool| {
+        !s.bytes()
+            .any(|b| b < 0x20 || b == 0x7f || (!space && b == b' '))
+    };
+    if plain(host, true) && plain(path, false) {
+        let expected = Uri::try_from(path).ok();
+        assert_eq!(
+            req.uri().path_and_query(),
+            expected.as_ref().and_then(Uri::path_and_query),
+            "{head:?}"
+        );
+        let hosts: Vec<_> = req.headers().get_all("host").iter().collect();
+        assert_eq!(hosts.len(), 1, "{head:?}");
+        assert_eq!(
+            hosts[0].as_bytes(),
+            host.trim_matches(' ').as_bytes(),
+            "{head:?}"
+        );
+    }
 }
 
 /// The router alone, on a path taken as already resolved.
@@ -54,6 +91,23 @@ fn check_target(host: &str, raw_target: &str, domain: &str) {
     let header = HeaderValue::from_str(host).ok();
     for version in [Version::HTTP_11, Version::HTTP_10, Version::HTTP_2] {
         for hosts in [header.as_slice(), &[]] {
+            // A connection whose last request named a function by this
+            // Host answers as `resolve` does.
+            let mut memo = target::HostMemo::default();
+            let root = Uri::from_static("/");
+            let _ = target::resolve_remembering(
+                &Method::GET,
+                Version::HTTP_11,
+                &root,
+                hosts,
+                domain,
+                &mut memo,
+            );
+            assert_eq!(
+                target::resolve_remembering(&Method::GET, version, &uri, hosts, domain, &mut memo),
+                target::resolve(&Method::GET, version, &uri, hosts, domain),
+                "{version:?} Host {hosts:?} target {raw_target:?}"
+            );
             let Ok(t) = target::resolve(&Method::GET, version, &uri, hosts, domain) else {
                 continue;
             };

@@ -3,8 +3,12 @@
 //!
 //! The protocol is told from the first bytes, peeked (not read) from the
 //! socket: the HTTP/2 preface starts with `PRI`, a method nobody else uses.
-//! Knowing it up front lets hyper's own HTTP/1 or HTTP/2 connection read the
-//! socket directly. hyper-util's auto builder, kept only for a client that
+//! An HTTP/1 connection goes to the fast path ([`crate::h1_server`]) first,
+//! and to hyper's HTTP/1 server, with the bytes the fast path read, at the
+//! first request it does not serve; an HTTP/2 one to hyper's HTTP/2 server.
+//! Knowing the protocol up front lets either read the socket directly
+//! (hyper's through [`Rewind`], empty but for a handed-over request's
+//! bytes). hyper-util's auto builder, kept only for a client that
 //! has sent too little to tell, replays its sniffed bytes as a separate first
 //! read, after which hyper reallocates the connection's read buffer from 8
 //! to 16 KiB, and a parked request keeps that buffer alive (its headers point

@@ -53,6 +53,7 @@ use tokio::time::{Instant, Sleep};
 use crate::body::ProxyBody;
 use crate::index::LookupCache;
 use crate::proxy::{self, Proxy};
+use request_head::Taken;
 use response_head::Framing;
 pub use rewind::Rewind;
 
@@ -99,17 +100,35 @@ pub async fn serve(
     let deadline = tokio::time::sleep(settings.header_read_timeout);
     tokio::pin!(deadline);
     loop {
-        if buf.is_empty() {
-            // A timer reset to a later deadline is only marked, not moved
-            // in the runtime's wheel: cheaper than one made per request.
-            idle.as_mut()
-                .reset(Instant::now() + settings.header_read_timeout);
-            if !next_bytes(&mut stream, &mut buf, idle.as_mut(), &draining).await {
-                return Ended::Closed;
+        // The header read timeout runs from here, as hyper's runs from when
+        // it starts on a head. A timer reset to a later deadline is only
+        // marked, not moved in the runtime's wheel: cheaper than one made
+        // per request.
+        idle.as_mut()
+            .reset(Instant::now() + settings.header_read_timeout);
+        let req = loop {
+            let taken = if buf.is_empty() {
+                Taken::Partial
+            } else {
+                request_head::take(&mut buf, settings.max_request_headers)
+            };
+            match taken {
+                Taken::Plain(req) => break req,
+                // Nothing yet, or a head in more than one read (a long one,
+                // over a real network): read on while it fits in a read
+                // buffer.
+                Taken::Partial if buf.len() < READ_SIZE => {
+                    match next_bytes(&mut stream, &mut buf, idle.as_mut(), &draining).await {
+                        Wait::Bytes => {}
+                        Wait::TimedOut if !buf.is_empty() => {
+                            request_timeout(&mut stream).await;
+                            return Ended::Closed;
+                        }
+                        Wait::TimedOut | Wait::Closed => return Ended::Closed,
+                    }
+                }
+                Taken::Partial | Taken::Other => return Ended::HandOver(stream, buf),
             }
-        }
-        let Some(req) = request_head::take(&mut buf, settings.max_request_headers) else {
-            return Ended::HandOver(stream, buf);
         };
         let keep_alive = {
             let (mut rd, mut wr) = stream.split();
@@ -140,30 +159,48 @@ pub async fn serve(
     }
 }
 
-/// Reads the next bytes of a request into `buf`: false when the client
-/// closed, the header read timeout passed or the drain began first.
+/// How a wait for a request's bytes ended.
+enum Wait {
+    Bytes,
+    /// The client closed, its socket failed, or the drain began.
+    Closed,
+    /// The header read timeout passed.
+    TimedOut,
+}
+
+/// Reads the next bytes of a request into `buf`.
 async fn next_bytes(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     mut idle: Pin<&mut Sleep>,
     draining: &impl Fn() -> bool,
-) -> bool {
+) -> Wait {
     buf.reserve(READ_SIZE);
     poll_fn(|cx| {
         if draining() {
-            return Poll::Ready(false);
+            return Poll::Ready(Wait::Closed);
         }
         match tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, buf) {
-            Poll::Ready(Ok(n)) => return Poll::Ready(n > 0),
-            Poll::Ready(Err(_)) => return Poll::Ready(false),
+            Poll::Ready(Ok(n)) if n > 0 => return Poll::Ready(Wait::Bytes),
+            Poll::Ready(_) => return Poll::Ready(Wait::Closed),
             Poll::Pending => {}
         }
         if idle.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(false);
+            return Poll::Ready(Wait::TimedOut);
         }
         Poll::Pending
     })
     .await
+}
+
+/// What hyper's server answers a client whose head the header read timeout
+/// cut short, before it closes the connection.
+async fn request_timeout(stream: &mut TcpStream) {
+    let mut out = Vec::with_capacity(96);
+    out.extend_from_slice(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\ndate: ");
+    with_date(|date| out.extend_from_slice(date));
+    out.extend_from_slice(b"\r\n\r\n");
+    let _ = stream.write_all(&out).await;
 }
 
 /// Resolves when the client closes (or its socket fails) while a request
@@ -436,6 +473,33 @@ mod tests {
             Ended::HandOver(_, read) => assert_eq!(&read[..], POST),
             Ended::Closed => panic!("closed instead of handing over"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_head_that_comes_in_two_reads_is_still_served_here() {
+        let (mut client, ended) = serving(Duration::from_secs(30), || false).await;
+        let (first, rest) = GET_A.split_at(20);
+        client.write_all(first).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        client.write_all(rest).await.unwrap();
+        read_404s(&mut client, 1).await;
+        drop(client);
+        assert!(matches!(ended.await.unwrap(), Ended::Closed), "handed over");
+    }
+
+    #[tokio::test]
+    async fn a_head_cut_short_by_the_header_read_timeout_gets_408_and_a_close() {
+        let (mut client, ended) = serving(Duration::from_millis(200), || false).await;
+        client.write_all(&GET_A[..20]).await.unwrap();
+        assert!(matches!(ended.await.unwrap(), Ended::Closed));
+        let mut all = Vec::new();
+        client.read_to_end(&mut all).await.unwrap();
+        let text = String::from_utf8(all).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\ndate: "),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
     }
 
     #[tokio::test]

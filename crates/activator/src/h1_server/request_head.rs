@@ -22,23 +22,41 @@ pub const STACK_FIELDS: usize = 64;
 /// A request the fast path serves.
 pub type Simple = Request<Empty<Bytes>>;
 
-/// Takes a plain request's head off the front of `buf`, or `None` (and
-/// leaves `buf` as it was) when the head is not whole yet or is not one the
-/// fast path serves. `max_headers` is `--max-request-headers`: a head with
-/// more fields is hyper's to refuse.
-pub fn take(buf: &mut BytesMut, max_headers: usize) -> Option<Simple> {
-    let found = find(buf, max_headers.min(STACK_FIELDS))?;
+/// What the front of the buffer holds.
+// The request is what nearly every call returns: boxing it would add an
+// allocation per request to make the two others smaller.
+#[allow(clippy::large_enum_variant)]
+pub enum Taken {
+    /// A plain request, its head taken off the buffer.
+    Plain(Simple),
+    /// The start of a head that is so far plain: more bytes may finish it.
+    Partial,
+    /// A head the fast path does not serve, left in the buffer.
+    Other,
+}
+
+/// Takes a plain request's head off the front of `buf`; anything else
+/// leaves `buf` as it was. `max_headers` is `--max-request-headers`: a head
+/// with more fields is hyper's to refuse.
+pub fn take(buf: &mut BytesMut, max_headers: usize) -> Taken {
+    let found = match find(buf, max_headers.min(STACK_FIELDS)) {
+        Ok(found) => found,
+        Err(Miss::Partial) => return Taken::Partial,
+        Err(Miss::Other) => return Taken::Other,
+    };
     let head = buf.split_to(found.len).freeze();
-    let built = build(&head, &found);
-    if built.is_none() {
-        // Rare (a target or name hyper parses differently): hand the bytes
-        // back, in order, for hyper to read.
-        let mut whole = BytesMut::with_capacity(head.len() + buf.len());
-        whole.extend_from_slice(&head);
-        whole.extend_from_slice(buf);
-        *buf = whole;
+    match build(&head, &found) {
+        Some(req) => Taken::Plain(req),
+        None => {
+            // Rare (a target or name hyper parses differently): hand the
+            // bytes back, in order, for hyper to read.
+            let mut whole = BytesMut::with_capacity(head.len() + buf.len());
+            whole.extend_from_slice(&head);
+            whole.extend_from_slice(buf);
+            *buf = whole;
+            Taken::Other
+        }
     }
-    built
 }
 
 /// Where the parts of a plain head lie in the buffer. Offsets are `u32`
@@ -67,7 +85,13 @@ fn is_not_plain(name: &str) -> bool {
     .any(|n| name.eq_ignore_ascii_case(n))
 }
 
-fn find(buf: &[u8], max_fields: usize) -> Option<Found> {
+/// Why [`find`] found no plain head: [`Taken`]'s other two.
+enum Miss {
+    Partial,
+    Other,
+}
+
+fn find(buf: &[u8], max_fields: usize) -> Result<Found, Miss> {
     let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_FIELDS];
     let mut req = httparse::Request::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
@@ -76,21 +100,19 @@ fn find(buf: &[u8], max_fields: usize) -> Option<Found> {
         &mut stack[..max_fields],
     ) {
         Ok(httparse::Status::Complete(len)) => len,
-        _ => return None,
+        // httparse reads a partial head as far as it goes: what it has
+        // checked of it so far is fine, and a later line may still be not.
+        Ok(httparse::Status::Partial) => return Err(Miss::Partial),
+        Err(_) => return Err(Miss::Other),
     };
-    if req.version != Some(1) {
-        return None;
-    }
-    let method = req.method?;
-    if method == "HEAD" || method == "CONNECT" {
-        return None;
-    }
-    let path = req.path?;
-    if !path.starts_with('/') {
-        return None;
+    let (Some(1), Some(method), Some(path)) = (req.version, req.method, req.path) else {
+        return Err(Miss::Other);
+    };
+    if method == "HEAD" || method == "CONNECT" || !path.starts_with('/') {
+        return Err(Miss::Other);
     }
     if u32::try_from(len).is_err() {
-        return None;
+        return Err(Miss::Other);
     }
     let base = buf.as_ptr() as usize;
     // Within the head, so below `len`: the casts keep every bit.
@@ -107,18 +129,18 @@ fn find(buf: &[u8], max_fields: usize) -> Option<Found> {
     };
     for h in req.headers.iter() {
         if is_not_plain(h.name) {
-            return None;
+            return Err(Miss::Other);
         }
         if h.name.eq_ignore_ascii_case("connection")
             && !h.value.trim_ascii().eq_ignore_ascii_case(b"keep-alive")
         {
-            return None;
+            return Err(Miss::Other);
         }
         let (name, value) = (span(h.name.as_bytes()), span(h.value));
         found.fields[found.count] = [name.0, name.1, value.0, value.1];
         found.count += 1;
     }
-    Some(found)
+    Ok(found)
 }
 
 /// The request, its parts shared with the head's bytes, as hyper's server
@@ -147,8 +169,36 @@ mod tests {
 
     fn take_str(s: &str) -> (Option<Simple>, BytesMut) {
         let mut buf = BytesMut::from(s.as_bytes());
-        let req = take(&mut buf, 1000);
+        let req = plain(take(&mut buf, 1000));
         (req, buf)
+    }
+
+    fn plain(taken: Taken) -> Option<Simple> {
+        match taken {
+            Taken::Plain(req) => Some(req),
+            Taken::Partial | Taken::Other => None,
+        }
+    }
+
+    #[test]
+    fn a_head_cut_short_is_partial_until_it_is_whole() {
+        let whole = "GET /a HTTP/1.1\r\nHost: a\r\nCookie: c=1\r\n\r\n";
+        for cut in 1..whole.len() {
+            let mut buf = BytesMut::from(&whole.as_bytes()[..cut]);
+            assert!(
+                matches!(take(&mut buf, 100), Taken::Partial),
+                "cut at {cut}"
+            );
+            assert_eq!(buf.len(), cut);
+        }
+        let mut buf = BytesMut::from(whole.as_bytes());
+        assert!(matches!(take(&mut buf, 100), Taken::Plain(_)));
+        // A head is judged whole: the start of one with a body is waited
+        // on too (and handed to hyper once whole).
+        let mut buf = BytesMut::from("POST / HTTP/1.1\r\nContent-Length: 3\r\n");
+        assert!(matches!(take(&mut buf, 100), Taken::Partial));
+        let mut buf = BytesMut::from("GET / HTTP/1.0\r\n\r\n");
+        assert!(matches!(take(&mut buf, 100), Taken::Other));
     }
 
     #[test]
@@ -207,14 +257,14 @@ mod tests {
             s + "\r\n"
         };
         let mut at_limit = BytesMut::from(head(10).as_bytes());
-        assert!(take(&mut at_limit, 10).is_some());
+        assert!(plain(take(&mut at_limit, 10)).is_some());
         let mut over_limit = BytesMut::from(head(11).as_bytes());
-        assert!(take(&mut over_limit, 10).is_none());
+        assert!(plain(take(&mut over_limit, 10)).is_none());
         assert_eq!(over_limit.len(), head(11).len());
         let mut stack_full = BytesMut::from(head(STACK_FIELDS).as_bytes());
-        assert!(take(&mut stack_full, 1000).is_some());
+        assert!(plain(take(&mut stack_full, 1000)).is_some());
         let mut over_stack = BytesMut::from(head(STACK_FIELDS + 1).as_bytes());
-        assert!(take(&mut over_stack, 1000).is_none());
+        assert!(plain(take(&mut over_stack, 1000)).is_none());
     }
 
     #[test]
