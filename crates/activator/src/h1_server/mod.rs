@@ -54,7 +54,7 @@ use crate::body::ProxyBody;
 use crate::index::LookupCache;
 use crate::proxy::{self, Proxy};
 use request_head::Taken;
-use response_head::Framing;
+use response_head::{BodySize, Framing};
 pub use rewind::Rewind;
 
 /// What a read asks the socket for: a request head comes in one read
@@ -118,13 +118,10 @@ pub async fn serve(
                 // over a real network): read on while it fits in a read
                 // buffer.
                 Taken::Partial if buf.len() < READ_SIZE => {
-                    match next_bytes(&mut stream, &mut buf, idle.as_mut(), &draining).await {
-                        Wait::Bytes => {}
-                        Wait::TimedOut if !buf.is_empty() => {
-                            request_timeout(&mut stream).await;
-                            return Ended::Closed;
-                        }
-                        Wait::TimedOut | Wait::Closed => return Ended::Closed,
+                    // hyper's server closes a head the header read timeout
+                    // cut short without an answer, and so does this.
+                    if !next_bytes(&mut stream, &mut buf, idle.as_mut(), &draining).await {
+                        return Ended::Closed;
                     }
                 }
                 Taken::Partial | Taken::Other => return Ended::HandOver(stream, buf),
@@ -139,7 +136,9 @@ pub async fn serve(
                 let resp = proxy
                     .handle(cache, remote, req, Some(deadline.as_mut()))
                     .await;
-                write_response(&mut wr, resp, &mut head).await
+                // The drain began while the pod answered: the head says
+                // the connection closes after it, as hyper's server says.
+                write_response(&mut wr, resp, &mut head, draining()).await
             });
             let mut gone = std::pin::pin!(client_gone(&mut rd, &mut buf));
             poll_fn(|cx| {
@@ -159,48 +158,33 @@ pub async fn serve(
     }
 }
 
-/// How a wait for a request's bytes ended.
-enum Wait {
-    Bytes,
-    /// The client closed, its socket failed, or the drain began.
-    Closed,
-    /// The header read timeout passed.
-    TimedOut,
-}
-
-/// Reads the next bytes of a request into `buf`.
+/// Reads the next bytes of a request into `buf`: false when the client
+/// closed, the header read timeout passed, or the drain began while the
+/// connection had no request started (one that arrived is read and served,
+/// as hyper's server serves a request it has begun to read).
 async fn next_bytes(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     mut idle: Pin<&mut Sleep>,
     draining: &impl Fn() -> bool,
-) -> Wait {
+) -> bool {
     buf.reserve(READ_SIZE);
+    let started = !buf.is_empty();
     poll_fn(|cx| {
-        if draining() {
-            return Poll::Ready(Wait::Closed);
-        }
         match tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, buf) {
-            Poll::Ready(Ok(n)) if n > 0 => return Poll::Ready(Wait::Bytes),
-            Poll::Ready(_) => return Poll::Ready(Wait::Closed),
+            Poll::Ready(Ok(n)) => return Poll::Ready(n > 0),
+            Poll::Ready(Err(_)) => return Poll::Ready(false),
             Poll::Pending => {}
         }
+        if !started && draining() {
+            return Poll::Ready(false);
+        }
         if idle.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Wait::TimedOut);
+            return Poll::Ready(false);
         }
         Poll::Pending
     })
     .await
-}
-
-/// What hyper's server answers a client whose head the header read timeout
-/// cut short, before it closes the connection.
-async fn request_timeout(stream: &mut TcpStream) {
-    let mut out = Vec::with_capacity(96);
-    out.extend_from_slice(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\ndate: ");
-    with_date(|date| out.extend_from_slice(date));
-    out.extend_from_slice(b"\r\n\r\n");
-    let _ = stream.write_all(&out).await;
 }
 
 /// Resolves when the client closes (or its socket fails) while a request
@@ -222,18 +206,22 @@ async fn write_response(
     wr: &mut WriteHalf<'_>,
     resp: Response<ProxyBody>,
     head: &mut Vec<u8>,
+    closing: bool,
 ) -> bool {
     let (parts, mut body) = resp.into_parts();
     head.clear();
-    let size = body.size_hint();
+    let size = BodySize::of(&body);
     let encoded = with_date(|date| match body.pod_fields() {
-        Some(fields) => response_head::encode(&parts, proxy::end_to_end(fields), &size, date, head),
+        Some(fields) => {
+            let fields = proxy::end_to_end(fields);
+            response_head::encode(&parts, fields, size, closing, date, head)
+        }
         None => {
             let fields = parts
                 .headers
                 .iter()
                 .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
-            response_head::encode(&parts, fields, &size, date, head)
+            response_head::encode(&parts, fields, size, closing, date, head)
         }
     });
     drop(parts);
@@ -296,10 +284,24 @@ async fn write_response(
         if data.is_empty() {
             continue;
         }
+        if let Framing::Length(_) = encoded.framing {
+            let Some(rest) = left.checked_sub(data.len() as u64) else {
+                tracing::debug!("response body longer than its length: closing the connection");
+                return false;
+            };
+            left = rest;
+        }
         // The body's end is taken before its last bytes are written, as
         // hyper's server does: the request is counted (its ticket ends)
-        // before the client can have its answer.
-        let last = if body.is_end_stream() {
+        // before the client can have its answer. A body whose length is
+        // all written is done with, as hyper's is, whether or not it has
+        // said so yet (an h2c pod's END_STREAM may come after its data).
+        let last = if let (Framing::Length(_), 0) = (encoded.framing, left) {
+            if !matches!(end_now(&mut body), BodyEnd::Now) {
+                body = ProxyBody::empty();
+            }
+            true
+        } else if body.is_end_stream() {
             match end_now(&mut body) {
                 BodyEnd::Now => true,
                 BodyEnd::Later => false,
@@ -310,15 +312,7 @@ async fn write_response(
         };
         let mut line = [0u8; 18];
         let (prefix, suffix): (&[u8], &[u8]) = match encoded.framing {
-            Framing::Length(_) => {
-                let Some(rest) = left.checked_sub(data.len() as u64) else {
-                    tracing::debug!("response body longer than its length: closing the connection");
-                    return false;
-                };
-                left = rest;
-                (&[], &[])
-            }
-            Framing::UntilClose => (&[], &[]),
+            Framing::Length(_) | Framing::UntilClose => (&[], &[]),
             // A body that ends with this chunk ends in the same write.
             Framing::Chunked => (
                 response_head::chunk_size_line(data.len(), &mut line),
@@ -488,18 +482,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_head_cut_short_by_the_header_read_timeout_gets_408_and_a_close() {
+    async fn a_head_cut_short_by_the_header_read_timeout_is_closed_unanswered() {
+        // As hyper 1's server: the timeout ends the connection, no 408.
         let (mut client, ended) = serving(Duration::from_millis(200), || false).await;
         client.write_all(&GET_A[..20]).await.unwrap();
         assert!(matches!(ended.await.unwrap(), Ended::Closed));
         let mut all = Vec::new();
         client.read_to_end(&mut all).await.unwrap();
-        let text = String::from_utf8(all).unwrap();
-        assert!(
-            text.starts_with("HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\ndate: "),
-            "{text}"
-        );
-        assert!(text.ends_with("\r\n\r\n"), "{text}");
+        assert!(all.is_empty(), "{:?}", String::from_utf8_lossy(&all));
     }
 
     #[tokio::test]
@@ -520,7 +510,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_drain_closes_a_busy_connection_after_its_response_and_an_idle_one_at_once() {
+    async fn the_drain_closes_a_busy_connection_after_its_response_and_an_idle_one_at_once_and_serves_what_arrived()
+     {
         // The drain begins while the first request is in hand: the flag is
         // read as the connection waits for it, then after its response.
         let reads = Arc::new(AtomicUsize::new(0));
@@ -537,11 +528,33 @@ mod tests {
         assert_eq!(text.matches("HTTP/1.1 404").count(), 1, "{text}");
         assert_eq!(reads.load(Ordering::Relaxed), 2);
 
+        // Idle when the drain begins: closed at once.
         let (mut client, ended) = serving(Duration::from_secs(30), || true).await;
-        client.write_all(GET_A).await.unwrap();
         assert!(matches!(ended.await.unwrap(), Ended::Closed));
         let mut buf = [0u8; 64];
-        // Closed unanswered (a reset, as the request was left unread).
         assert!(matches!(client.read(&mut buf).await, Ok(0) | Err(_)));
+
+        // A request that had arrived when the drain began is served first.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        client.write_all(GET_A).await.unwrap();
+        let (server, remote) = listener.accept().await.unwrap();
+        // The bytes are there before the fast path first looks.
+        while server.peek(&mut [0u8; 1]).await.unwrap() == 0 {}
+        let settings = Settings {
+            header_read_timeout: Duration::from_secs(30),
+            max_request_headers: 100,
+        };
+        let proxy = Proxy::for_tests(65536);
+        let cache = LookupCache::default();
+        let ended = serve(server, remote, &proxy, &cache, settings, || true).await;
+        assert!(matches!(ended, Ended::Closed));
+        let mut all = Vec::new();
+        client.read_to_end(&mut all).await.unwrap();
+        let text = String::from_utf8(all).unwrap();
+        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"), "{text}");
+        assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
     }
 }

@@ -21,7 +21,6 @@
 
 use http::response::Parts;
 use http::{StatusCode, Version};
-use hyper::body::SizeHint;
 
 /// How the body after the head is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,13 +45,37 @@ pub struct Encoded {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Unwritable(pub &'static str);
 
+/// What the body says of its size when the head is written, as hyper's
+/// server reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodySize {
+    /// At its end already (`is_end_stream`): no body, whatever the fields
+    /// say.
+    Empty,
+    Known(u64),
+    Unknown,
+}
+
+impl BodySize {
+    pub fn of(body: &impl hyper::body::Body) -> Self {
+        if body.is_end_stream() {
+            return BodySize::Empty;
+        }
+        body.size_hint()
+            .exact()
+            .map_or(BodySize::Unknown, BodySize::Known)
+    }
+}
+
 /// Appends the head of `parts` to `dst`, with `fields` (names and values)
-/// as its header fields. `size` is the body's size hint, `date` the `Date`
-/// value to add when the response has none.
+/// as its header fields. `date` is the `Date` value to add when the
+/// response has none; `closing` says the connection closes after it (the
+/// drain), which the head then says, as hyper's server says it.
 pub fn encode<'f>(
     parts: &Parts,
     fields: impl Iterator<Item = (&'f [u8], &'f [u8])>,
-    size: &SizeHint,
+    size: BodySize,
+    closing: bool,
     date: &[u8],
     dst: &mut Vec<u8>,
 ) -> Result<Encoded, Unwritable> {
@@ -64,12 +87,19 @@ pub fn encode<'f>(
     let can_body = status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED;
     status_line(parts, http10, dst);
 
-    let known = size.exact();
+    let known = match size {
+        BodySize::Known(n) => Some(n),
+        BodySize::Empty | BodySize::Unknown => None,
+    };
     let mut framing = None;
     let mut close = false;
     let mut wrote_date = false;
     for (name, value) in fields {
         if name.eq_ignore_ascii_case(b"content-length") {
+            if size == BodySize::Empty {
+                // No body to frame: hyper writes its own length below.
+                continue;
+            }
             let len = match known {
                 Some(n) => n,
                 None => parse_length(value).ok_or(Unwritable("an invalid content-length"))?,
@@ -98,9 +128,19 @@ pub fn encode<'f>(
         wrote_date |= name.eq_ignore_ascii_case(b"date");
         field(dst, name, value);
     }
+    if closing && !close {
+        dst.extend_from_slice(b"connection: close\r\n");
+        close = true;
+    }
     let framing = match framing {
         Some(f) => f,
         None => match known {
+            None if size == BodySize::Empty => {
+                if can_body {
+                    dst.extend_from_slice(b"content-length: 0\r\n");
+                }
+                Framing::Length(0)
+            }
             None if http10 || !can_body => Framing::UntilClose,
             None => {
                 dst.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -189,20 +229,67 @@ pub fn chunk_size_line(len: usize, dst: &mut [u8; 18]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use http::Response;
+    use hyper::body::SizeHint;
 
     use super::*;
 
     const DATE: &[u8] = b"Mon, 07 Dec 2026 05:48:52 GMT";
 
     fn head(resp: Response<()>, size: SizeHint) -> (String, Result<Encoded, Unwritable>) {
+        let size = size.exact().map_or(BodySize::Unknown, BodySize::Known);
+        head_of(resp, size, false)
+    }
+
+    fn head_of(
+        resp: Response<()>,
+        size: BodySize,
+        closing: bool,
+    ) -> (String, Result<Encoded, Unwritable>) {
         let (parts, ()) = resp.into_parts();
         let mut dst = Vec::new();
         let fields = parts
             .headers
             .iter()
             .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
-        let r = encode(&parts, fields, &size, DATE, &mut dst);
+        let r = encode(&parts, fields, size, closing, DATE, &mut dst);
         (String::from_utf8(dst).expect("ascii"), r)
+    }
+
+    #[test]
+    fn a_body_already_at_its_end_is_framed_by_hyper_s_own_zero_length() {
+        // An h2c pod's HEADERS with END_STREAM, a 200 of `content-length: 00`.
+        let (text, r) = head_of(Response::new(()), BodySize::Empty, false);
+        assert!(
+            text.contains("content-length: 0\r\n") && !text.contains("chunked"),
+            "{text}"
+        );
+        assert_eq!(r.unwrap().framing, Framing::Length(0));
+        let resp = Response::builder()
+            .header("content-length", "00")
+            .body(())
+            .unwrap();
+        let (text, _) = head_of(resp, BodySize::Empty, false);
+        assert_eq!(text.matches("content-length").count(), 1, "{text}");
+        assert!(text.contains("content-length: 0\r\n"), "{text}");
+        // A 304 keeps no length at all.
+        let resp = Response::builder()
+            .status(304)
+            .header("content-length", "1234")
+            .body(())
+            .unwrap();
+        let (text, r) = head_of(resp, BodySize::Empty, false);
+        assert!(!text.contains("content-length"), "{text}");
+        assert_eq!(r.unwrap().framing, Framing::Length(0));
+    }
+
+    #[test]
+    fn a_response_written_during_the_drain_says_the_connection_closes() {
+        let (text, r) = head_of(Response::new(()), BodySize::Known(2), true);
+        assert!(text.contains("connection: close\r\n"), "{text}");
+        assert!(r.unwrap().close);
+        let (text, r) = head_of(Response::new(()), BodySize::Known(2), false);
+        assert!(!text.contains("connection"), "{text}");
+        assert!(!r.unwrap().close);
     }
 
     #[test]
@@ -214,7 +301,14 @@ mod tests {
             (b"Content-Length", b"5"),
         ];
         let mut dst = Vec::new();
-        let r = encode(&parts, fields.into_iter(), &exact(5), DATE, &mut dst);
+        let r = encode(
+            &parts,
+            fields.into_iter(),
+            BodySize::Known(5),
+            false,
+            DATE,
+            &mut dst,
+        );
         assert_eq!(
             String::from_utf8(dst).unwrap(),
             "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-pod-name: Bench\r\ncontent-length: 5\r\ndate: Mon, 07 Dec 2026 05:48:52 GMT\r\n\r\n"
