@@ -494,17 +494,24 @@ pub struct Index {
 /// HTTP/2 connection) instead of the global map lock every connection shares.
 ///
 /// It also keeps the connection's last Host that named a function
-/// ([`crate::target::HostMemo`]).
+/// ([`crate::target::HostMemo`]) and the forwarding values it last sent
+/// ([`crate::forwarded::Memo`]).
 #[derive(Default)]
 pub struct LookupCache {
     last: Mutex<Option<(u64, Arc<FunctionEntry>)>>,
     host: Mutex<crate::target::HostMemo>,
+    forwarded: Mutex<crate::forwarded::Memo>,
 }
 
 impl LookupCache {
     /// What the connection remembers of its last Host.
     pub fn host_memo(&self) -> MutexGuard<'_, crate::target::HostMemo> {
         self.host.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the connection remembers of the forwarding values it sent.
+    pub fn forwarded_memo(&self) -> MutexGuard<'_, crate::forwarded::Memo> {
+        self.forwarded.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn get(&self, index: &Index, key: &FunctionKey) -> Option<Arc<FunctionEntry>> {

@@ -178,7 +178,7 @@ impl Proxy {
         let deadline = start + config.timeout;
         let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let outgoing = self.outgoing(req, remote, routed, &config, upgrade);
+        let outgoing = self.outgoing(req, remote, routed, &config, upgrade, cache);
         let resp = match self
             .forward(&mut ticket, outgoing, &config, deadline, timer)
             .await
@@ -315,12 +315,19 @@ impl Proxy {
         routed: Target,
         config: &FunctionConfig,
         upgrade: bool,
+        cache: &LookupCache,
     ) -> Outgoing {
         let (mut parts, body) = req.into_parts();
         let h2 = config.protocol == Protocol::H2c && !upgrade;
         let trusted = self.trusted_proxies.trusts(remote.ip());
-        let added =
-            prepare_request_headers(&mut parts.headers, remote, trusted, &routed, upgrade, h2);
+        let added = prepare_request_headers(
+            &mut parts.headers,
+            remote,
+            trusted,
+            &routed,
+            (upgrade, h2),
+            &mut cache.forwarded_memo(),
+        );
         let version = if h2 {
             Version::HTTP_2
         } else {
@@ -1006,8 +1013,8 @@ fn prepare_request_headers(
     remote: SocketAddr,
     trusted: bool,
     target: &Target,
-    upgrade: bool,
-    h2: bool,
+    (upgrade, h2): (bool, bool),
+    memo: &mut forwarded::Memo,
 ) -> forwarded::Added {
     // `TE: trailers` is the one TE value HTTP/2 allows (gRPC needs it).
     let te_trailers = h2
@@ -1018,7 +1025,7 @@ fn prepare_request_headers(
     if te_trailers {
         h.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    forwarded::set(h, remote.ip(), trusted, target, h2)
+    forwarded::set(h, remote.ip(), trusted, target, h2, memo)
 }
 
 #[cfg(test)]
@@ -1298,7 +1305,15 @@ mod tests {
             &HTTP2_SETTINGS,
             HeaderValue::from_static("AAMAAABkAAQAoAAAAAIAAAAA"),
         );
-        prepare_request_headers(&mut h, remote, false, &target, false, false).insert_into(&mut h);
+        prepare_request_headers(
+            &mut h,
+            remote,
+            false,
+            &target,
+            (false, false),
+            &mut Default::default(),
+        )
+        .insert_into(&mut h);
         assert!(!h.contains_key(header::TE));
         assert!(!h.contains_key(&HTTP2_SETTINGS));
         assert_eq!(h.get(&forwarded::X_FORWARDED_FOR).unwrap(), "10.1.2.3");
@@ -1307,7 +1322,15 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert(header::HOST, HeaderValue::from_static("a.b.siesta.local"));
-        prepare_request_headers(&mut h, remote, false, &target, false, true).insert_into(&mut h);
+        prepare_request_headers(
+            &mut h,
+            remote,
+            false,
+            &target,
+            (false, true),
+            &mut Default::default(),
+        )
+        .insert_into(&mut h);
         assert_eq!(h.get(header::TE).unwrap(), "trailers");
         assert!(!h.contains_key(header::HOST));
     }

@@ -39,11 +39,19 @@ pub enum Taken {
 /// leaves `buf` as it was. `max_headers` is `--max-request-headers`: a head
 /// with more fields is hyper's to refuse.
 pub fn take(buf: &mut BytesMut, max_headers: usize) -> Taken {
-    let found = match find(buf, max_headers.min(STACK_FIELDS)) {
-        Ok(found) => found,
+    // Filled in place: returned, its kilobyte would be copied twice more.
+    let mut found = Found {
+        len: 0,
+        method: (0, 0),
+        path: (0, 0),
+        fields: [[0; 4]; STACK_FIELDS],
+        count: 0,
+    };
+    match find(buf, max_headers.min(STACK_FIELDS), &mut found) {
+        Ok(()) => {}
         Err(Miss::Partial) => return Taken::Partial,
         Err(Miss::Other) => return Taken::Other,
-    };
+    }
     let head = buf.split_to(found.len).freeze();
     match build(&head, &found) {
         Some(req) => Taken::Plain(req),
@@ -60,8 +68,8 @@ pub fn take(buf: &mut BytesMut, max_headers: usize) -> Taken {
 }
 
 /// Where the parts of a plain head lie in the buffer. Offsets are `u32`
-/// (a head is at most a read buffer), so that this, made and moved once a
-/// request, is 1 KiB and not 2.
+/// (a head is at most a read buffer), so that this, made once a request,
+/// is 1 KiB and not 2.
 struct Found {
     len: usize,
     method: (u32, u32),
@@ -91,7 +99,7 @@ enum Miss {
     Other,
 }
 
-fn find(buf: &[u8], max_fields: usize) -> Result<Found, Miss> {
+fn find(buf: &[u8], max_fields: usize, found: &mut Found) -> Result<(), Miss> {
     let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_FIELDS];
     let mut req = httparse::Request::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
@@ -120,13 +128,10 @@ fn find(buf: &[u8], max_fields: usize) -> Result<Found, Miss> {
         let start = (s.as_ptr() as usize - base) as u32;
         (start, start + s.len() as u32)
     };
-    let mut found = Found {
-        len,
-        method: span(method.as_bytes()),
-        path: span(path.as_bytes()),
-        fields: [[0; 4]; STACK_FIELDS],
-        count: 0,
-    };
+    found.len = len;
+    found.method = span(method.as_bytes());
+    found.path = span(path.as_bytes());
+    found.count = 0;
     for h in req.headers.iter() {
         if is_not_plain(h.name) {
             return Err(Miss::Other);
@@ -140,7 +145,7 @@ fn find(buf: &[u8], max_fields: usize) -> Result<Found, Miss> {
         found.fields[found.count] = [name.0, name.1, value.0, value.1];
         found.count += 1;
     }
-    Ok(found)
+    Ok(())
 }
 
 /// The request, its parts shared with the head's bytes, as hyper's server
