@@ -23,6 +23,7 @@ use tokio::time::{Instant, Sleep, timeout_at};
 use crate::body::{PodBody, ProxyBody, Ticket};
 use crate::forwarded;
 use crate::index::{Admission, FunctionConfig, FunctionEntry, Index, LookupCache, OverBudget};
+use crate::kept_timer;
 use crate::metrics::Reject;
 use crate::park_budget;
 use crate::request_body::{ClientBody, ClientFault, RequestBody, UpBody};
@@ -156,8 +157,8 @@ impl Proxy {
     ///
     /// `timer` is a timer the caller keeps for the requests it hands over
     /// one after another (the HTTP/1 fast path's connection): the pod's
-    /// answer is awaited on it, reset to this request's deadline, instead of
-    /// on a timer made for the request (registered with the runtime's clock
+    /// answer is awaited on it, for this request's deadline, instead of on
+    /// a timer made for the request (registered with the runtime's clock
     /// and taken out again, each time).
     pub async fn handle<B: ClientBody>(
         &self,
@@ -558,9 +559,9 @@ impl Proxy {
     }
 }
 
-/// `fut`'s output, or `None` once `deadline` passes first: on `timer`,
-/// reset to it, when the caller keeps one (see [`Proxy::handle`]), else on
-/// a timer of its own.
+/// `fut`'s output, or `None` once `deadline` passes first: on `timer`
+/// when the caller keeps one (see [`Proxy::handle`] and
+/// [`crate::kept_timer`]), else on a timer of its own.
 async fn within<F: Future>(
     fut: F,
     deadline: Instant,
@@ -569,13 +570,12 @@ async fn within<F: Future>(
     let Some(mut timer) = timer else {
         return timeout_at(deadline, fut).await.ok();
     };
-    timer.as_mut().reset(deadline);
     let mut fut = std::pin::pin!(fut);
     poll_fn(|cx| {
         if let Poll::Ready(out) = fut.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
         }
-        if timer.as_mut().poll(cx).is_ready() {
+        if kept_timer::poll_until(timer.as_mut(), deadline, cx).is_ready() {
             return Poll::Ready(None);
         }
         Poll::Pending

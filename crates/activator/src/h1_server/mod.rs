@@ -20,9 +20,9 @@
 //!
 //! What hyper's server did around a request is done here too:
 //! - the header read timeout, from the moment the connection waits for a
-//!   request, idle keep-alive included (one timer per connection, reset,
-//!   not made again per request; likewise the timer the proxy waits for a
-//!   pod's answer on);
+//!   request, idle keep-alive included (one timer per connection, re-armed
+//!   only when it fires early, see [`crate::kept_timer`]; likewise the
+//!   timer the proxy waits for a pod's answer on);
 //! - a client that closes while its request is in flight ends it (the
 //!   ticket is dropped: a parked request leaves its queue);
 //! - the drain: an idle connection closes at once, a busy one after its
@@ -52,6 +52,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::body::ProxyBody;
 use crate::index::LookupCache;
+use crate::kept_timer;
 use crate::proxy::{self, Proxy};
 use request_head::Taken;
 use response_head::{BodySize, Framing};
@@ -101,11 +102,9 @@ pub async fn serve(
     tokio::pin!(deadline);
     loop {
         // The header read timeout runs from here, as hyper's runs from when
-        // it starts on a head. A timer reset to a later deadline is only
-        // marked, not moved in the runtime's wheel: cheaper than one made
-        // per request.
-        idle.as_mut()
-            .reset(Instant::now() + settings.header_read_timeout);
+        // it starts on a head: on the connection's timer, re-armed only
+        // when it fires before this deadline (see `kept_timer`).
+        let read_by = Instant::now() + settings.header_read_timeout;
         let req = loop {
             let taken = if buf.is_empty() {
                 Taken::Partial
@@ -120,7 +119,8 @@ pub async fn serve(
                 Taken::Partial if buf.len() < READ_SIZE => {
                     // hyper's server closes a head the header read timeout
                     // cut short without an answer, and so does this.
-                    if !next_bytes(&mut stream, &mut buf, idle.as_mut(), &draining).await {
+                    let idle = (idle.as_mut(), read_by);
+                    if !next_bytes(&mut stream, &mut buf, idle, &draining).await {
                         return Ended::Closed;
                     }
                 }
@@ -165,7 +165,7 @@ pub async fn serve(
 async fn next_bytes(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
-    mut idle: Pin<&mut Sleep>,
+    (mut idle, read_by): (Pin<&mut Sleep>, Instant),
     draining: &impl Fn() -> bool,
 ) -> bool {
     buf.reserve(READ_SIZE);
@@ -179,7 +179,7 @@ async fn next_bytes(
         if !started && draining() {
             return Poll::Ready(false);
         }
-        if idle.as_mut().poll(cx).is_ready() {
+        if kept_timer::poll_until(idle.as_mut(), read_by, cx).is_ready() {
             return Poll::Ready(false);
         }
         Poll::Pending
