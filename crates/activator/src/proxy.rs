@@ -181,7 +181,7 @@ impl Proxy {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let outgoing = self.outgoing(req, remote, routed, &config, upgrade, cache);
         let resp = match self
-            .forward(&mut ticket, outgoing, &config, deadline, timer)
+            .forward(&mut ticket, &outgoing, &config, deadline, timer)
             .await
         {
             Ok(sent) => sent,
@@ -366,11 +366,13 @@ impl Proxy {
     async fn forward(
         &self,
         ticket: &mut Ticket,
-        outgoing: Outgoing,
+        outgoing: &Outgoing,
         config: &FunctionConfig,
         deadline: Instant,
         mut timer: Option<Pin<&mut Sleep>>,
     ) -> Result<Sent, Response<ProxyBody>> {
+        // Borrowed: the request stays in `handle`'s future, not moved into
+        // this one (a few hundred bytes a request).
         let Outgoing {
             pq,
             h2,
@@ -379,6 +381,7 @@ impl Proxy {
             head,
             idempotent,
         } = outgoing;
+        let (h2, upgrade, idempotent) = (*h2, *upgrade, *idempotent);
         let mut attempt = 1;
         let mut fresh = false;
         let resp = loop {
@@ -393,7 +396,7 @@ impl Proxy {
             // request's.
             let sent = if h2 {
                 let mut up = head.request(attempt_body(body.as_ref()));
-                *up.uri_mut() = upstream_uri(addr, &pq);
+                *up.uri_mut() = upstream_uri(addr, pq);
                 let watch = stranded::Watch::on(&mut up);
                 let client = self.h2c.pick(fresh);
                 let sent = stranded::unless_stranded(client.request(up), watch).map(|r| match r {
@@ -405,7 +408,7 @@ impl Proxy {
                 (Box::pin(sent) as Sending<'_>).left_future()
             } else if upgrade {
                 let mut up = head.request(attempt_body(body.as_ref()));
-                *up.uri_mut() = upstream_uri(addr, &pq);
+                *up.uri_mut() = upstream_uri(addr, pq);
                 let sent = self.upgrades.pick(fresh).request(up).map(|r| {
                     r.map(|resp| resp.map(PodBody::Hyper))
                         .map_err(SendFailure::Client)
@@ -428,6 +431,9 @@ impl Proxy {
                     })
                     .right_future()
             };
+            // Pinned here: `within` takes it by reference, not by another
+            // move of a few hundred bytes.
+            let sent = std::pin::pin!(sent);
             let e = match within(sent, deadline, timer.as_mut().map(Pin::as_mut)).await {
                 None => return Err(request_timeout(ticket)),
                 Some(Ok(sent)) => break sent,
@@ -563,14 +569,13 @@ impl Proxy {
 /// when the caller keeps one (see [`Proxy::handle`] and
 /// [`crate::kept_timer`]), else on a timer of its own.
 async fn within<F: Future>(
-    fut: F,
+    mut fut: Pin<&mut F>,
     deadline: Instant,
     timer: Option<Pin<&mut Sleep>>,
 ) -> Option<F::Output> {
     let Some(mut timer) = timer else {
         return timeout_at(deadline, fut).await.ok();
     };
-    let mut fut = std::pin::pin!(fut);
     poll_fn(|cx| {
         if let Poll::Ready(out) = fut.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
