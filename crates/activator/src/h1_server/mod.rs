@@ -42,7 +42,6 @@ use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
-use http::Response;
 use http_body_util::BodyExt as _;
 use hyper::body::Body as _;
 use tokio::io::{AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
@@ -136,9 +135,12 @@ pub async fn serve(
                 let resp = proxy
                     .handle(cache, remote, req, Some(deadline.as_mut()))
                     .await;
+                // Taken apart here and lent: moved into the writer's
+                // future, the response would be copied twice more.
+                let (parts, mut body) = resp.into_parts();
                 // The drain began while the pod answered: the head says
                 // the connection closes after it, as hyper's server says.
-                write_response(&mut wr, resp, &mut head, draining()).await
+                write_response(&mut wr, parts, &mut body, &mut head, draining()).await
             });
             let mut gone = std::pin::pin!(client_gone(&mut rd, &mut buf));
             poll_fn(|cx| {
@@ -204,11 +206,11 @@ async fn client_gone(rd: &mut ReadHalf<'_>, buf: &mut BytesMut) {
 /// carry another request.
 async fn write_response(
     wr: &mut WriteHalf<'_>,
-    resp: Response<ProxyBody>,
+    parts: http::response::Parts,
+    body: &mut ProxyBody,
     head: &mut Vec<u8>,
     closing: bool,
 ) -> bool {
-    let (parts, mut body) = resp.into_parts();
     head.clear();
     let size = BodySize::of(&body);
     let encoded = with_date(|date| match body.pod_fields() {
@@ -241,7 +243,7 @@ async fn write_response(
     let mut unsent_head = true;
     loop {
         let frame = if unsent_head {
-            match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+            match poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await {
                 Poll::Ready(frame) => frame,
                 Poll::Pending => {
                     if write_all(wr, &mut [IoSlice::new(head)]).await.is_err() {
@@ -297,12 +299,12 @@ async fn write_response(
         // all written is done with, as hyper's is, whether or not it has
         // said so yet (an h2c pod's END_STREAM may come after its data).
         let last = if let (Framing::Length(_), 0) = (encoded.framing, left) {
-            if !matches!(end_now(&mut body), BodyEnd::Now) {
-                body = ProxyBody::empty();
+            if !matches!(end_now(body), BodyEnd::Now) {
+                *body = ProxyBody::empty();
             }
             true
         } else if body.is_end_stream() {
-            match end_now(&mut body) {
+            match end_now(body) {
                 BodyEnd::Now => true,
                 BodyEnd::Later => false,
                 BodyEnd::Broken => return false,
