@@ -177,7 +177,8 @@ impl Proxy {
             Err(refusal) => return refusal,
         };
         let deadline = start + config.timeout;
-        let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
+        let upgrade =
+            !B::PLAIN_HEAD && req.version() == Version::HTTP_11 && is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let outgoing = self.outgoing(req, remote, routed, &config, upgrade, cache);
         let resp = match self
@@ -249,13 +250,17 @@ impl Proxy {
     /// Returns the ticket holding the slot, the function's configuration,
     /// and whether the request was parked; or the refusal (413, 503 for a
     /// full queue, the parked-request budget or a refused wake-up).
-    async fn admit<B: hyper::body::Body>(
+    async fn admit<B: ClientBody>(
         &self,
         entry: Arc<FunctionEntry>,
         req: &Request<B>,
         start: Instant,
     ) -> Result<(Ticket, FunctionConfig, bool), Response<ProxyBody>> {
-        let declared = declared_length(req.headers());
+        let declared = if B::PLAIN_HEAD {
+            None
+        } else {
+            declared_length(req.headers())
+        };
         let admission = entry.admit_costing(start, declared, || park_budget::cost(req));
         match admission {
             Admission::Go { addr, config, .. } => {

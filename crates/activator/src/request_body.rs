@@ -93,6 +93,12 @@ pub trait ClientBody: Body + Send + 'static {
     /// the fast path does; hyper's server needs them in the response's map.
     const WRITES_POD_FIELDS: bool;
 
+    /// Whether its request's head is known to carry no body framing
+    /// (`Content-Length`, `Transfer-Encoding`), `Upgrade`, `Expect` or
+    /// `Connection` option ([`PlainBody`]): the proxy then does not look
+    /// for them in the map.
+    const PLAIN_HEAD: bool = false;
+
     /// hyper's body, to read on from the client; `None` when there is none.
     fn into_incoming(self) -> Option<Incoming>;
 }
@@ -107,6 +113,47 @@ impl ClientBody for Incoming {
 
 impl ClientBody for http_body_util::Empty<Bytes> {
     const WRITES_POD_FIELDS: bool = true;
+
+    fn into_incoming(self) -> Option<Incoming> {
+        None
+    }
+}
+
+/// The body of a request whose head the HTTP/1 fast path has read and
+/// found plain ([`crate::h1_server::request_head`]): none, and a head with
+/// none of the fields [`ClientBody::PLAIN_HEAD`] names. Made only there.
+#[derive(Debug)]
+pub struct PlainBody(());
+
+impl PlainBody {
+    pub(crate) fn of_plain_head() -> Self {
+        Self(())
+    }
+}
+
+impl Body for PlainBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        true
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(0)
+    }
+}
+
+impl ClientBody for PlainBody {
+    const WRITES_POD_FIELDS: bool = true;
+    const PLAIN_HEAD: bool = true;
 
     fn into_incoming(self) -> Option<Incoming> {
         None

@@ -14,13 +14,14 @@ use std::mem::MaybeUninit;
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Uri, Version};
-use http_body_util::Empty;
+
+use crate::request_body::PlainBody;
 
 /// Header fields parsed on the stack; a head with more goes to hyper.
 pub const STACK_FIELDS: usize = 64;
 
 /// A request the fast path serves.
-pub type Simple = Request<Empty<Bytes>>;
+pub type Simple = Request<PlainBody>;
 
 /// What the front of the buffer holds.
 // The request is what nearly every call returns: boxing it would add an
@@ -160,7 +161,7 @@ fn build(head: &Bytes, found: &Found) -> Option<Simple> {
         let value = HeaderValue::from_maybe_shared(head.slice(range((vs, ve)))).ok()?;
         headers.append(name, value);
     }
-    let mut req = Request::new(Empty::new());
+    let mut req = Request::new(PlainBody::of_plain_head());
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
