@@ -281,7 +281,7 @@ mod tests {
 
     fn target(authority: Option<&str>, prefix: Option<&str>) -> Target {
         Target {
-            key: FunctionKey::new("ns", "f"),
+            key: FunctionKey::new("ns", "f").into(),
             path_and_query: http::uri::PathAndQuery::from_static("/"),
             authority: authority.map(|a| HeaderValue::from_str(a).expect("header value")),
             prefix: prefix.map(Into::into),

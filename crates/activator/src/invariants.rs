@@ -146,7 +146,7 @@ fn check_target(host: &str, raw_target: &str, domain: &str) {
             match &t.prefix {
                 None => {
                     // Host routing: the authority named exactly this function.
-                    assert_eq!(named_by_authority.as_ref(), Some(&t.key), "{ctx}");
+                    assert_eq!(named_by_authority.as_ref(), Some(&*t.key), "{ctx}");
                 }
                 Some(prefix) => {
                     assert_eq!(named_by_authority, None, "the Host must win: {ctx}");
@@ -161,14 +161,14 @@ fn check_target(host: &str, raw_target: &str, domain: &str) {
                         .unwrap_or_else(|| panic!("the prefix put back does not route: {ctx}"));
                     assert_eq!(
                         (&back.key, &*back.path_and_query),
-                        (&t.key, t.path_and_query.as_str()),
+                        (&*t.key, t.path_and_query.as_str()),
                         "{ctx}"
                     );
                     // A reader that decodes everything (nginx-like) names the
                     // same function, or none.
                     if let Some(k) = liberal_path_key(uri.path()) {
                         assert_eq!(
-                            k, t.key,
+                            k, *t.key,
                             "a decoding proxy would pick another function: {ctx}"
                         );
                     }

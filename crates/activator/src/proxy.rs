@@ -1129,9 +1129,9 @@ mod tests {
         let Ok((routed, entry)) = p.route(&cache, &get("a.b.siesta.local", "/x")) else {
             panic!("a known function was refused");
         };
-        assert_eq!(routed.key, FunctionKey::new("b", "a"));
+        assert_eq!(*routed.key, FunctionKey::new("b", "a"));
         assert_eq!(routed.path_and_query, "/x");
-        assert_eq!(entry.key, routed.key);
+        assert_eq!(entry.key, *routed.key);
     }
 
     #[tokio::test]
@@ -1304,7 +1304,7 @@ mod tests {
     fn te_is_dropped_except_trailers_to_an_h2_pod_and_forwarding_headers_are_set() {
         let remote = SocketAddr::from(([10, 1, 2, 3], 5555));
         let target = Target {
-            key: crate::route::FunctionKey::new("b", "a"),
+            key: crate::route::FunctionKey::new("b", "a").into(),
             path_and_query: PathAndQuery::from_static("/"),
             authority: Some(HeaderValue::from_static("a.b.siesta.local")),
             prefix: None,

@@ -25,6 +25,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
@@ -37,7 +38,9 @@ use crate::route::{self, FunctionKey};
 /// Where a request goes, and what is sent there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    pub key: FunctionKey,
+    /// Shared with the connection's [`HostMemo`], which hands it to each
+    /// request the same Host names (no copy of its two strings).
+    pub key: Arc<FunctionKey>,
     /// The path (dot segments resolved, the `/fn/NS/NAME` prefix stripped
     /// when routed by path) and the query as received. Starts with `/`.
     /// Unchanged, it is the request's own (shared, not copied).
@@ -266,7 +269,7 @@ pub fn resolve<'h>(
     let routed = route::route(authority.as_ref().map(|a| a.raw), &normalized, domain)
         .ok_or(Refusal::NoFunction)?;
     Ok(Target {
-        key: routed.key,
+        key: Arc::new(routed.key),
         path_and_query: forwarded_path(pq, routed.path_and_query),
         authority: authority.and_then(|a| match a.header {
             Some(h) => Some(h.clone()),
@@ -296,7 +299,7 @@ fn forwarded_path(pq: &PathAndQuery, routed: Cow<'_, str>) -> PathAndQuery {
 #[derive(Debug, Default)]
 pub struct HostMemo {
     host: Vec<u8>,
-    key: Option<FunctionKey>,
+    key: Option<Arc<FunctionKey>>,
 }
 
 /// [`resolve`], with what `memo` remembers of the connection's last Host:
@@ -492,7 +495,7 @@ mod tests {
     #[test]
     fn the_absolute_form_authority_names_the_function_not_host() {
         let t = h1("http://g.ns.siesta.local/a?x", &["g.ns.siesta.local"]).unwrap();
-        assert_eq!(t.key, FunctionKey::new("ns", "g"));
+        assert_eq!(*t.key, FunctionKey::new("ns", "g"));
         assert_eq!(t.path_and_query, "/a?x");
         assert_eq!(
             t.authority,
