@@ -219,7 +219,12 @@ impl Proxy {
                 format!("request head larger than {} bytes\n", self.max_header_bytes),
             ));
         }
-        let hosts = req.headers().get_all(header::HOST);
+        // A pass over the fields, not a lookup that hashes the name.
+        let hosts = req
+            .headers()
+            .iter()
+            .filter(|(n, _)| *n == header::HOST)
+            .map(|(_, v)| v);
         let resolved = target::resolve_remembering(
             req.method(),
             req.version(),
@@ -1027,11 +1032,17 @@ fn prepare_request_headers(
     memo: &mut forwarded::Memo,
 ) -> forwarded::Added {
     // `TE: trailers` is the one TE value HTTP/2 allows (gRPC needs it).
-    let te_trailers = h2
+    // Looked for by a pass over the names: most requests have none, and a
+    // lookup hashes the name.
+    let te = h.keys().any(|n| n == header::TE);
+    let te_trailers = te
+        && h2
         && h.get(header::TE)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     strip_hop_by_hop(h, upgrade);
-    h.remove(header::TE);
+    if te {
+        h.remove(header::TE);
+    }
     if te_trailers {
         h.insert(header::TE, HeaderValue::from_static("trailers"));
     }
