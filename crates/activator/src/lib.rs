@@ -15,7 +15,7 @@ pub mod http1_wire;
 pub mod index;
 #[doc(hidden)]
 pub mod invariants;
-mod kept_timer;
+pub mod kept_timer;
 pub mod metrics;
 pub mod normalize;
 pub mod park_budget;
