@@ -122,7 +122,9 @@ pub struct Memo {
 #[derive(Debug)]
 struct Remembered {
     ip: IpAddr,
-    authority: Option<HeaderValue>,
+    /// A copy: the request's own value shares its head's bytes, and would
+    /// keep the connection's read buffer of that request alive.
+    authority: Option<Bytes>,
     xff: Option<HeaderValue>,
     forwarded: Option<HeaderValue>,
 }
@@ -130,9 +132,7 @@ struct Remembered {
 impl Memo {
     fn get(&self, ip: IpAddr, authority: Option<&HeaderValue>) -> Option<&Remembered> {
         self.last.as_ref().filter(|r| {
-            r.ip == ip
-                && r.authority.as_ref().map(HeaderValue::as_bytes)
-                    == authority.map(HeaderValue::as_bytes)
+            r.ip == ip && r.authority.as_deref() == authority.map(HeaderValue::as_bytes)
         })
     }
 }
@@ -174,7 +174,10 @@ pub fn set(
         if !present.xff && !join_forwarded {
             memo.last = Some(Remembered {
                 ip,
-                authority: target.authority.clone(),
+                authority: target
+                    .authority
+                    .as_ref()
+                    .map(|a| Bytes::copy_from_slice(a.as_bytes())),
                 xff: added.xff.clone(),
                 forwarded: added.forwarded.clone(),
             });
