@@ -648,10 +648,14 @@ impl Pool {
                 }
             }
             loop {
-                match http1_wire::parse_response(&mut conn.rbuf, max_headers, method) {
-                    Ok(Some(head)) => return Poll::Ready(Ok(head)),
-                    Ok(None) => {}
-                    Err(e) => return Poll::Ready(Err(SendError::Head(e))),
+                // An empty buffer has nothing to parse: the pod has not
+                // answered yet, which is what the first polls find.
+                if !conn.rbuf.is_empty() {
+                    match http1_wire::parse_response(&mut conn.rbuf, max_headers, method) {
+                        Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                        Ok(None) => {}
+                        Err(e) => return Poll::Ready(Err(SendError::Head(e))),
+                    }
                 }
                 match ready!(conn.poll_fill(cx)) {
                     Ok(0) => {
