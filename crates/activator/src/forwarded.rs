@@ -229,10 +229,8 @@ pub fn set(
         // Replaced in place when there is one (routing refused two):
         // `insert` makes room for a new field first, and a map built to
         // the size of its head grows for it (a reallocation per request).
-        // Found by a pass over the fields, not a lookup (which hashes the
-        // name): Host is nearly always among the first.
-        match h.iter_mut().find(|(n, _)| *n == header::HOST) {
-            Some((_, v)) => *v = host,
+        match crate::field_scan::first_mut(h, &header::HOST) {
+            Some(v) => *v = host,
             None => {
                 h.insert(header::HOST, host);
             }

@@ -111,9 +111,8 @@ pub fn request_framing(
         body,
         declare: Some(body),
     };
-    // A pass over the names, not a lookup that hashes one: nearly every
-    // request has none.
-    if headers.keys().any(|n| n == header::CONTENT_LENGTH) {
+    // Nearly every request has none: looked for without a hashed lookup.
+    if crate::field_scan::has(headers, &header::CONTENT_LENGTH) {
         let n = content_length(headers.get_all(header::CONTENT_LENGTH).iter())
             .ok_or("invalid content-length")?;
         return match (n, no_body) {

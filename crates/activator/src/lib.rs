@@ -8,6 +8,7 @@ pub mod cold_record;
 mod config;
 pub mod discovery;
 pub mod dispatch;
+mod field_scan;
 pub mod forwarded;
 pub mod h1_server;
 pub mod http1_pool;

@@ -21,6 +21,7 @@ use siesta_api::Protocol;
 use tokio::time::{Instant, Sleep, timeout_at};
 
 use crate::body::{PodBody, ProxyBody, Ticket};
+use crate::field_scan;
 use crate::forwarded;
 use crate::index::{Admission, FunctionConfig, FunctionEntry, Index, LookupCache, OverBudget};
 use crate::kept_timer;
@@ -219,12 +220,7 @@ impl Proxy {
                 format!("request head larger than {} bytes\n", self.max_header_bytes),
             ));
         }
-        // A pass over the fields, not a lookup that hashes the name.
-        let hosts = req
-            .headers()
-            .iter()
-            .filter(|(n, _)| *n == header::HOST)
-            .map(|(_, v)| v);
+        let hosts = field_scan::values(req.headers(), &header::HOST);
         let resolved = target::resolve_remembering(
             req.method(),
             req.version(),
@@ -336,7 +332,8 @@ impl Proxy {
             remote,
             trusted,
             &routed,
-            (upgrade, h2),
+            upgrade,
+            h2,
             &mut cache.forwarded_memo(),
         );
         let version = if h2 {
@@ -383,15 +380,14 @@ impl Proxy {
     ) -> Result<Sent, Response<ProxyBody>> {
         // Borrowed: the request stays in `handle`'s future, not moved into
         // this one (a few hundred bytes a request).
-        let Outgoing {
-            pq,
+        let &Outgoing {
+            ref pq,
             h2,
             upgrade,
-            body,
-            head,
+            ref body,
+            ref head,
             idempotent,
         } = outgoing;
-        let (h2, upgrade, idempotent) = (*h2, *upgrade, *idempotent);
         let mut attempt = 1;
         let mut fresh = false;
         let resp = loop {
@@ -1028,13 +1024,13 @@ fn prepare_request_headers(
     remote: SocketAddr,
     trusted: bool,
     target: &Target,
-    (upgrade, h2): (bool, bool),
+    upgrade: bool,
+    h2: bool,
     memo: &mut forwarded::Memo,
 ) -> forwarded::Added {
     // `TE: trailers` is the one TE value HTTP/2 allows (gRPC needs it).
-    // Looked for by a pass over the names: most requests have none, and a
-    // lookup hashes the name.
-    let te = h.keys().any(|n| n == header::TE);
+    // Most requests have no TE: looked for without a hashed lookup.
+    let te = field_scan::has(h, &header::TE);
     let te_trailers = te
         && h2
         && h.get(header::TE)
@@ -1331,7 +1327,8 @@ mod tests {
             remote,
             false,
             &target,
-            (false, false),
+            false,
+            false,
             &mut Default::default(),
         )
         .insert_into(&mut h);
@@ -1348,7 +1345,8 @@ mod tests {
             remote,
             false,
             &target,
-            (false, true),
+            false,
+            true,
             &mut Default::default(),
         )
         .insert_into(&mut h);

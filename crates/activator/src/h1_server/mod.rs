@@ -118,8 +118,7 @@ pub async fn serve(
                 Taken::Partial if buf.len() < READ_SIZE => {
                     // hyper's server closes a head the header read timeout
                     // cut short without an answer, and so does this.
-                    let idle = (idle.as_mut(), read_by);
-                    if !next_bytes(&mut stream, &mut buf, idle, &draining).await {
+                    if !next_bytes(&mut stream, &mut buf, idle.as_mut(), read_by, &draining).await {
                         return Ended::Closed;
                     }
                 }
@@ -167,7 +166,8 @@ pub async fn serve(
 async fn next_bytes(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
-    (mut idle, read_by): (Pin<&mut Sleep>, Instant),
+    mut idle: Pin<&mut Sleep>,
+    read_by: Instant,
     draining: &impl Fn() -> bool,
 ) -> bool {
     buf.reserve(READ_SIZE);
