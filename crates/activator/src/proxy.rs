@@ -1316,22 +1316,27 @@ mod tests {
             authority: Some(HeaderValue::from_static("a.b.siesta.local")),
             prefix: None,
         };
+        // An untrusted peer's request, not an upgrade, to an HTTP/1 or an
+        // h2c pod; the added fields put into the map to look at.
+        let prepare = |h: &mut HeaderMap, h2: bool| {
+            prepare_request_headers(
+                h,
+                remote,
+                false,
+                &target,
+                false,
+                h2,
+                &mut Default::default(),
+            )
+            .insert_into(h);
+        };
         let mut h = HeaderMap::new();
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert(
             &HTTP2_SETTINGS,
             HeaderValue::from_static("AAMAAABkAAQAoAAAAAIAAAAA"),
         );
-        prepare_request_headers(
-            &mut h,
-            remote,
-            false,
-            &target,
-            false,
-            false,
-            &mut Default::default(),
-        )
-        .insert_into(&mut h);
+        prepare(&mut h, false);
         assert!(!h.contains_key(header::TE));
         assert!(!h.contains_key(&HTTP2_SETTINGS));
         assert_eq!(h.get(&forwarded::X_FORWARDED_FOR).unwrap(), "10.1.2.3");
@@ -1340,16 +1345,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert(header::HOST, HeaderValue::from_static("a.b.siesta.local"));
-        prepare_request_headers(
-            &mut h,
-            remote,
-            false,
-            &target,
-            false,
-            true,
-            &mut Default::default(),
-        )
-        .insert_into(&mut h);
+        prepare(&mut h, true);
         assert_eq!(h.get(header::TE).unwrap(), "trailers");
         assert!(!h.contains_key(header::HOST));
     }
