@@ -217,7 +217,7 @@ async fn connection(
     let svc = service_fn(move |req| {
         let proxy = proxy.clone();
         let cache = cache.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(&cache, remote, req, None).await) }
+        Box::pin(async move { Ok::<_, Infallible>(proxy.handle(&cache, remote, req, None).await) })
     });
     let io = TokioIo::new(io);
     let ended = match sniffed {
