@@ -92,22 +92,36 @@ fn check_target(host: &str, raw_target: &str, domain: &str) {
     for version in [Version::HTTP_11, Version::HTTP_10, Version::HTTP_2] {
         for hosts in [header.as_slice(), &[]] {
             // A connection whose last request named a function by this
-            // Host answers as `resolve` does.
-            let mut memo = target::HostMemo::default();
+            // Host, or over HTTP/2 by this target's authority, answers as
+            // `resolve` does.
             let root = Uri::from_static("/");
-            let _ = target::resolve_remembering(
-                &Method::GET,
-                Version::HTTP_11,
-                &root,
-                hosts,
-                domain,
-                &mut memo,
-            );
-            assert_eq!(
-                target::resolve_remembering(&Method::GET, version, &uri, hosts, domain, &mut memo),
-                target::resolve(&Method::GET, version, &uri, hosts, domain),
-                "{version:?} Host {hosts:?} target {raw_target:?}"
-            );
+            let primes: [(Version, &Uri, &[HeaderValue]); 2] = [
+                (Version::HTTP_11, &root, hosts),
+                (Version::HTTP_2, &uri, &[]),
+            ];
+            for (prime_version, prime_uri, prime_hosts) in primes {
+                let mut memo = target::HostMemo::default();
+                let _ = target::resolve_remembering(
+                    &Method::GET,
+                    prime_version,
+                    prime_uri,
+                    prime_hosts,
+                    domain,
+                    &mut memo,
+                );
+                assert_eq!(
+                    target::resolve_remembering(
+                        &Method::GET,
+                        version,
+                        &uri,
+                        hosts,
+                        domain,
+                        &mut memo
+                    ),
+                    target::resolve(&Method::GET, version, &uri, hosts, domain),
+                    "{version:?} Host {hosts:?} target {raw_target:?}"
+                );
+            }
             let Ok(t) = target::resolve(&Method::GET, version, &uri, hosts, domain) else {
                 continue;
             };
