@@ -171,6 +171,27 @@ for c in concs:
         }
 
 
+def instructions(kind):
+    """callgrind's counts of one kind of `instr` result: target -> (per request, requests)."""
+    counted = {}
+    for kv in of(kind):
+        count, total = num(kv.get("requests")), num(kv.get("instructions"))
+        if count and total:
+            counted[kv["target"]] = (total / count, int(count))
+    return counted
+
+
+def instr_table(counted, targets):
+    """The rows of an instructions-per-request table, each against nginx's."""
+    w("| path | instructions per request | / nginx | requests counted |")
+    w("|---|---:|---:|---:|")
+    ng = counted.get("nginx", (None,))[0]
+    for t in targets:
+        if t in counted:
+            per, count = counted[t]
+            w(f"| {t} | {per:,.0f} | {f(per / ng if ng else None)} | {count} |")
+
+
 def over(a, b, key):
     """a[key] / b[key], or None when either side is missing or zero."""
     if not a or not b or a.get(key) is None or not b.get(key):
@@ -232,11 +253,7 @@ else:
             a, b, n = P.get((c, "activator")), P.get((c, before)), P.get((c, "nginx"))
             w(f"| {c} | {f(over(a, b, 'rps'))} | {f(over(a, b, 'cpu'))} | {f(over(a, n, 'rps'))} | "
               f"{f(over(b, n, 'rps'))} | {f(over(a, n, 'cpu'))} | {f(over(b, n, 'cpu'))} |")
-    instr = {}
-    for kv in of("instr"):
-        count, total = num(kv.get("requests")), num(kv.get("instructions"))
-        if count and total:
-            instr[kv["target"]] = (total / count, int(count))
+    instr = instructions("instr")
     if instr:
         w("")
         w("Instructions per request in user space, counted by callgrind (`valgrind --tool=callgrind`): each proxy "
@@ -244,19 +261,14 @@ else:
           "time: the same on a busy machine, so a change's effect shows here when the timings above are noise. "
           "The kernel's work is not in it.")
         w("")
-        w("| path | instructions per request | / nginx | requests counted |")
-        w("|---|---:|---:|---:|")
-        ng = instr.get("nginx", (None,))[0]
-        for t in ("activator", before, "nginx"):
-            if t in instr:
-                per, count = instr[t]
-                w(f"| {t} | {per:,.0f} | {f(per / ng if ng else None)} | {count} |")
+        instr_table(instr, ("activator", before, "nginx"))
 w("")
 
 # ---------------------------------------------------------------- proxy over h2c
 h2_targets = [
     ("direct", "direct (h2c)"),
     ("activator", "activator → HTTP/1.1"),
+    ("activator-before", "activator-before → HTTP/1.1"),
     ("activator-h2c", "activator → h2c"),
     ("nginx", "nginx → HTTP/1.1"),
     ("nginx-h2c", "nginx → h2c (grpc_pass)"),
@@ -302,12 +314,32 @@ else:
       "activator CPU / nginx CPU, → HTTP/1.1 | activator CPU / nginx CPU, → h2c | activator p99 − nginx p99 (ms), → HTTP/1.1 | → h2c |")
     w("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c, m in h2_points:
-        d, a1, a2, n1, n2 = (H.get((c, m, t)) for t, _ in h2_targets)
+        d, a1, _, a2, n1, n2 = (H.get((c, m, t)) for t, _ in h2_targets)
 
         def gap(a, b):
             return a["p99"] - b["p99"] if a and b and a["p99"] is not None and b["p99"] is not None else None
         w(f"| {c} × {m} | {f(over(a1, n1, 'rps'))} | {f(over(a2, n2, 'rps'))} | {f(over(a1, d, 'rps'))} | "
           f"{f(over(a1, n1, 'cpu'))} | {f(over(a2, n2, 'cpu'))} | {f(gap(a1, n1), '{:+.3f}')} | {f(gap(a2, n2), '{:+.3f}')} |")
+    if any(t == "activator-before" for (_, _, t) in H):
+        w("")
+        w("This build against an earlier one (`BENCH_BEFORE_BIN`, the `activator-before` rows), both → HTTP/1.1, "
+          "in the same run:")
+        w("")
+        w("| c × m | req/s, this / before | CPU per request, this / before | this / nginx req/s | before / nginx req/s "
+          "| this / nginx CPU | before / nginx CPU |")
+        w("|---:|---:|---:|---:|---:|---:|---:|")
+        for c, m in h2_points:
+            a, b, n = (H.get((c, m, t)) for t in ("activator", "activator-before", "nginx"))
+            w(f"| {c} × {m} | {f(over(a, b, 'rps'))} | {f(over(a, b, 'cpu'))} | {f(over(a, n, 'rps'))} | "
+              f"{f(over(b, n, 'rps'))} | {f(over(a, n, 'cpu'))} | {f(over(b, n, 'cpu'))} |")
+    instr_h2 = instructions("instr_h2")
+    if instr_h2:
+        w("")
+        w("Instructions per request in user space, counted by callgrind as in section 1, with h2load at one "
+          "connection and one stream (`-c1 -m1`, 10 s after a 3 s warm-up), each proxy → HTTP/1.1 to hello, nginx "
+          "with one worker and no master.")
+        w("")
+        instr_table(instr_h2, ("activator", "activator-before", "nginx"))
     uc = {r["target"]: r["n"] for r in of("h2_upstream_conns")}
     if uc:
         w("")

@@ -14,7 +14,7 @@
 #                   all): proxy (1, HTTP/1.1 proxy cost), h2 (1b, over h2c),
 #                   buffering (3), streaming (4), cluster (2, 5, 6 and 8: the
 #                   local cluster, started if it is down), real (7, also BENCH_REAL)
-#   BENCH_BEFORE_BIN=dir  also measure in section 1 the siesta-bench activator
+#   BENCH_BEFORE_BIN=dir  also measure in sections 1 and 1b the siesta-bench activator
 #                   in dir (an earlier build's target/release), as the
 #                   `activator-before` rows, for a change's before and after
 #                   in one run
@@ -172,6 +172,59 @@ start_nginx() {
 }
 cpu_s() { echo "scale=3; ($2-$1)/$TCK" | bc; }
 
+# Instructions per request: each proxy alone under callgrind, which counts
+# instructions executed in user space, not seconds, so the figure is the
+# same on a busy machine (the kernel's part is not in it). nginx runs one
+# worker and no master. Counted only while the load runs for 10 s, after a
+# 3 s warm-up that is not counted: HTTP/1.1 with wrk at c=16 (an `instr`
+# result), HTTP/2 with h2load at one connection and one stream (`instr_h2`,
+# the point where the activator is furthest from nginx). A run with any
+# non-2xx answer or failed request (a route that does not reach hello)
+# writes no result.
+instr_count() { # instr_count NAME PORT h1|h2 CMD...: runs CMD under callgrind
+  local name=$1 port=$2 proto=$3 out="$WORK/callgrind-$1-$3.out"
+  shift 3
+  spawn "$WORK/callgrind-$name-$proto.log" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$@"
+  local pid=$SPAWNED run n total ok
+  wait_port "127.0.0.1:$port"
+  if [[ "$proto" == h1 ]]; then
+    for _ in $(seq 1 100); do curl -fs -o /dev/null -H "Host: $HOST_HDR" "http://127.0.0.1:$port/" && break; sleep 0.1; done
+    wrk -t2 -c16 -d3s -H "Host: $HOST_HDR" "http://127.0.0.1:$port/" >/dev/null
+    callgrind_control -i on "$pid" >/dev/null 2>&1
+    run=$(wrk -t2 -c16 -d10s -H "Host: $HOST_HDR" "http://127.0.0.1:$port/")
+    callgrind_control -i off "$pid" >/dev/null 2>&1
+    n=$(awk '/requests in/ {print $1}' <<<"$run")
+    ok=1; grep -q 'Non-2xx' <<<"$run" && ok=0
+  else
+    for _ in $(seq 1 100); do
+      curl -fs --http2-prior-knowledge -o /dev/null -H "Host: $HOST_HDR" "http://127.0.0.1:$port/" && break
+      sleep 0.1
+    done
+    h2load -c1 -m1 -D 3 -H ":authority: $HOST_HDR" "http://127.0.0.1:$port/" >/dev/null
+    callgrind_control -i on "$pid" >/dev/null 2>&1
+    run=$(h2load -c1 -m1 -D 10 -H ":authority: $HOST_HDR" "http://127.0.0.1:$port/")
+    callgrind_control -i off "$pid" >/dev/null 2>&1
+    # requests: T total, S started, D done, N succeeded, F failed, ...;
+    # status codes: X 2xx, ...
+    n=$(awk '/^requests:/ {print $8}' <<<"$run")
+    ok=$(awk '/^requests:/ {f=$10} /^status codes:/ {x=$3} END {print (f == 0 && x == '"${n:-0}"') ? 1 : 0}' <<<"$run")
+  fi
+  stop "$pid"
+  if [[ "$ok" != 1 || -z "$n" ]]; then
+    log "  $name ($proto): not counted, the load saw errors: $(grep -E 'Non-2xx|errors|^requests:|^status codes:' <<<"$run" | tr -s ' ' | paste -sd' ')"
+    return
+  fi
+  total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  if [[ "$proto" == h1 ]]; then
+    result "instr target=$name c=16 requests=$n instructions=${total:-}"
+  else
+    result "instr_h2 target=$name c=1 m=1 requests=$n instructions=${total:-}"
+  fi
+  log "  $name ($proto): $n requests, ${total:-?} instructions"
+}
+# The activator's arguments under callgrind (its listen port is the caller's).
+INSTR_ARGS=(--admin "127.0.0.1:$(port 19099)" --function bench/hello --backend "$BACKEND")
+
 # ---------------------------------------------------------------- 1. proxy cost
 if want proxy; then
 log "1. proxy cost: direct, activator, nginx, haproxy, go-rp at c=$CONCS, ${DUR}s x $REPS"
@@ -224,46 +277,17 @@ stop "$ACT_PID"; stop "$GORP_PID"
 [[ -z "$BEFORE_PID" ]] || stop "$BEFORE_PID"
 kill -TERM "$NGINX_PID" "$HAPROXY_PID" 2>/dev/null || true
 
-# Instructions per request: each proxy alone under callgrind, which counts
-# instructions executed in user space, not seconds, so the figure is the
-# same on a busy machine (the kernel's part is not in it). nginx runs one
-# worker and no master. Counted only while wrk runs at c=16 for 10 s, after
-# a 3 s warm-up that is not counted; a run with any non-2xx answer (a route
-# that does not reach hello) writes no result.
 log "1. instructions per request (callgrind): activator${BEFORE_PID:+, activator-before}, nginx"
-instr_count() { # instr_count NAME PORT CMD...: runs CMD under callgrind, writes an `instr` result
-  local name=$1 port=$2 out="$WORK/callgrind-$1.out"
-  shift 2
-  spawn "$WORK/callgrind-$name.log" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$@"
-  local pid=$SPAWNED
-  wait_port "127.0.0.1:$port"
-  for _ in $(seq 1 100); do curl -fs -o /dev/null -H "Host: $HOST_HDR" "http://127.0.0.1:$port/" && break; sleep 0.1; done
-  wrk -t2 -c16 -d3s -H "Host: $HOST_HDR" "http://127.0.0.1:$port/" >/dev/null
-  callgrind_control -i on "$pid" >/dev/null 2>&1
-  local run n total
-  run=$(wrk -t2 -c16 -d10s -H "Host: $HOST_HDR" "http://127.0.0.1:$port/")
-  callgrind_control -i off "$pid" >/dev/null 2>&1
-  stop "$pid"
-  n=$(awk '/requests in/ {print $1}' <<<"$run")
-  if grep -q 'Non-2xx' <<<"$run" || [[ -z "$n" ]]; then
-    log "  $name: not counted, wrk saw errors: $(grep -E 'Non-2xx|errors' <<<"$run" | tr -s ' ')"
-    return
-  fi
-  total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-  result "instr target=$name c=16 requests=$n instructions=${total:-}"
-  log "  $name: $n requests, ${total:-?} instructions"
-}
-INSTR_ARGS=(--admin "127.0.0.1:$(port 19099)" --function bench/hello --backend "$BACKEND")
-instr_count activator "$(port 18094)" "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18094)" "${INSTR_ARGS[@]}"
+instr_count activator "$(port 18094)" h1 "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18094)" "${INSTR_ARGS[@]}"
 if [[ -n "$BEFORE_PID" ]]; then
-  instr_count activator-before "$(port 18094)" "$BENCH_BEFORE_BIN/siesta-bench" activator \
+  instr_count activator-before "$(port 18094)" h1 "$BENCH_BEFORE_BIN/siesta-bench" activator \
     --listen "127.0.0.1:$(port 18094)" "${INSTR_ARGS[@]}"
 fi
 mkdir -p "$WORK/nginx-callgrind"
 sed -e "s|@DIR@|$WORK/nginx-callgrind|g" -e "s|@BACKEND@|$BACKEND|g" -e "s|@LISTEN@|127.0.0.1:$(port 18095)|g" \
   -e "s|^worker_processes .*|worker_processes 1; master_process off;|" -e "s|^daemon on;|daemon off;|" \
   hack/bench/nginx.conf >"$WORK/nginx-callgrind/nginx.conf"
-instr_count nginx "$(port 18095)" "$NGINX" -p "$WORK/nginx-callgrind" -c "$WORK/nginx-callgrind/nginx.conf" \
+instr_count nginx "$(port 18095)" h1 "$NGINX" -p "$WORK/nginx-callgrind" -c "$WORK/nginx-callgrind/nginx.conf" \
   -e "$WORK/nginx-callgrind/nginx-error.log"
 fi
 
@@ -280,13 +304,19 @@ H2ACT_PID=$SPAWNED
 spawn "$WORK/activator-h2c.log" "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18087)" \
   --admin "127.0.0.1:$(port 19097)" --function bench/hello --backend "$BACKEND" --upstream-h2c
 H2CACT_PID=$SPAWNED
+H2BEFORE_PID=""
+if [[ -n "${BENCH_BEFORE_BIN:-}" ]]; then
+  spawn "$WORK/activator-h2-before.log" "$BENCH_BEFORE_BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18090)" \
+    --admin "127.0.0.1:$(port 19090)" --function bench/hello --backend "$BACKEND"
+  H2BEFORE_PID=$SPAWNED
+fi
 start_nginx nginx-h2 hack/bench/nginx-h2.conf \
   -e "s|@LISTEN_H1@|127.0.0.1:$(port 18088)|g" -e "s|@LISTEN_H2@|127.0.0.1:$(port 18089)|g"
 H2NGINX_PID=$NGINX_STARTED
-for p in 18086 18087 18088 18089; do wait_port "127.0.0.1:$(port $p)"; done
-H2_TARGETS="direct activator activator-h2c nginx nginx-h2c"
-h2_port() { case $1 in direct) port 18001;; activator) port 18086;; activator-h2c) port 18087;; nginx) port 18088;; nginx-h2c) port 18089;; esac; }
-h2_pids() { case $1 in direct) echo "";; activator) echo "$H2ACT_PID";; activator-h2c) echo "$H2CACT_PID";; nginx | nginx-h2c) nginx_pids "$H2NGINX_PID";; esac; }
+for p in 18086 18087 18088 18089 ${H2BEFORE_PID:+18090}; do wait_port "127.0.0.1:$(port $p)"; done
+H2_TARGETS="direct activator${H2BEFORE_PID:+ activator-before} activator-h2c nginx nginx-h2c"
+h2_port() { case $1 in direct) port 18001;; activator) port 18086;; activator-before) port 18090;; activator-h2c) port 18087;; nginx) port 18088;; nginx-h2c) port 18089;; esac; }
+h2_pids() { case $1 in direct) echo "";; activator) echo "$H2ACT_PID";; activator-before) echo "$H2BEFORE_PID";; activator-h2c) echo "$H2CACT_PID";; nginx | nginx-h2c) nginx_pids "$H2NGINX_PID";; esac; }
 
 for t in $H2_TARGETS; do  # warm-up: pools, caches
   h2load -t2 -c16 -m10 -D 1 -H ":authority: $HOST_HDR" "http://127.0.0.1:$(h2_port $t)/" >/dev/null
@@ -317,7 +347,22 @@ for t in activator activator-h2c; do
 done
 printf '%s\n' "h2load -t{1|2} -c{C} -m{M} -D $DUR --log-file=\$WORK/h2load.log -H ':authority: $HOST_HDR' http://127.0.0.1:{$(port 18001) direct|$(port 18086) activator|$(port 18087) activator-h2c (--upstream-h2c)|$(port 18088) nginx|$(port 18089) nginx-h2c}/  # then hack/bench/h2load_line.py \$WORK/h2load.out \$WORK/h2load.log" >>"$CMDS"
 stop "$H2ACT_PID"; stop "$H2CACT_PID"
+[[ -z "$H2BEFORE_PID" ]] || stop "$H2BEFORE_PID"
 kill -TERM "$H2NGINX_PID" 2>/dev/null || true
+
+log "1b. instructions per request (callgrind, h2load -c1 -m1, -> HTTP/1.1): activator${H2BEFORE_PID:+, activator-before}, nginx"
+instr_count activator "$(port 18094)" h2 "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18094)" "${INSTR_ARGS[@]}"
+if [[ -n "$H2BEFORE_PID" ]]; then
+  instr_count activator-before "$(port 18094)" h2 "$BENCH_BEFORE_BIN/siesta-bench" activator \
+    --listen "127.0.0.1:$(port 18094)" "${INSTR_ARGS[@]}"
+fi
+mkdir -p "$WORK/nginx-h2-callgrind"
+sed -e "s|@DIR@|$WORK/nginx-h2-callgrind|g" -e "s|@BACKEND@|$BACKEND|g" \
+  -e "s|@LISTEN_H1@|127.0.0.1:$(port 18095)|g" -e "s|@LISTEN_H2@|127.0.0.1:$(port 18096)|g" \
+  -e "s|^worker_processes .*|worker_processes 1; master_process off;|" -e "s|^daemon on;|daemon off;|" \
+  hack/bench/nginx-h2.conf >"$WORK/nginx-h2-callgrind/nginx.conf"
+instr_count nginx "$(port 18095)" h2 "$NGINX" -p "$WORK/nginx-h2-callgrind" -c "$WORK/nginx-h2-callgrind/nginx.conf" \
+  -e "$WORK/nginx-h2-callgrind/nginx-error.log"
 fi
 
 # ---------------------------------------------------------------- 3. buffering
