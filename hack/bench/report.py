@@ -171,10 +171,10 @@ for c in concs:
         }
 
 
-def instructions(kind):
+def instructions(kind, **match):
     """callgrind's counts of one kind of `instr` result: target -> (per request, requests)."""
     counted = {}
-    for kv in of(kind):
+    for kv in of(kind, **match):
         count, total = num(kv.get("requests")), num(kv.get("instructions"))
         if count and total:
             counted[kv["target"]] = (total / count, int(count))
@@ -253,7 +253,8 @@ else:
             a, b, n = P.get((c, "activator")), P.get((c, before)), P.get((c, "nginx"))
             w(f"| {c} | {f(over(a, b, 'rps'))} | {f(over(a, b, 'cpu'))} | {f(over(a, n, 'rps'))} | "
               f"{f(over(b, n, 'rps'))} | {f(over(a, n, 'cpu'))} | {f(over(b, n, 'cpu'))} |")
-    instr = instructions("instr")
+    instr = instructions("instr", c=16)
+    instr_c1 = instructions("instr", c=1)
     if instr:
         w("")
         w("Instructions per request in user space, counted by callgrind (`valgrind --tool=callgrind`): each proxy "
@@ -262,6 +263,12 @@ else:
           "The kernel's work is not in it.")
         w("")
         instr_table(instr, ("activator", before, "nginx"))
+    if instr_c1:
+        w("")
+        w("The same count at one connection (`wrk -t1 -c1`): there every request pays for the runtime's "
+          "wake-ups (two a request) itself, which many connections share.")
+        w("")
+        instr_table(instr_c1, ("activator", before, "nginx"))
 w("")
 
 # ---------------------------------------------------------------- proxy over h2c

@@ -176,22 +176,26 @@ cpu_s() { echo "scale=3; ($2-$1)/$TCK" | bc; }
 # instructions executed in user space, not seconds, so the figure is the
 # same on a busy machine (the kernel's part is not in it). nginx runs one
 # worker and no master. Counted only while the load runs for 10 s, after a
-# 3 s warm-up that is not counted: HTTP/1.1 with wrk at c=16 (an `instr`
-# result), HTTP/2 with h2load at one connection and one stream (`instr_h2`,
-# the point where the activator is furthest from nginx). A run with any
+# 3 s warm-up that is not counted: HTTP/1.1 with wrk at c=16 and at c=1
+# (`instr` results; at one connection every request pays for the runtime's
+# wake-ups itself), HTTP/2 with h2load at one connection and one stream
+# (`instr_h2`, the point where the activator is furthest from nginx). A run with any
 # non-2xx answer or failed request (a route that does not reach hello)
 # writes no result.
-instr_count() { # instr_count NAME PORT h1|h2 CMD...: runs CMD under callgrind
+instr_count() { # instr_count NAME PORT h1c16|h1c1|h2 CMD...: runs CMD under callgrind
   local name=$1 port=$2 proto=$3 out="$WORK/callgrind-$1-$3.out"
   shift 3
   spawn "$WORK/callgrind-$name-$proto.log" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$@"
   local pid=$SPAWNED run n total ok
   wait_port "127.0.0.1:$port"
-  if [[ "$proto" == h1 ]]; then
+  local conc=1 threads=1
+  if [[ "$proto" == h1c* ]]; then
+    conc=${proto#h1c}
+    ((conc < 2)) || threads=2
     for _ in $(seq 1 100); do curl -fs -o /dev/null -H "Host: $HOST_HDR" "http://127.0.0.1:$port/" && break; sleep 0.1; done
-    wrk -t2 -c16 -d3s -H "Host: $HOST_HDR" "http://127.0.0.1:$port/" >/dev/null
+    wrk -t"$threads" -c"$conc" -d3s -H "Host: $HOST_HDR" "http://127.0.0.1:$port/" >/dev/null
     callgrind_control -i on "$pid" >/dev/null 2>&1
-    run=$(wrk -t2 -c16 -d10s -H "Host: $HOST_HDR" "http://127.0.0.1:$port/")
+    run=$(wrk -t"$threads" -c"$conc" -d10s -H "Host: $HOST_HDR" "http://127.0.0.1:$port/")
     callgrind_control -i off "$pid" >/dev/null 2>&1
     n=$(awk '/requests in/ {print $1}' <<<"$run")
     ok=1; grep -q 'Non-2xx' <<<"$run" && ok=0
@@ -215,8 +219,8 @@ instr_count() { # instr_count NAME PORT h1|h2 CMD...: runs CMD under callgrind
     return
   fi
   total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-  if [[ "$proto" == h1 ]]; then
-    result "instr target=$name c=16 requests=$n instructions=${total:-}"
+  if [[ "$proto" == h1c* ]]; then
+    result "instr target=$name c=$conc requests=$n instructions=${total:-}"
   else
     result "instr_h2 target=$name c=1 m=1 requests=$n instructions=${total:-}"
   fi
@@ -278,17 +282,21 @@ stop "$ACT_PID"; stop "$GORP_PID"
 kill -TERM "$NGINX_PID" "$HAPROXY_PID" 2>/dev/null || true
 
 log "1. instructions per request (callgrind): activator${BEFORE_PID:+, activator-before}, nginx"
-instr_count activator "$(port 18094)" h1 "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18094)" "${INSTR_ARGS[@]}"
-if [[ -n "$BEFORE_PID" ]]; then
-  instr_count activator-before "$(port 18094)" h1 "$BENCH_BEFORE_BIN/siesta-bench" activator \
-    --listen "127.0.0.1:$(port 18094)" "${INSTR_ARGS[@]}"
-fi
+for load in h1c16 h1c1; do
+  instr_count activator "$(port 18094)" $load "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18094)" "${INSTR_ARGS[@]}"
+  if [[ -n "$BEFORE_PID" ]]; then
+    instr_count activator-before "$(port 18094)" $load "$BENCH_BEFORE_BIN/siesta-bench" activator \
+      --listen "127.0.0.1:$(port 18094)" "${INSTR_ARGS[@]}"
+  fi
+done
 mkdir -p "$WORK/nginx-callgrind"
 sed -e "s|@DIR@|$WORK/nginx-callgrind|g" -e "s|@BACKEND@|$BACKEND|g" -e "s|@LISTEN@|127.0.0.1:$(port 18095)|g" \
   -e "s|^worker_processes .*|worker_processes 1; master_process off;|" -e "s|^daemon on;|daemon off;|" \
   hack/bench/nginx.conf >"$WORK/nginx-callgrind/nginx.conf"
-instr_count nginx "$(port 18095)" h1 "$NGINX" -p "$WORK/nginx-callgrind" -c "$WORK/nginx-callgrind/nginx.conf" \
-  -e "$WORK/nginx-callgrind/nginx-error.log"
+for load in h1c16 h1c1; do
+  instr_count nginx "$(port 18095)" $load "$NGINX" -p "$WORK/nginx-callgrind" -c "$WORK/nginx-callgrind/nginx.conf" \
+    -e "$WORK/nginx-callgrind/nginx-error.log"
+done
 fi
 
 # ---------------------------------------------------------------- 1b. proxy cost over h2c
