@@ -153,7 +153,10 @@ pub fn set(
     let mut added = Added::default();
     // An untrusted peer's `Forwarded` is dropped, not joined.
     let join_forwarded = trusted && present.forwarded;
-    let remembered = (!present.xff && !join_forwarded)
+    // With nothing earlier to join, the values depend only on the peer
+    // and the authority: what `memo` keeps.
+    let ours_alone = !present.xff && !join_forwarded;
+    let remembered = ours_alone
         .then(|| memo.get(ip, target.authority.as_ref()))
         .flatten();
     if let Some(r) = remembered {
@@ -171,7 +174,7 @@ pub fn set(
         join_previous(&mut line, h, &header::FORWARDED, join_forwarded);
         forwarded_element(&mut line, ip, target);
         added.forwarded = value(line.split().freeze());
-        if !present.xff && !join_forwarded {
+        if ours_alone {
             memo.last = Some(Remembered {
                 ip,
                 authority: target
@@ -485,5 +488,31 @@ mod tests {
             memo.last.is_some(),
             "a request with no earlier values is remembered"
         );
+    }
+
+    #[test]
+    fn a_connection_s_next_request_gets_the_values_it_made_not_new_ones() {
+        // The same peer and authority, no earlier values: the second
+        // request's fields are the first's own bytes (shared), which
+        // only the memo hands out.
+        let mut memo = Memo::default();
+        let t = target(Some("f.ns.siesta.local"), None);
+        let made = || {
+            set(
+                &mut HeaderMap::new(),
+                PEER,
+                false,
+                &t,
+                false,
+                &mut Memo::default(),
+            )
+        };
+        let first = set(&mut HeaderMap::new(), PEER, false, &t, false, &mut memo);
+        let second = set(&mut HeaderMap::new(), PEER, false, &t, false, &mut memo);
+        let at = |v: &Option<HeaderValue>| v.as_ref().expect("a value").as_bytes().as_ptr();
+        assert_eq!(at(&second.xff), at(&first.xff));
+        assert_eq!(at(&second.forwarded), at(&first.forwarded));
+        // Without the memo, each request's values are made anew.
+        assert_ne!(at(&made().xff), at(&first.xff));
     }
 }

@@ -45,11 +45,14 @@ mod tests {
         poll_fn(|cx| poll_until(timer.as_mut(), deadline, cx)).await;
     }
 
+    /// Now, and a timer armed `after` from now.
+    fn armed(after: Duration) -> (Instant, Pin<Box<Sleep>>) {
+        (Instant::now(), Box::pin(tokio::time::sleep(after)))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_later_deadline_is_kept_to_though_the_timer_fires_earlier() {
-        let start = Instant::now();
-        let timer = tokio::time::sleep(Duration::from_secs(1));
-        tokio::pin!(timer);
+        let (start, mut timer) = armed(Duration::from_secs(1));
         until(timer.as_mut(), start + Duration::from_secs(3)).await;
         assert_eq!(Instant::now() - start, Duration::from_secs(3));
         // A timer that fired long ago, for a deadline still ahead.
@@ -61,18 +64,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_earlier_deadline_than_the_timer_s_is_kept_to() {
-        let start = Instant::now();
-        let timer = tokio::time::sleep(Duration::from_secs(30));
-        tokio::pin!(timer);
+        let (start, mut timer) = armed(Duration::from_secs(30));
         until(timer.as_mut(), start + Duration::from_secs(2)).await;
         assert_eq!(Instant::now() - start, Duration::from_secs(2));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_deadline_not_yet_passed_is_pending() {
-        let start = Instant::now();
-        let timer = tokio::time::sleep(Duration::from_millis(10));
-        tokio::pin!(timer);
+        let (start, mut timer) = armed(Duration::from_millis(10));
         let deadline = start + Duration::from_secs(5);
         let waited = tokio::time::timeout(Duration::from_secs(4), until(timer.as_mut(), deadline));
         assert!(waited.await.is_err(), "not ready a second before");

@@ -974,9 +974,14 @@ mod tests {
                         Named::Target(a) => memo.by_target && memo.named == a.as_bytes(),
                     }
                 });
+            let key_before = memo.key.clone();
             let with = resolve_remembering(method, *version, &uri, &hosts, D, &mut memo);
             let without = resolve(method, *version, &uri, &hosts, D);
             assert_eq!(with, without, "{method} {version:?} {target} {hosts:?}");
+            if hit && let (Ok(t), Some(k)) = (&with, &key_before) {
+                // Answered by the memo: its own key, not one made anew.
+                assert!(Arc::ptr_eq(&t.key, k), "{method} {target} {hosts:?}");
+            }
             remembered += usize::from(hit);
             remembered_h2 += usize::from(hit && hosts.is_empty());
         }
