@@ -473,6 +473,15 @@ fn bad_values_are_rejected() {
             &["--set", "autoscaler.metricsSource=prometheus"],
             "/autoscaler/prometheusUrl",
         ),
+        (
+            // The controller speaks plain http to Prometheus and refuses an
+            // https URL at start; the chart refuses it before that.
+            &[
+                "--set",
+                "autoscaler.metricsSource=prometheus,autoscaler.prometheusUrl=https://prometheus.monitoring:9090",
+            ],
+            "/autoscaler/prometheusUrl",
+        ),
         (&["--set", "replicas=3"], "additional properties 'replicas'"),
         (
             &["--set", "activator.replica=3"],
