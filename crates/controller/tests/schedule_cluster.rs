@@ -201,11 +201,15 @@ async fn a_window_has_its_pods_ready_when_it_opens_and_editing_it_restarts_none(
     // Edit the schedule: a longer window and a second one. The Function's
     // generation moves; the Deployment's does not, and no pod is replaced.
     let edited_until = open + SignedDuration::from_mins(3);
-    let edited_until_local = edited_until
-        .in_tz(TIME_ZONE)
-        .expect("zone")
-        .strftime("%H:%M")
-        .to_string();
+    // As the controller writes it: the end's local time, and its date too
+    // when the window ends past midnight there (a run at 23:57 local).
+    let open_day = open.in_tz(TIME_ZONE).expect("zone").date();
+    let edited_until_zoned = edited_until.in_tz(TIME_ZONE).expect("zone");
+    let edited_until_local = if edited_until_zoned.date() == open_day {
+        edited_until_zoned.strftime("%H:%M").to_string()
+    } else {
+        edited_until_zoned.strftime("%Y-%m-%d %H:%M").to_string()
+    };
     functions
         .patch(
             "hello",
