@@ -192,6 +192,16 @@ def instr_table(counted, targets):
             w(f"| {t} | {per:,.0f} | {f(per / ng if ng else None)} | {count} |")
 
 
+def before_table(head, rows):
+    """This build against BENCH_BEFORE_BIN's, each also against nginx: rows of (label, this, before, nginx)."""
+    w(f"| {head} | req/s, this / before | CPU per request, this / before | this / nginx req/s | before / nginx req/s "
+      "| this / nginx CPU | before / nginx CPU |")
+    w("|---:|---:|---:|---:|---:|---:|---:|")
+    for label, a, b, n in rows:
+        w(f"| {label} | {f(over(a, b, 'rps'))} | {f(over(a, b, 'cpu'))} | {f(over(a, n, 'rps'))} | "
+          f"{f(over(b, n, 'rps'))} | {f(over(a, n, 'cpu'))} | {f(over(b, n, 'cpu'))} |")
+
+
 def over(a, b, key):
     """a[key] / b[key], or None when either side is missing or zero."""
     if not a or not b or a.get(key) is None or not b.get(key):
@@ -246,13 +256,7 @@ else:
         w("")
         w(f"This build against an earlier one (`BENCH_BEFORE_BIN`, the `{before}` rows), in the same run:")
         w("")
-        w("| conc | req/s, this / before | CPU per request, this / before | this / nginx req/s | before / nginx req/s "
-          "| this / nginx CPU | before / nginx CPU |")
-        w("|---:|---:|---:|---:|---:|---:|---:|")
-        for c in concs:
-            a, b, n = P.get((c, "activator")), P.get((c, before)), P.get((c, "nginx"))
-            w(f"| {c} | {f(over(a, b, 'rps'))} | {f(over(a, b, 'cpu'))} | {f(over(a, n, 'rps'))} | "
-              f"{f(over(b, n, 'rps'))} | {f(over(a, n, 'cpu'))} | {f(over(b, n, 'cpu'))} |")
+        before_table("conc", [(c, *(P.get((c, t)) for t in ("activator", before, "nginx"))) for c in concs])
     instr = instructions("instr", c=16)
     instr_c1 = instructions("instr", c=1)
     if instr:
@@ -321,7 +325,7 @@ else:
       "activator CPU / nginx CPU, → HTTP/1.1 | activator CPU / nginx CPU, → h2c | activator p99 − nginx p99 (ms), → HTTP/1.1 | → h2c |")
     w("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c, m in h2_points:
-        d, a1, _, a2, n1, n2 = (H.get((c, m, t)) for t, _ in h2_targets)
+        d, a1, a2, n1, n2 = (H.get((c, m, t)) for t in ("direct", "activator", "activator-h2c", "nginx", "nginx-h2c"))
 
         def gap(a, b):
             return a["p99"] - b["p99"] if a and b and a["p99"] is not None and b["p99"] is not None else None
@@ -332,13 +336,8 @@ else:
         w("This build against an earlier one (`BENCH_BEFORE_BIN`, the `activator-before` rows), both → HTTP/1.1, "
           "in the same run:")
         w("")
-        w("| c × m | req/s, this / before | CPU per request, this / before | this / nginx req/s | before / nginx req/s "
-          "| this / nginx CPU | before / nginx CPU |")
-        w("|---:|---:|---:|---:|---:|---:|---:|")
-        for c, m in h2_points:
-            a, b, n = (H.get((c, m, t)) for t in ("activator", "activator-before", "nginx"))
-            w(f"| {c} × {m} | {f(over(a, b, 'rps'))} | {f(over(a, b, 'cpu'))} | {f(over(a, n, 'rps'))} | "
-              f"{f(over(b, n, 'rps'))} | {f(over(a, n, 'cpu'))} | {f(over(b, n, 'cpu'))} |")
+        before_table("c × m", [(f"{c} × {m}", *(H.get((c, m, t)) for t in ("activator", "activator-before", "nginx")))
+                               for c, m in h2_points])
     instr_h2 = instructions("instr_h2")
     if instr_h2:
         w("")

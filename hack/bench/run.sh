@@ -158,13 +158,19 @@ if want proxy || want h2 || want buffering || want streaming; then
 fi
 # nginx's own processes: the master (pid file) and its workers.
 nginx_pids() { echo "$1" $(cat /proc/"$1"/task/*/children 2>/dev/null); }
-# Starts nginx from a config template: start_nginx NAME TEMPLATE SED-ARGS...;
-# its master's pid in $NGINX_STARTED.
-start_nginx() {
+# Writes $WORK/NAME/nginx.conf from a config template: nginx_conf NAME
+# TEMPLATE SED-ARGS...
+nginx_conf() {
   local dir="$WORK/$1" tmpl="$2"
   shift 2
   mkdir -p "$dir"
   sed -e "s|@DIR@|$dir|g" -e "s|@BACKEND@|$BACKEND|g" "$@" "$tmpl" >"$dir/nginx.conf"
+}
+# Starts nginx from a config template: start_nginx NAME TEMPLATE SED-ARGS...;
+# its master's pid in $NGINX_STARTED.
+start_nginx() {
+  local dir="$WORK/$1"
+  nginx_conf "$@"
   cmd "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log"
   for _ in $(seq 1 50); do [[ -s "$dir/nginx.pid" ]] && break; sleep 0.1; done
   NGINX_STARTED="$(cat "$dir/nginx.pid")"
@@ -227,7 +233,24 @@ instr_count() { # instr_count NAME PORT h1c16|h1c1|h2 CMD...: runs CMD under cal
   log "  $name ($proto): $n requests, ${total:-?} instructions"
 }
 # The activator's arguments under callgrind (its listen port is the caller's).
-INSTR_ARGS=(--admin "127.0.0.1:$(port 19099)" --function bench/hello --backend "$BACKEND")
+INSTR_ARGS=(--listen "127.0.0.1:$(port 18094)" --admin "127.0.0.1:$(port 19099)" --function bench/hello
+  --backend "$BACKEND")
+# instr_activators LOAD: counts this build's activator and, with
+# BENCH_BEFORE_BIN, the earlier build's.
+instr_activators() {
+  instr_count activator "$(port 18094)" "$1" "$BIN/siesta-bench" activator "${INSTR_ARGS[@]}"
+  if [[ -n "${BENCH_BEFORE_BIN:-}" ]]; then
+    instr_count activator-before "$(port 18094)" "$1" "$BENCH_BEFORE_BIN/siesta-bench" activator "${INSTR_ARGS[@]}"
+  fi
+}
+# instr_nginx PORT LOAD NAME TEMPLATE SED-ARGS...: counts nginx from a config
+# template (see nginx_conf), as one worker with no master, in the foreground.
+instr_nginx() {
+  local port=$1 load=$2 dir="$WORK/$3"
+  shift 2
+  nginx_conf "$@" -e "s|^worker_processes .*|worker_processes 1; master_process off;|" -e "s|^daemon on;|daemon off;|"
+  instr_count nginx "$port" "$load" "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log"
+}
 
 # ---------------------------------------------------------------- 1. proxy cost
 if want proxy; then
@@ -283,19 +306,8 @@ kill -TERM "$NGINX_PID" "$HAPROXY_PID" 2>/dev/null || true
 
 log "1. instructions per request (callgrind): activator${BEFORE_PID:+, activator-before}, nginx"
 for load in h1c16 h1c1; do
-  instr_count activator "$(port 18094)" $load "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18094)" "${INSTR_ARGS[@]}"
-  if [[ -n "$BEFORE_PID" ]]; then
-    instr_count activator-before "$(port 18094)" $load "$BENCH_BEFORE_BIN/siesta-bench" activator \
-      --listen "127.0.0.1:$(port 18094)" "${INSTR_ARGS[@]}"
-  fi
-done
-mkdir -p "$WORK/nginx-callgrind"
-sed -e "s|@DIR@|$WORK/nginx-callgrind|g" -e "s|@BACKEND@|$BACKEND|g" -e "s|@LISTEN@|127.0.0.1:$(port 18095)|g" \
-  -e "s|^worker_processes .*|worker_processes 1; master_process off;|" -e "s|^daemon on;|daemon off;|" \
-  hack/bench/nginx.conf >"$WORK/nginx-callgrind/nginx.conf"
-for load in h1c16 h1c1; do
-  instr_count nginx "$(port 18095)" $load "$NGINX" -p "$WORK/nginx-callgrind" -c "$WORK/nginx-callgrind/nginx.conf" \
-    -e "$WORK/nginx-callgrind/nginx-error.log"
+  instr_activators $load
+  instr_nginx "$(port 18095)" $load nginx-callgrind hack/bench/nginx.conf -e "s|@LISTEN@|127.0.0.1:$(port 18095)|g"
 done
 fi
 
@@ -359,18 +371,9 @@ stop "$H2ACT_PID"; stop "$H2CACT_PID"
 kill -TERM "$H2NGINX_PID" 2>/dev/null || true
 
 log "1b. instructions per request (callgrind, h2load -c1 -m1, -> HTTP/1.1): activator${H2BEFORE_PID:+, activator-before}, nginx"
-instr_count activator "$(port 18094)" h2 "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18094)" "${INSTR_ARGS[@]}"
-if [[ -n "$H2BEFORE_PID" ]]; then
-  instr_count activator-before "$(port 18094)" h2 "$BENCH_BEFORE_BIN/siesta-bench" activator \
-    --listen "127.0.0.1:$(port 18094)" "${INSTR_ARGS[@]}"
-fi
-mkdir -p "$WORK/nginx-h2-callgrind"
-sed -e "s|@DIR@|$WORK/nginx-h2-callgrind|g" -e "s|@BACKEND@|$BACKEND|g" \
-  -e "s|@LISTEN_H1@|127.0.0.1:$(port 18095)|g" -e "s|@LISTEN_H2@|127.0.0.1:$(port 18096)|g" \
-  -e "s|^worker_processes .*|worker_processes 1; master_process off;|" -e "s|^daemon on;|daemon off;|" \
-  hack/bench/nginx-h2.conf >"$WORK/nginx-h2-callgrind/nginx.conf"
-instr_count nginx "$(port 18095)" h2 "$NGINX" -p "$WORK/nginx-h2-callgrind" -c "$WORK/nginx-h2-callgrind/nginx.conf" \
-  -e "$WORK/nginx-h2-callgrind/nginx-error.log"
+instr_activators h2
+instr_nginx "$(port 18095)" h2 nginx-h2-callgrind hack/bench/nginx-h2.conf \
+  -e "s|@LISTEN_H1@|127.0.0.1:$(port 18095)|g" -e "s|@LISTEN_H2@|127.0.0.1:$(port 18096)|g"
 fi
 
 # ---------------------------------------------------------------- 3. buffering

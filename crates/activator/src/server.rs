@@ -217,7 +217,9 @@ async fn connection(
     // Boxed: hyper's HTTP/2 server moves each request's future into a
     // task of its own, and with the proxy's future inline that move
     // copied about 2 KB four times a request (callgrind, h2load -c1 -m1:
-    // 51,000 -> 49,690 instructions a request).
+    // 51,000 -> 49,690 instructions a request). The HTTP/1 requests hyper
+    // serves here (bodies, upgrades; plain ones take `h1_server`) pay one
+    // allocation for it.
     let svc = service_fn(move |req| {
         let proxy = proxy.clone();
         let cache = cache.clone();

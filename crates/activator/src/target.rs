@@ -319,6 +319,28 @@ enum Named<'a> {
     Target(&'a str),
 }
 
+impl Named<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Named::Host(h) => h.as_bytes(),
+            Named::Target(a) => a.as_bytes(),
+        }
+    }
+
+    fn by_target(&self) -> bool {
+        matches!(self, Named::Target(_))
+    }
+}
+
+impl HostMemo {
+    /// The function `n` names, when it names it as the last request did.
+    fn key_for(&self, n: &Named<'_>) -> Option<&Arc<FunctionKey>> {
+        self.key
+            .as_ref()
+            .filter(|_| self.by_target == n.by_target() && self.named == n.bytes())
+    }
+}
+
 fn named<'a>(
     method: &Method,
     version: Version,
@@ -356,26 +378,22 @@ pub fn resolve_remembering<'h>(
     let mut hosts = hosts.into_iter();
     let (first, second) = (hosts.next(), hosts.next());
     let named = named(method, version, uri, first, second);
-    if let (Some(n), Some(key)) = (&named, &memo.key) {
-        let (bytes, by_target) = match n {
-            Named::Host(h) => (h.as_bytes(), false),
-            Named::Target(a) => (a.as_bytes(), true),
+    if let Some(n) = &named
+        && let Some(key) = memo.key_for(n)
+    {
+        let Some(pq) = uri.path_and_query() else {
+            return Err(Refusal::AuthorityForm);
         };
-        if memo.by_target == by_target && memo.named == bytes {
-            let Some(pq) = uri.path_and_query() else {
-                return Err(Refusal::AuthorityForm);
-            };
-            let normalized = normalized_path(pq.as_str(), by_target, version)?;
-            return Ok(Target {
-                key: key.clone(),
-                path_and_query: forwarded_path(pq, normalized),
-                authority: match n {
-                    Named::Host(h) => Some((*h).clone()),
-                    Named::Target(_) => memo.authority.clone(),
-                },
-                prefix: None,
-            });
-        }
+        let normalized = normalized_path(pq.as_str(), n.by_target(), version)?;
+        return Ok(Target {
+            key: key.clone(),
+            path_and_query: forwarded_path(pq, normalized),
+            authority: match n {
+                Named::Host(h) => Some((*h).clone()),
+                Named::Target(_) => memo.authority.clone(),
+            },
+            prefix: None,
+        });
     }
     let target = resolve(
         method,
@@ -388,18 +406,15 @@ pub fn resolve_remembering<'h>(
         && target.prefix.is_none()
     {
         memo.named.clear();
-        match n {
-            Named::Host(h) => {
-                memo.named.extend_from_slice(h.as_bytes());
-                memo.by_target = false;
-                memo.authority = None;
-            }
-            Named::Target(a) => {
-                memo.named.extend_from_slice(a.as_bytes());
-                memo.by_target = true;
-                memo.authority.clone_from(&target.authority);
-            }
-        }
+        memo.named.extend_from_slice(n.bytes());
+        memo.by_target = n.by_target();
+        // A Host is forwarded as it came; a target's authority as
+        // `resolve` made it.
+        memo.authority = if memo.by_target {
+            target.authority.clone()
+        } else {
+            None
+        };
         memo.key = Some(target.key.clone());
     }
     Ok(target)
@@ -967,13 +982,8 @@ mod tests {
                 .iter()
                 .map(|h| HeaderValue::from_str(h).unwrap())
                 .collect();
-            let hit = memo.key.is_some()
-                && named(method, *version, &uri, hosts.first(), hosts.get(1)).is_some_and(|n| {
-                    match n {
-                        Named::Host(h) => !memo.by_target && memo.named == h.as_bytes(),
-                        Named::Target(a) => memo.by_target && memo.named == a.as_bytes(),
-                    }
-                });
+            let hit = named(method, *version, &uri, hosts.first(), hosts.get(1))
+                .is_some_and(|n| memo.key_for(&n).is_some());
             let key_before = memo.key.clone();
             let with = resolve_remembering(method, *version, &uri, &hosts, D, &mut memo);
             let without = resolve(method, *version, &uri, &hosts, D);
