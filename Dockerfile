@@ -20,10 +20,11 @@ WORKDIR /src
 COPY . .
 # Cache mounts keep the registry and incremental build between runs; the
 # binary is copied out of the (mounted) target dir in the same step.
+# Profile-guided: pgo/rustflags.sh names the profile in pgo/ (pgo/README.md).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p siesta \
+    RUSTFLAGS="$(sh pgo/rustflags.sh /src)" cargo build --release --locked -p siesta \
  && install -D -m 0755 target/release/siesta /out/siesta \
  && install -D -m 0755 target/release/kubectl-siesta /out/kubectl-siesta
 

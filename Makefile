@@ -3,7 +3,7 @@
 # a Kubernetes 1.20.2 control plane built once and cached in ~/.cache/siesta,
 # kubectl and helm) and start the local cluster on 127.0.0.1.
 
-.PHONY: soak fuzz demo test cluster-up node-up cluster-down real-up real-down crd fmt lint bench bench-scale kind-e2e images help test-real
+.PHONY: soak fuzz demo test cluster-up node-up cluster-down real-up real-down crd fmt lint bench bench-scale kind-e2e images help test-real pgo
 
 # The toolchain rust-toolchain.toml pins, made available with no download
 # on machines that have it installed as `stable` (hack/toolchain.sh), before
@@ -34,6 +34,11 @@ test-real:
 ##        BENCH_SECTIONS=proxy,h2 for some sections only: see hack/bench/run.sh)
 bench:
 	bash hack/bench/run.sh
+
+## pgo: re-train pgo/siesta.profdata, the profile release builds of siesta use
+##      (after changing the request path, dependencies or the toolchain: pgo/README.md)
+pgo:
+	bash hack/pgo/train.sh
 
 ## bench-scale: the control plane at N Functions (N=10000; default 100) on the local cluster,
 ##              release builds; prints the table (SCALE_INTO=docs/benchmarks.md writes it there)

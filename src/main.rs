@@ -35,6 +35,10 @@ enum Command {
     Controller(siesta_controller::Config),
     /// Run the activator: the request path in front of every function.
     Activator(siesta_activator::Config),
+    /// The activator with one static route and no cluster, for `make bench`
+    /// and the release build's profile training (hack/pgo/train.sh).
+    #[command(hide = true)]
+    BenchActivator(siesta_activator::standalone::StandaloneArgs),
 }
 
 fn init_logging(json: bool) {
@@ -59,7 +63,7 @@ fn main() -> anyhow::Result<()> {
     }
     init_logging(cli.log_json);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Activator(_) = cli.command {
+    if let Command::Activator(_) | Command::BenchActivator(_) = cli.command {
         // Client traffic runs on the activator's own serving threads, one
         // per core; this runtime has only the watches, probes and the
         // admin port.
@@ -71,6 +75,7 @@ fn main() -> anyhow::Result<()> {
             Command::Crd => Ok(()),
             Command::Controller(config) => siesta_controller::run(config).await,
             Command::Activator(config) => siesta_activator::run(config).await,
+            Command::BenchActivator(args) => siesta_activator::standalone::run(args).await,
         }
     })
 }

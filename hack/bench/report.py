@@ -93,6 +93,14 @@ w(f"- nginx: {sh('nginx -v 2>&1')}; HAProxy: {sh('haproxy -v | head -1')}; {sh('
 loads = ", ".join(f"{kv['when']} {kv['loadavg'].replace(',', ' ')}" for kv in of("load"))
 w(f"- load average (1/5/15 min) during the run: {loads}. This machine is shared: other sessions' builds and "
   "tests may run at the same time; a load above 0.5 at the start means the figures carry their noise.")
+pgo = of("pgo")
+if pgo:
+    kv = pgo[0]
+    w(f"- The activator's build: with the profile in pgo/ (pgo/README.md); of its {kv['hot']} hottest trained "
+      f"functions, {kv['matched']} matched this build ({kv['missing']} missing, {kv['stale']} changed since "
+      "the training; re-train with `make pgo` when these grow).")
+else:
+    w("- The activator's build: not checked against the profile in pgo/ (BENCH_SKIP_BUILD=1 or SIESTA_PGO=0).")
 w("- Client (wrk, h2load or siesta-bench), proxy and backend (examples/hello, release) all run on the same "
   f"{os.cpu_count()} cores over loopback, unpinned: every proxy figure includes the contention of "
   "three processes on two cores, and all proxies are measured under the same contention.")
@@ -101,8 +109,9 @@ w("## Method")
 w("")
 w(f"- Each figure is the median of {reps} repetitions (cold start: of every run); ratios are of medians taken in the same run. "
   f"Proxy runs are {dur} s of wrk per point, targets interleaved within each repetition after a 1 s warm-up each.")
-w("- Proxy cost: `hello` (release) on 127.0.0.1:18001; in front of it the activator (`siesta-bench activator`: the "
-  "siesta-activator library with a static function -> backend route and no cluster), nginx (2 workers, upstream "
+w("- Proxy cost: `hello` (release) on 127.0.0.1:18001; in front of it the activator (`siesta bench-activator`: the "
+  "shipped binary, built as the Dockerfile builds it with the profile of pgo/, with a static function -> backend "
+  "route in place of the cluster's), nginx (2 workers, upstream "
   "keepalive 512) and HAProxy (2 threads, `http-reuse always`) with the configs in hack/bench/, and "
   "**go-rp**: Go's `net/http/httputil.ReverseProxy` (hack/bench/goproxy/main.go, standard library only), "
   "the proxy core of Knative's activator and the KEDA HTTP add-on's interceptor, set up as they set it up for "
@@ -113,7 +122,7 @@ w("- Proxy cost: `hello` (release) on 127.0.0.1:18001; in front of it the activa
   "CPU = utime+stime from /proc/PID/stat before and after each run (nginx: master + workers), per 100k requests.")
 w("- Proxy cost over HTTP/2: h2load (nghttp2) with prior-knowledge h2c, `-c` client connections × `-m` "
   "concurrent streams each, for the same duration, repetitions and interleaving as above; the route is named by "
-  "`:authority`. Targets: hello directly (h2c); the activator (`siesta-bench activator`) speaking HTTP/1.1 to "
+  "`:authority`. Targets: hello directly (h2c); the activator (`siesta bench-activator`) speaking HTTP/1.1 to "
   "hello (a Function's default) and, in a second process with `--upstream-h2c`, h2c to hello (a Function with "
   "`protocol: H2c`); nginx with `listen ... http2` (no TLS) proxying to hello over HTTP/1.1 (keep-alive 512, as "
   "above) and, on a second server, over h2c with `grpc_pass grpc://` (nginx 1.22 speaks HTTP/2 upstream only "

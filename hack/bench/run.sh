@@ -14,8 +14,8 @@
 #                   all): proxy (1, HTTP/1.1 proxy cost), h2 (1b, over h2c),
 #                   buffering (3), streaming (4), cluster (2, 5, 6 and 8: the
 #                   local cluster, started if it is down), real (7, also BENCH_REAL)
-#   BENCH_BEFORE_BIN=dir  also measure in sections 1 and 1b the siesta-bench activator
-#                   in dir (an earlier build's target/release), as the
+#   BENCH_BEFORE_BIN=dir  also measure in sections 1 and 1b `siesta bench-activator`
+#                   from dir (an earlier build's target/release), as the
 #                   `activator-before` rows, for a change's before and after
 #                   in one run
 #   BENCH_PORT_OFFSET=N  added to every port of the hello backend and of
@@ -93,12 +93,28 @@ fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
 
-if [[ "${BENCH_SKIP_BUILD:-0}" == 1 && -x "$BIN/siesta-bench" ]]; then
+if [[ "${BENCH_SKIP_BUILD:-0}" == 1 && -x "$BIN/siesta" && -x "$BIN/siesta-bench" ]]; then
   log "BENCH_SKIP_BUILD=1: using the binaries in $BIN"
 else
   log "building release binaries into $CARGO_TARGET_DIR"
-  cmd cargo build -q --release -p siesta -p hello -p siesta-bench
+  # `siesta` on its own and with the profile, as the Dockerfile builds it
+  # (pgo/rustflags.sh); the backend and the load clients apart, without.
+  # SIESTA_PGO=check: LLVM names each function it has no profile for; the
+  # same code as the default flags generate.
+  mode="${SIESTA_PGO:-check}"
+  cmd env RUSTFLAGS="$(SIESTA_PGO="$mode" sh pgo/rustflags.sh "$ROOT")" \
+    cargo build -q --release --locked -p siesta 2>"$WORK/build-siesta.log" \
+    || { cat "$WORK/build-siesta.log" >&2; exit 1; }
+  cmd cargo build -q --release --locked -p hello -p siesta-bench
+  if [[ "$mode" == check ]]; then
+    line=$(python3 hack/pgo/freshness.py pgo/hot-functions.txt "$WORK/build-siesta.log")
+    result "$line"
+    log "$line (pgo/README.md)"
+  fi
 fi
+# The activator measured: the shipped binary with a static route, no cluster.
+ACTIVATOR=("$BIN/siesta" bench-activator)
+BEFORE_ACTIVATOR=("${BENCH_BEFORE_BIN:-}/siesta" bench-activator)
 
 if want proxy; then
   # go-rp (hack/bench/goproxy): standard library only, so GOPATH mode and no
@@ -238,9 +254,9 @@ INSTR_ARGS=(--listen "127.0.0.1:$(port 18094)" --admin "127.0.0.1:$(port 19099)"
 # instr_activators LOAD: counts this build's activator and, with
 # BENCH_BEFORE_BIN, the earlier build's.
 instr_activators() {
-  instr_count activator "$(port 18094)" "$1" "$BIN/siesta-bench" activator "${INSTR_ARGS[@]}"
+  instr_count activator "$(port 18094)" "$1" "${ACTIVATOR[@]}" "${INSTR_ARGS[@]}"
   if [[ -n "${BENCH_BEFORE_BIN:-}" ]]; then
-    instr_count activator-before "$(port 18094)" "$1" "$BENCH_BEFORE_BIN/siesta-bench" activator "${INSTR_ARGS[@]}"
+    instr_count activator-before "$(port 18094)" "$1" "${BEFORE_ACTIVATOR[@]}" "${INSTR_ARGS[@]}"
   fi
 }
 # instr_nginx PORT LOAD NAME TEMPLATE SED-ARGS...: counts nginx from a config
@@ -255,12 +271,12 @@ instr_nginx() {
 # ---------------------------------------------------------------- 1. proxy cost
 if want proxy; then
 log "1. proxy cost: direct, activator, nginx, haproxy, go-rp at c=$CONCS, ${DUR}s x $REPS"
-spawn "$WORK/activator-proxy.log" "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18080)" \
+spawn "$WORK/activator-proxy.log" "${ACTIVATOR[@]}" --listen "127.0.0.1:$(port 18080)" \
   --admin "127.0.0.1:$(port 19091)" --function bench/hello --backend "$BACKEND"
 ACT_PID=$SPAWNED
 BEFORE_PID=""
 if [[ -n "${BENCH_BEFORE_BIN:-}" ]]; then
-  spawn "$WORK/activator-before.log" "$BENCH_BEFORE_BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18088)" \
+  spawn "$WORK/activator-before.log" "${BEFORE_ACTIVATOR[@]}" --listen "127.0.0.1:$(port 18088)" \
     --admin "127.0.0.1:$(port 19098)" --function bench/hello --backend "$BACKEND"
   BEFORE_PID=$SPAWNED
 fi
@@ -318,15 +334,15 @@ fi
 # library serves h2c only through golang.org/x/net/http2/h2c.
 if want h2; then
 log "1b. proxy cost over h2c: direct, activator (-> HTTP/1.1 and -> h2c), nginx (-> HTTP/1.1 and -> h2c) at c x m = $H2_POINTS, ${DUR}s x $REPS"
-spawn "$WORK/activator-h2.log" "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18086)" \
+spawn "$WORK/activator-h2.log" "${ACTIVATOR[@]}" --listen "127.0.0.1:$(port 18086)" \
   --admin "127.0.0.1:$(port 19096)" --function bench/hello --backend "$BACKEND"
 H2ACT_PID=$SPAWNED
-spawn "$WORK/activator-h2c.log" "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18087)" \
+spawn "$WORK/activator-h2c.log" "${ACTIVATOR[@]}" --listen "127.0.0.1:$(port 18087)" \
   --admin "127.0.0.1:$(port 19097)" --function bench/hello --backend "$BACKEND" --upstream-h2c
 H2CACT_PID=$SPAWNED
 H2BEFORE_PID=""
 if [[ -n "${BENCH_BEFORE_BIN:-}" ]]; then
-  spawn "$WORK/activator-h2-before.log" "$BENCH_BEFORE_BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18090)" \
+  spawn "$WORK/activator-h2-before.log" "${BEFORE_ACTIVATOR[@]}" --listen "127.0.0.1:$(port 18090)" \
     --admin "127.0.0.1:$(port 19090)" --function bench/hello --backend "$BACKEND"
   H2BEFORE_PID=$SPAWNED
 fi
@@ -380,7 +396,7 @@ fi
 if want buffering; then
 log "3. buffering: $PARK_N requests parked at zero, x $REPS"
 for rep in $(seq 1 "$REPS"); do
-  spawn "$WORK/activator-park-$rep.log" "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18083)" \
+  spawn "$WORK/activator-park-$rep.log" "${ACTIVATOR[@]}" --listen "127.0.0.1:$(port 18083)" \
     --admin "127.0.0.1:$(port 19093)" --function bench/hello --backend "$BACKEND" --at-zero \
     --queue-max "$PARK_N" --queue-timeout-secs 300 --container-concurrency 1000
   pid=$SPAWNED
@@ -396,7 +412,7 @@ fi
 # ---------------------------------------------------------------- 4. streaming
 if want streaming; then
 log "4. streaming: $STREAM_BYTES bytes up (echoed back) and down, x $REPS"
-spawn "$WORK/activator-stream.log" "$BIN/siesta-bench" activator --listen "127.0.0.1:$(port 18084)" \
+spawn "$WORK/activator-stream.log" "${ACTIVATOR[@]}" --listen "127.0.0.1:$(port 18084)" \
   --admin "127.0.0.1:$(port 19094)" --function bench/hello --backend "$BACKEND"
 SPID=$SPAWNED
 wait_port "127.0.0.1:$(port 18084)"

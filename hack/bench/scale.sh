@@ -49,7 +49,8 @@ log() { printf '[scale %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 SIESTA="${SCALE_BIN:-$BIN/siesta}"
 if [[ -z "${SCALE_BIN:-}" && ( "${BENCH_SKIP_BUILD:-0}" != 1 || ! -x "$SIESTA" ) ]]; then
   log "building the release siesta into $CARGO_TARGET_DIR"
-  cargo build -q --release -p siesta
+  # As the Dockerfile builds it, with the profile (pgo/rustflags.sh).
+  RUSTFLAGS="$(sh pgo/rustflags.sh "$ROOT")" cargo build -q --release --locked -p siesta
 fi
 
 CTL_WRAP=()

@@ -27,6 +27,7 @@ pub mod request_size;
 pub mod route;
 pub mod server;
 pub mod serving;
+pub mod standalone;
 mod startup;
 pub mod stranded;
 pub mod target;

@@ -1,9 +1,8 @@
 //! Benchmark helpers for `make bench` (hack/bench/run.sh). Not shipped.
 //!
-//! - `activator`: the real activator library in a standalone process with a
-//!   static function -> backend route and no cluster, so that it can be
-//!   compared with nginx and HAProxy on loopback. With `--at-zero` the
-//!   function starts with no endpoints and the backend is added on SIGUSR1.
+//! The activator they drive is `siesta bench-activator` (the shipped binary
+//! with a static route and no cluster; `siesta_activator::standalone`).
+//!
 //! - `park`: opens N connections, sends one request on each to a function at
 //!   zero, waits until the activator reports all N queued, sends SIGUSR1 to
 //!   the activator and times the drain.
@@ -24,15 +23,9 @@ use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::Request;
 use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
-use siesta_activator::index::FunctionConfig;
-use siesta_activator::route::FunctionKey;
-use siesta_activator::{Activator, Config};
-use siesta_api::Protocol;
 use tokio::net::TcpStream;
-use tokio::signal::unix::{SignalKind, signal};
 
-/// The same allocator as the `siesta` binary, so the bench activator's memory
-/// figures are the real activator's.
+/// The same allocator as the `siesta` binary.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -45,8 +38,6 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run an activator with one static function and no cluster.
-    Activator(ActivatorArgs),
     /// Park N requests at zero, then release them and time the drain.
     Park {
         #[arg(long, default_value = "127.0.0.1:18080")]
@@ -87,39 +78,6 @@ enum Command {
     },
 }
 
-#[derive(clap::Args)]
-struct ActivatorArgs {
-    #[arg(long, default_value = "127.0.0.1:18080")]
-    listen: SocketAddr,
-    #[arg(long, default_value = "127.0.0.1:19091")]
-    admin: SocketAddr,
-    /// NAMESPACE/NAME of the function (answers on NAME.NAMESPACE.siesta.local).
-    #[arg(long, default_value = "bench/hello")]
-    function: String,
-    /// The backend (pod) address.
-    #[arg(long)]
-    backend: SocketAddr,
-    /// Start with no endpoints; add the backend on SIGUSR1.
-    #[arg(long)]
-    at_zero: bool,
-    #[arg(long, default_value_t = 1000)]
-    queue_max: usize,
-    #[arg(long, default_value_t = 60)]
-    queue_timeout_secs: u64,
-    /// containerConcurrency of the function (0 = no limit).
-    #[arg(long, default_value_t = 0)]
-    container_concurrency: u32,
-    /// The activator-wide budget of parked requests. High by default: the
-    /// buffering bench measures what parked requests cost, and one function
-    /// alone gets at most 90 % of the budget.
-    #[arg(long, default_value_t = 1_000_000)]
-    max_parked_requests: u64,
-    /// Speak h2c (HTTP/2 with prior knowledge) to the backend, as a Function
-    /// with `protocol: H2c` does; HTTP/1.1 otherwise (the default).
-    #[arg(long)]
-    upstream_h2c: bool,
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -133,7 +91,6 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::Activator(args) => run_activator(args).await,
             Command::Park {
                 target,
                 admin,
@@ -151,75 +108,6 @@ fn main() -> anyhow::Result<()> {
             Command::Cold { target, host, path } => cold(target, &host, &path).await,
         }
     })
-}
-
-async fn run_activator(args: ActivatorArgs) -> anyhow::Result<()> {
-    let ActivatorArgs {
-        listen,
-        admin,
-        function,
-        backend,
-        at_zero,
-        queue_max,
-        queue_timeout_secs,
-        container_concurrency,
-        max_parked_requests,
-        upstream_h2c,
-    } = args;
-    let Some((ns, name)) = function.split_once('/') else {
-        bail!("--function must be NAMESPACE/NAME, got {function:?}");
-    };
-    let key = FunctionKey::new(ns, name);
-    let activator = Activator::bind(Config {
-        listen,
-        admin_addr: admin,
-        max_parked_requests,
-        // One per CPU, as the real activator (loopback's 1 is for tests).
-        serving_threads: 0,
-        ..Config::loopback()
-    })
-    .await?;
-    let control = activator.control();
-    control.apply_function(
-        key.clone(),
-        FunctionConfig {
-            port: backend.port(),
-            protocol: if upstream_h2c {
-                Protocol::H2c
-            } else {
-                Protocol::Http1
-            },
-            queue_max,
-            queue_timeout: Duration::from_secs(queue_timeout_secs),
-            container_concurrency,
-            ..FunctionConfig::default()
-        },
-    );
-    if at_zero {
-        let control = control.clone();
-        let key = key.clone();
-        let mut usr1 = signal(SignalKind::user_defined1())?;
-        tokio::spawn(async move {
-            if usr1.recv().await.is_some() {
-                control.set_endpoints(&key, &[backend]);
-            }
-        });
-    } else {
-        control.set_endpoints(&key, &[backend]);
-    }
-    control.mark_synced();
-    eprintln!(
-        "bench activator: {key} -> {backend} ({}) on {} (admin {}){}",
-        if upstream_h2c { "h2c" } else { "HTTP/1.1" },
-        activator.listen_addr()?,
-        activator.admin_addr()?,
-        if at_zero {
-            ", at zero until SIGUSR1"
-        } else {
-            ""
-        }
-    );
-    activator.serve(siesta_activator::shutdown_signal()).await
 }
 
 /// `VmHWM` and `VmRSS` of a process, in KiB.
