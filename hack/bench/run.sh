@@ -102,7 +102,8 @@ else
   # SIESTA_PGO=check: LLVM names each function it has no profile for; the
   # same code as the default flags generate.
   mode="${SIESTA_PGO:-check}"
-  cmd env RUSTFLAGS="$(SIESTA_PGO="$mode" sh pgo/rustflags.sh "$ROOT")" \
+  printf '%s\n' "RUSTFLAGS=\"\$(SIESTA_PGO=$mode sh pgo/rustflags.sh \$PWD)\" cargo build -q --release --locked -p siesta" >>"$CMDS"
+  RUSTFLAGS="$(SIESTA_PGO="$mode" sh pgo/rustflags.sh "$ROOT")" \
     cargo build -q --release --locked -p siesta 2>"$WORK/build-siesta.log" \
     || { cat "$WORK/build-siesta.log" >&2; exit 1; }
   cmd cargo build -q --release --locked -p hello -p siesta-bench
