@@ -7,3 +7,11 @@ stop_pids() {
   sleep 0.5
   for p in "$@"; do kill -KILL "$p" 2>/dev/null || true; done
 }
+
+# Installs Debian packages (apt-get update only if the first try fails).
+apt_install() {
+  local sudo=""
+  [[ $(id -u) == 0 ]] || sudo=sudo
+  $sudo apt-get install -y "$@" >/dev/null 2>&1 \
+    || { $sudo apt-get update >/dev/null && $sudo apt-get install -y "$@" >/dev/null; }
+}

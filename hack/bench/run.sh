@@ -86,9 +86,7 @@ fi
 if want h2; then command -v h2load >/dev/null || need+=(nghttp2-client); fi
 if ((${#need[@]})); then
   log "installing ${need[*]}"
-  SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
-  $SUDO apt-get install -y "${need[@]}" >/dev/null 2>&1 \
-    || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y "${need[@]}" >/dev/null; }
+  apt_install "${need[@]}"
 fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"

@@ -23,6 +23,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
+source hack/bench/lib.sh
 log() { printf '[pgo %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 LLVM_MAJOR="$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')"
@@ -35,9 +36,7 @@ command -v python3 >/dev/null || need+=(python3)
 if ((${#need[@]})); then
   # llvm-N for the LLVM of this rustc: Debian 12 has llvm-22 in bookworm-security.
   log "installing ${need[*]}"
-  SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
-  $SUDO apt-get install -y "${need[@]}" >/dev/null 2>&1 \
-    || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y "${need[@]}" >/dev/null; }
+  apt_install "${need[@]}"
 fi
 
 GEN_TARGET="${PGO_TARGET_DIR:-$ROOT/target-pgo}"
@@ -47,19 +46,16 @@ WORK="$(mktemp -d /tmp/siesta-pgo.XXXXXX)"
 RAW="${PGO_RAW_DIR:-$GEN_TARGET/profraw}"
 rm -rf "$RAW"
 PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  sleep 0.5
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+trap 'stop_pids "${PIDS[@]}"' EXIT
 
 log "building siesta instrumented into $GEN_TARGET"
 RUSTFLAGS="-Cprofile-generate=$RAW" CARGO_TARGET_DIR="$GEN_TARGET" \
   cargo build -q --release --locked -p siesta
 log "building hello and siesta-bench into $TOOLS_TARGET"
 CARGO_TARGET_DIR="$TOOLS_TARGET" cargo build -q --release --locked -p hello -p siesta-bench
+# The build scripts and proc macros of that build are instrumented too and
+# wrote their own profiles: only the activator's are wanted.
+rm -rf "$RAW"
 SIESTA="$GEN_TARGET/release/siesta"
 TOOLS="$TOOLS_TARGET/release"
 
@@ -136,17 +132,18 @@ log "merging $(ls "$RAW"/*.profraw | wc -l) raw profiles"
 "$PROFDATA" merge --sparse -o pgo/siesta.profdata "$RAW"/*.profraw
 # The activator's hottest functions, for `make bench`'s freshness check
 # (hack/pgo/freshness.py): by their largest block count, names without the
-# module prefix that LLVM gives functions of internal linkage.
+# module prefix that LLVM gives functions of internal linkage. (awk, not
+# head: head's early exit would fail the pipeline under pipefail.)
 {
   echo "# The activator's 50 hottest functions in pgo/siesta.profdata (hack/pgo/train.sh)."
   "$PROFDATA" show --topn=5000 pgo/siesta.profdata \
-    | sed -n 's/^  \(.*;\)\{0,1\}\(_ZN16siesta_activator[^,]*\), max count = .*/\2/p' | head -50
+    | sed -n 's/^  \(.*;\)\{0,1\}\(_ZN16siesta_activator[^,]*\), max count = .*/\2/p' | awk 'NR <= 50'
 } >pgo/hot-functions.txt
 {
   echo "# What pgo/siesta.profdata was trained on (written by hack/pgo/train.sh)."
   echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!pgo' || echo ' (with uncommitted changes)')"
   echo "rustc: $(rustc -V)"
-  echo "llvm-profdata: $("$PROFDATA" --version | sed -n 's/.*LLVM version //p' | head -1)"
+  echo "llvm-profdata: $("$PROFDATA" --version | sed -n 's/.*LLVM version //p' | awk 'NR == 1')"
   echo "functions with counts: $("$PROFDATA" show pgo/siesta.profdata | sed -n 's/^Total functions: //p')"
   echo "size: $(stat -c %s pgo/siesta.profdata) bytes"
 } >pgo/PROFILE.txt
