@@ -15,3 +15,13 @@ apt_install() {
   $sudo apt-get install -y "$@" >/dev/null 2>&1 \
     || { $sudo apt-get update >/dev/null && $sudo apt-get install -y "$@" >/dev/null; }
 }
+
+# Waits up to 10 s for something to listen on HOST:PORT (the caller's `log`
+# says so if nothing does).
+wait_port() {
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  log "nothing listens on $1"; return 1
+}

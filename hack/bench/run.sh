@@ -146,13 +146,6 @@ cpu_split() {
   done
   echo "$u $s"
 }
-wait_port() {
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  log "nothing listens on $1"; return 1
-}
 spawn() { # spawn LOGFILE CMD...: background, pid in $SPAWNED
   printf '%s\n' "${*:2}" >>"$CMDS"
   "${@:2}" >"$1" 2>&1 &

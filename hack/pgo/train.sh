@@ -60,24 +60,17 @@ SIESTA="$GEN_TARGET/release/siesta"
 TOOLS="$TOOLS_TARGET/release"
 
 spawn() { "${@:2}" >"$WORK/$1.log" 2>&1 & SPAWNED=$!; PIDS+=("$SPAWNED"); }
-wait_port() {
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  log "nothing listens on 127.0.0.1:$1"; return 1
-}
 # Stops an activator and waits for it: the profile is written at exit.
 finish() { kill -TERM "$1"; wait "$1" || { log "an activator exited with $?"; exit 1; }; }
 
 HOST_HDR="hello.bench.siesta.local"
 BACKEND=127.0.0.1:18301
 spawn hello env PORT=18301 HOST=127.0.0.1 POD_NAME=pgo "$TOOLS/hello"
-wait_port 18301
+wait_port "127.0.0.1:18301"
 activator() { # activator NAME PORT ADMIN_PORT FLAGS...
   spawn "$1" "$SIESTA" bench-activator --listen "127.0.0.1:$2" --admin "127.0.0.1:$3" \
     --function bench/hello --backend "$BACKEND" "${@:4}"
-  wait_port "$2"
+  wait_port "127.0.0.1:$2"
 }
 
 wrk_at() { # wrk_at PORT CONNECTIONS SECONDS [wrk flags]
@@ -121,7 +114,7 @@ h2_at 18311 16 10 4
 log "at zero: 2,000 requests parked, then released"
 activator zero 18312 19312 --at-zero --queue-max 2000 --queue-timeout-secs 60 --container-concurrency 100
 C=$SPAWNED
-wait_port 19312
+wait_port "127.0.0.1:19312"
 "$TOOLS/siesta-bench" park --target 127.0.0.1:18312 --admin 127.0.0.1:19312 --host "$HOST_HDR" --n 2000 --pid "$C" >>"$WORK/load.log"
 
 for p in "$A" "$B" "$C"; do finish "$p"; done
