@@ -3,52 +3,16 @@
 //! route to its static backend, park while "at zero" and release on SIGUSR1,
 //! and exit cleanly on SIGTERM (the profile is written at exit).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const SIESTA: &str = env!("CARGO_BIN_EXE_siesta");
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Response;
+use siesta_testkit::{backend, http_get};
 
-/// A backend that answers every request on a connection with its path.
-fn backend() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { return };
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut writer = conn;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let path = line.split(' ').nth(1).unwrap_or("?").to_string();
-                    loop {
-                        let mut header = String::new();
-                        if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if header == "\r\n" {
-                            break;
-                        }
-                    }
-                    let body = format!("backend saw {path}");
-                    let reply = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if writer.write_all(reply.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
+const SIESTA: &str = env!("CARGO_BIN_EXE_siesta");
 
 /// Kills the activator if the test fails before it exits: a child left
 /// running would hold the test's output open and hang `cargo test`.
@@ -71,9 +35,16 @@ fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid}");
 }
 
-#[test]
-fn parks_at_zero_routes_after_sigusr1_and_exits_on_sigterm() {
-    let backend = backend();
+#[tokio::test]
+async fn parks_at_zero_routes_after_sigusr1_and_exits_on_sigterm() {
+    // A pod that answers with the path it was asked for.
+    let backend = backend::serve(|req| async move {
+        Response::new(Full::new(Bytes::from(format!(
+            "backend saw {}",
+            req.uri().path()
+        ))))
+    })
+    .await;
     let mut child = KillOnDrop(
         Command::new(SIESTA)
             .args([
@@ -114,34 +85,23 @@ fn parks_at_zero_routes_after_sigusr1_and_exits_on_sigterm() {
         .to_string();
     assert!(banner.contains("at zero until SIGUSR1"), "{banner}");
 
-    let mut client = TcpStream::connect(&listen).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    client
-        .write_all(b"GET /first HTTP/1.1\r\nHost: echo.t.siesta.local\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    let request =
+        tokio::spawn(async move { http_get(&listen, "/first", "echo.t.siesta.local").await });
     // Parked: nothing comes back while the function has no endpoint.
-    client
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let mut byte = [0u8; 1];
-    let early = client.read(&mut byte);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
-        early
-            .as_ref()
-            .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock
-                || e.kind() == std::io::ErrorKind::TimedOut),
-        "an answer before the backend was added: {early:?}"
+        !request.is_finished(),
+        "an answer before the backend was added: {:?}",
+        request.await
     );
     signal(child.0.id(), "USR1");
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), request)
+        .await
+        .expect("no answer 10 s after SIGUSR1")
+        .unwrap()
         .unwrap();
-    let mut reply = String::new();
-    client.read_to_string(&mut reply).unwrap();
-    assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
-    assert!(reply.ends_with("backend saw /first"), "{reply}");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, "backend saw /first");
 
     signal(child.0.id(), "TERM");
     let status = child.0.wait().unwrap();
