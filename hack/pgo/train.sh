@@ -118,7 +118,10 @@ wait_port "127.0.0.1:19312"
 "$TOOLS/siesta-bench" park --target 127.0.0.1:18312 --admin 127.0.0.1:19312 --host "$HOST_HDR" --n 2000 --pid "$C" >>"$WORK/load.log"
 
 for p in "$A" "$B" "$C"; do finish "$p"; done
-grep -q "Non-2xx or 3xx responses" "$WORK/load.log" && { log "a load run got errors: $WORK/load.log"; exit 1; }
+# wrk's error line, or h2load's "N failed" / "N errored" above zero.
+if grep -Eq 'Non-2xx or 3xx responses|, [1-9][0-9]* (failed|errored)' "$WORK/load.log"; then
+  log "a load run got errors: $WORK/load.log"; exit 1
+fi
 ls "$RAW"/*.profraw >/dev/null || { log "no raw profiles in $RAW"; exit 1; }
 
 log "merging $(ls "$RAW"/*.profraw | wc -l) raw profiles"
