@@ -190,11 +190,11 @@ def instructions(kind, **match):
     return counted
 
 
-def instr_table(counted, targets):
-    """The rows of an instructions-per-request table, each against nginx's."""
-    w("| path | instructions per request | / nginx | requests counted |")
+def instr_table(counted, targets, against="nginx"):
+    """The rows of an instructions-per-request table, each against `against`'s (nginx's)."""
+    w(f"| path | instructions per request | / {against} | requests counted |")
     w("|---|---:|---:|---:|")
-    ng = counted.get("nginx", (None,))[0]
+    ng = counted.get(against, (None,))[0]
     for t in targets:
         if t in counted:
             per, count = counted[t]
@@ -355,6 +355,11 @@ else:
           "with one worker and no master.")
         w("")
         instr_table(instr_h2, ("activator", "activator-before", "nginx"))
+        if "activator-h2c" in instr_h2:
+            w("")
+            w("The same count to hello over h2c: the activator with `--upstream-h2c`, nginx through `grpc_pass`.")
+            w("")
+            instr_table(instr_h2, ("activator-h2c", "nginx-h2c"), against="nginx-h2c")
     uc = {r["target"]: r["n"] for r in of("h2_upstream_conns")}
     if uc:
         w("")

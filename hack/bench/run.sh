@@ -18,6 +18,9 @@
 #                   from dir (an earlier build's target/release), as the
 #                   `activator-before` rows, for a change's before and after
 #                   in one run
+#   BENCH_REPS=N    repetitions of every point (default 3, 1 in smoke mode):
+#                   more make the medians of the one-connection points,
+#                   the noisiest, steadier
 #   BENCH_PORT_OFFSET=N  added to every port of the hello backend and of
 #                   sections 1 to 4 (default 0), so that two checkouts can
 #                   run them at once
@@ -49,7 +52,7 @@ port() { echo $(($1 + PORT_OFFSET)); }
 if [[ "$QUICK" == 1 ]]; then
   REPS=1; DUR=1; CONCS="1 64"; H2_POINTS="16x10"; PARK_N=1000; STREAM_BYTES=$((64 << 20)); COLD_N=2; NFN=10
 else
-  REPS=3; DUR=5; CONCS="1 16 64 256"; H2_POINTS="1x1 16x10 64x10"; PARK_N=10000; STREAM_BYTES=$((1 << 30)); COLD_N=7; NFN=100
+  REPS="${BENCH_REPS:-3}"; DUR=5; CONCS="1 16 64 256"; H2_POINTS="1x1 16x10 64x10"; PARK_N=10000; STREAM_BYTES=$((1 << 30)); COLD_N=7; NFN=100
 fi
 [[ "${BENCH_1K:-0}" == 1 ]] && NFN=1000
 
@@ -251,13 +254,14 @@ instr_activators() {
     instr_count activator-before "$(port 18094)" "$1" "${BEFORE_ACTIVATOR[@]}" "${INSTR_ARGS[@]}"
   fi
 }
-# instr_nginx PORT LOAD NAME TEMPLATE SED-ARGS...: counts nginx from a config
-# template (see nginx_conf), as one worker with no master, in the foreground.
+# instr_nginx TARGET PORT LOAD NAME TEMPLATE SED-ARGS...: counts nginx on
+# PORT, as TARGET in the results, from a config template (see nginx_conf), as
+# one worker with no master, in the foreground.
 instr_nginx() {
-  local port=$1 load=$2 dir="$WORK/$3"
-  shift 2
+  local target=$1 port=$2 load=$3 dir="$WORK/$4"
+  shift 3
   nginx_conf "$@" -e "s|^worker_processes .*|worker_processes 1; master_process off;|" -e "s|^daemon on;|daemon off;|"
-  instr_count nginx "$port" "$load" "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log"
+  instr_count "$target" "$port" "$load" "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log"
 }
 
 # ---------------------------------------------------------------- 1. proxy cost
@@ -315,7 +319,7 @@ kill -TERM "$NGINX_PID" "$HAPROXY_PID" 2>/dev/null || true
 log "1. instructions per request (callgrind): activator${BEFORE_PID:+, activator-before}, nginx"
 for load in h1c16 h1c1; do
   instr_activators $load
-  instr_nginx "$(port 18095)" $load nginx-callgrind hack/bench/nginx.conf -e "s|@LISTEN@|127.0.0.1:$(port 18095)|g"
+  instr_nginx nginx "$(port 18095)" $load nginx-callgrind hack/bench/nginx.conf -e "s|@LISTEN@|127.0.0.1:$(port 18095)|g"
 done
 fi
 
@@ -378,9 +382,12 @@ stop "$H2ACT_PID"; stop "$H2CACT_PID"
 [[ -z "$H2BEFORE_PID" ]] || stop "$H2BEFORE_PID"
 kill -TERM "$H2NGINX_PID" 2>/dev/null || true
 
-log "1b. instructions per request (callgrind, h2load -c1 -m1, -> HTTP/1.1): activator${H2BEFORE_PID:+, activator-before}, nginx"
+log "1b. instructions per request (callgrind, h2load -c1 -m1, -> HTTP/1.1 and -> h2c): activator${H2BEFORE_PID:+, activator-before}, nginx"
 instr_activators h2
-instr_nginx "$(port 18095)" h2 nginx-h2-callgrind hack/bench/nginx-h2.conf \
+instr_nginx nginx "$(port 18095)" h2 nginx-h2-callgrind hack/bench/nginx-h2.conf \
+  -e "s|@LISTEN_H1@|127.0.0.1:$(port 18095)|g" -e "s|@LISTEN_H2@|127.0.0.1:$(port 18096)|g"
+instr_count activator-h2c "$(port 18094)" h2 "${ACTIVATOR[@]}" "${INSTR_ARGS[@]}" --upstream-h2c
+instr_nginx nginx-h2c "$(port 18096)" h2 nginx-h2c-callgrind hack/bench/nginx-h2.conf \
   -e "s|@LISTEN_H1@|127.0.0.1:$(port 18095)|g" -e "s|@LISTEN_H2@|127.0.0.1:$(port 18096)|g"
 fi
 
