@@ -397,7 +397,8 @@ impl Proxy {
                 return Err(local(StatusCode::BAD_GATEWAY, "no pod\n"));
             };
             // Only an HTTP/2 connection's requests can be stranded (see
-            // `stranded`); watching costs a channel and a timer each. It and
+            // `stranded`); watching costs a look at its connection (a
+            // timer only once its socket is gone). It and
             // an upgrade's futures are boxed so that they do not size every
             // request's.
             let sent = if h2 {

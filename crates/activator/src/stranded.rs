@@ -32,6 +32,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -51,9 +52,17 @@ use tokio_util::sync::CancellationToken;
 /// timeoutSeconds.
 pub const GRACE: Duration = Duration::from_secs(1);
 
-/// Cancelled when the connection's socket is dropped.
+/// A connection's socket as its requests see it: cancelled when the socket
+/// is dropped, and numbered, so that a request moved to another connection
+/// is told apart.
 #[derive(Clone)]
-struct SocketGone(CancellationToken);
+struct SocketGone {
+    token: CancellationToken,
+    id: u64,
+}
+
+/// The number of the next socket.
+static NEXT_SOCKET: AtomicU64 = AtomicU64::new(0);
 
 /// An [`HttpConnector`] whose connections say when their socket is gone.
 #[derive(Clone)]
@@ -63,6 +72,7 @@ pub struct WatchedConnector(pub HttpConnector);
 pub struct WatchedIo {
     io: TokioIo<TcpStream>,
     gone: CancellationToken,
+    id: u64,
 }
 
 impl Drop for WatchedIo {
@@ -87,6 +97,7 @@ impl tower_service::Service<Uri> for WatchedConnector {
             Ok(WatchedIo {
                 io,
                 gone: CancellationToken::new(),
+                id: NEXT_SOCKET.fetch_add(1, Ordering::Relaxed),
             })
         })
     }
@@ -94,7 +105,10 @@ impl tower_service::Service<Uri> for WatchedConnector {
 
 impl Connection for WatchedIo {
     fn connected(&self) -> Connected {
-        self.io.connected().extra(SocketGone(self.gone.clone()))
+        self.io.connected().extra(SocketGone {
+            token: self.gone.clone(),
+            id: self.id,
+        })
     }
 }
 
@@ -156,7 +170,7 @@ impl Watch {
         let mut found = http::Extensions::new();
         connected.get_extras(&mut found);
         match found.remove::<SocketGone>() {
-            Some(gone) => Given::Socket(gone.0),
+            Some(gone) => Given::Socket(gone),
             None => Given::Unwatched,
         }
     }
@@ -167,7 +181,7 @@ enum Given {
     /// No connection yet: still connecting, or never.
     Nothing,
     /// A connection whose socket says when it is gone.
-    Socket(CancellationToken),
+    Socket(SocketGone),
     /// A connection of another connector: nothing to watch.
     Unwatched,
 }
@@ -197,13 +211,44 @@ async fn stranded(mut watch: Watch) {
                 continue;
             }
         };
-        socket.cancelled().await;
+        let on = || matches!(watch.given(), Given::Socket(s) if s.id == socket.id);
+        if !gone_or_moved(&socket.token, on).await {
+            continue;
+        }
         tokio::time::sleep(GRACE).await;
-        // hyper may have sent it again on another connection meanwhile.
-        if matches!(watch.given(), Given::Socket(s) if s.is_cancelled()) {
+        // Stranded only if it is still on the socket that went. Given
+        // another one meanwhile (hyper-util sent it again), it waits for
+        // that one, which gets a whole grace of its own.
+        if matches!(watch.given(), Given::Socket(s) if s.id == socket.id) {
             return;
         }
     }
+}
+
+/// True once `socket` is gone; false once the request is no longer on it
+/// (`still_on` says whether it is).
+///
+/// hyper-util sends a request again on a new connection when the one it was
+/// queued on ended (a GOAWAY) before writing it, while that connection's
+/// socket can live on for its streams already under way. That happens in
+/// the request's `send`, polled in this same task: so every poll after the
+/// first looks at what the request was given. Most requests poll this
+/// once: their answer comes before anything else wakes them.
+async fn gone_or_moved(socket: &CancellationToken, still_on: impl Fn() -> bool) -> bool {
+    let cancelled = socket.cancelled();
+    tokio::pin!(cancelled);
+    // The first poll follows the look the caller just took.
+    let mut looked = true;
+    std::future::poll_fn(|cx| {
+        if cancelled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(true);
+        }
+        if !std::mem::take(&mut looked) && !still_on() {
+            return Poll::Ready(false);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// The sent request's outcome, or `None` when it was stranded.
@@ -222,6 +267,7 @@ mod tests {
     use http_body_util::Empty;
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
+    use std::sync::Arc;
     use tokio::io::AsyncReadExt;
 
     /// A `Watch` as hyper-util leaves it once it gave the request a
@@ -238,7 +284,7 @@ mod tests {
         let Given::Socket(socket) = watch.given() else {
             panic!("the request was given a watched socket");
         };
-        (watch, socket)
+        (watch, socket.token)
     }
 
     /// A server that reads a request head, waits for `close` and closes
@@ -306,22 +352,74 @@ mod tests {
             panic!("the request was given a watched socket");
         };
         tokio::time::pause();
-        let watching = tokio::spawn(unless_stranded(std::future::pending::<()>(), watch));
-        tokio::time::sleep(GRACE * 5).await;
+        // Polled by hand: a timer of its own would wake it as the clock
+        // moves on.
+        let mut watching = Box::pin(unless_stranded(std::future::pending::<()>(), watch));
+        let woken = Arc::new(Woken::default());
+        let waker = std::task::Waker::from(woken.clone());
         assert!(
-            !watching.is_finished(),
-            "stranded while its socket was still there"
+            watching
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        tokio::time::advance(GRACE * 5).await;
+        assert!(
+            !woken.0.load(Ordering::SeqCst),
+            "a timer ran while the request's socket was still there"
         );
         close.send(()).expect("the server waits");
-        socket.cancelled().await;
+        socket.token.cancelled().await;
         let gone = tokio::time::Instant::now();
-        assert_eq!(watching.await.expect("the watch ran"), None);
+        assert_eq!(watching.await, None);
         let waited = gone.elapsed();
         assert!(
             waited >= GRACE && waited < GRACE + Duration::from_millis(10),
             "{waited:?}"
         );
         sending.abort();
+    }
+
+    /// A waker that records that it was woken.
+    #[derive(Default)]
+    struct Woken(std::sync::atomic::AtomicBool);
+
+    impl std::task::Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_request_moved_to_another_socket_stops_the_wait_on_the_first() {
+        let socket = CancellationToken::new();
+        let moved = std::sync::atomic::AtomicBool::new(false);
+        let looks = std::sync::atomic::AtomicUsize::new(0);
+        let still_on = || {
+            looks.fetch_add(1, Ordering::SeqCst);
+            !moved.load(Ordering::SeqCst)
+        };
+        let mut waiting = Box::pin(gone_or_moved(&socket, still_on));
+        let woken = Arc::new(Woken::default());
+        let waker = std::task::Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(
+            looks.load(Ordering::SeqCst),
+            0,
+            "the first poll looked again"
+        );
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(looks.load(Ordering::SeqCst), 1);
+        // hyper-util gave the request another connection; the first socket lives on.
+        moved.store(true, Ordering::SeqCst);
+        assert_eq!(waiting.as_mut().poll(&mut cx), Poll::Ready(false));
+        // A socket that goes ends the wait, and wakes it.
+        let mut waiting = Box::pin(gone_or_moved(&socket, || true));
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        socket.cancel();
+        assert!(woken.0.load(Ordering::SeqCst));
+        assert_eq!(waiting.as_mut().poll(&mut cx), Poll::Ready(true));
     }
 
     #[tokio::test(start_paused = true)]
