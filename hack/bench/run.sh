@@ -196,7 +196,8 @@ cpu_s() { echo "scale=3; ($2-$1)/$TCK" | bc; }
 # 3 s warm-up that is not counted: HTTP/1.1 with wrk at c=16 and at c=1
 # (`instr` results; at one connection every request pays for the runtime's
 # wake-ups itself), HTTP/2 with h2load at one connection and one stream
-# (`instr_h2`, the point where the activator is furthest from nginx). A
+# (`instr_h2`, the point where the activator is furthest from nginx), to
+# hello over HTTP/1.1 and over h2c (targets activator-h2c, nginx-h2c). A
 # run with any non-2xx answer or failed request (a route that does not
 # reach hello) writes no result.
 instr_count() { # instr_count NAME PORT h1c16|h1c1|h2 CMD...: runs CMD under callgrind

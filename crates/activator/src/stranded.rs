@@ -71,13 +71,12 @@ pub struct WatchedConnector(pub HttpConnector);
 /// A connection's socket, which cancels its token when dropped.
 pub struct WatchedIo {
     io: TokioIo<TcpStream>,
-    gone: CancellationToken,
-    id: u64,
+    gone: SocketGone,
 }
 
 impl Drop for WatchedIo {
     fn drop(&mut self) {
-        self.gone.cancel();
+        self.gone.token.cancel();
     }
 }
 
@@ -96,8 +95,10 @@ impl tower_service::Service<Uri> for WatchedConnector {
             let io = connecting.await?;
             Ok(WatchedIo {
                 io,
-                gone: CancellationToken::new(),
-                id: NEXT_SOCKET.fetch_add(1, Ordering::Relaxed),
+                gone: SocketGone {
+                    token: CancellationToken::new(),
+                    id: NEXT_SOCKET.fetch_add(1, Ordering::Relaxed),
+                },
             })
         })
     }
@@ -105,10 +106,7 @@ impl tower_service::Service<Uri> for WatchedConnector {
 
 impl Connection for WatchedIo {
     fn connected(&self) -> Connected {
-        self.io.connected().extra(SocketGone {
-            token: self.gone.clone(),
-            id: self.id,
-        })
+        self.io.connected().extra(self.gone.clone())
     }
 }
 
@@ -211,15 +209,15 @@ async fn stranded(mut watch: Watch) {
                 continue;
             }
         };
-        let on = || matches!(watch.given(), Given::Socket(s) if s.id == socket.id);
-        if !gone_or_moved(&socket.token, on).await {
+        let still_on = || matches!(watch.given(), Given::Socket(s) if s.id == socket.id);
+        if !gone_or_moved(&socket.token, still_on).await {
             continue;
         }
         tokio::time::sleep(GRACE).await;
         // Stranded only if it is still on the socket that went. Given
         // another one meanwhile (hyper-util sent it again), it waits for
         // that one, which gets a whole grace of its own.
-        if matches!(watch.given(), Given::Socket(s) if s.id == socket.id) {
+        if still_on() {
             return;
         }
     }
@@ -274,17 +272,29 @@ mod tests {
     /// connection: a real client, a socket the test controls.
     async fn watch_given_a_socket() -> (Watch, CancellationToken) {
         let addr = silent_server(async {}).await;
-        let client: Client<_, Empty<Bytes>> =
-            Client::builder(TokioExecutor::new()).build(WatchedConnector(HttpConnector::new()));
-        let mut req = Request::get(format!("http://{addr}/"))
-            .body(Empty::new())
-            .expect("request");
-        let watch = Watch::on(&mut req);
+        let (client, req, watch) = watched_request(addr);
         let _ = client.request(req).await;
         let Given::Socket(socket) = watch.given() else {
             panic!("the request was given a watched socket");
         };
         (watch, socket.token)
+    }
+
+    /// A client of watched connections, and a request to `addr` watched.
+    fn watched_request(
+        addr: std::net::SocketAddr,
+    ) -> (
+        Client<WatchedConnector, Empty<Bytes>>,
+        Request<Empty<Bytes>>,
+        Watch,
+    ) {
+        let client =
+            Client::builder(TokioExecutor::new()).build(WatchedConnector(HttpConnector::new()));
+        let mut req = Request::get(format!("http://{addr}/"))
+            .body(Empty::new())
+            .expect("request");
+        let watch = Watch::on(&mut req);
+        (client, req, watch)
     }
 
     /// A server that reads a request head, waits for `close` and closes
@@ -331,12 +341,7 @@ mod tests {
             let _ = closed.await;
         })
         .await;
-        let client: Client<_, Empty<Bytes>> =
-            Client::builder(TokioExecutor::new()).build(WatchedConnector(HttpConnector::new()));
-        let mut req = Request::get(format!("http://{addr}/"))
-            .body(Empty::new())
-            .expect("request");
-        let mut watch = Watch::on(&mut req);
+        let (client, req, mut watch) = watched_request(addr);
         let sending = tokio::spawn(async move {
             let _ = client.request(req).await;
         });
